@@ -1,0 +1,6 @@
+"""Export tooling (needs the ``[export]`` extra: torch, transformers, onnx, ...).
+
+Turns trained experts into bundles: :mod:`.pixel` (ONNX FP32/FP16/INT8 + TensorRT, with the accuracy
+gate) and :mod:`.vlm` (GGUF + mmproj through llama.cpp, with the parity gate). Nothing here is imported
+by the device-side SDK.
+"""

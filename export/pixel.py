@@ -1,0 +1,428 @@
+"""Export a pixel-artifact expert to a verified bundle: ONNX FP32 / FP16 / INT8 (+ TensorRT engine),
+each checked against the PyTorch reference by the validation gate before it is allowed into the bundle.
+
+    aligngemini export pixel --arch ladeda --weights W.pth --calib DIR --val DIR --out BUNDLE
+
+Sources (one file per family): ``ladeda`` (:mod:`.ladeda`), ``dinov2``/``dda`` (:mod:`.dinov2`),
+``module`` (any ``nn.Module``/TorchScript with one fake-logit output).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import file_entry, put_branch
+from ..dataset import Sample, load_collection, split_by_hash
+from ..errors import ExportError, GateFailedError, ImageError
+from ..image import load_image, preprocess
+from ..manifest import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Artifact, InputSpec, PixelBranchSpec
+from ..metrics import binary_metrics, fmt, markdown_table
+from ..progress import log_step, track
+
+ARCHS = ("ladeda", "dinov2", "dda", "module")
+EXPORTER_VERSION = "0.1.0"
+
+
+@dataclass
+class GateThresholds:
+    """Accuracy gate: INT8 (and FP16) must agree with the PyTorch reference on the validation set."""
+
+    min_agreement: float = 0.98  # decision agreement with the reference
+    max_bacc_drop: float = 0.01  # balanced-accuracy drop vs the reference (fraction, 0.01 = 1 point)
+    fp32_max_delta: float = 1e-3  # max |Δprobability| FP32 ONNX vs PyTorch
+
+
+@dataclass
+class PixelExportConfig:
+    arch: str
+    out: Path
+    weights: str | None = None
+    module: Any = None  # an nn.Module for arch="module" through the Python API
+    input: InputSpec | None = None
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    calib: str | None = None
+    val: str | None = None
+    holdout: float = 0.3
+    calib_method: str = "minmax"
+    target: str = "cpu"  # "tensorrt": symmetric INT8 (zero points 0) for explicit quantization
+    allow_small_calib: bool = False
+    min_calib: int = 100
+    max_calib: int = 352
+    max_val: int = 400
+    gate: GateThresholds = field(default_factory=GateThresholds)
+    fallback_rounds: int = 5
+    fallback_candidates: int = 8
+    search_images: int = 96
+    threshold: float = 0.5
+    opset: int = 17
+    ladeda_preprocess: str = "grad_diag"
+    lora_alpha: float = 1.0
+    trt: bool = False
+    name: str | None = None
+    description: str = ""
+    model_card: str | None = None  # path to a markdown file copied into the bundle
+    placeholder: bool = False
+    seed: int = 0
+    extra_provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def default_input(arch: str) -> InputSpec:
+    if arch == "ladeda":  # authors' evaluation: full image, ImageNet normalisation
+        return InputSpec(height=0, width=0, crop="none", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                         max_side=1024)
+    return InputSpec(height=336, width=336, crop="center", resize="none", mean=CLIP_MEAN, std=CLIP_STD)
+
+
+def load_source(cfg: PixelExportConfig) -> Any:
+    """The PyTorch reference model (eval mode) for ``cfg.arch``."""
+    import torch
+
+    if cfg.arch == "ladeda":
+        from .ladeda import load_ladeda
+
+        return load_ladeda(_need(cfg.weights, "--weights"), cfg.ladeda_preprocess)
+    if cfg.arch == "dinov2":
+        from .dinov2 import load_dinov2_dir
+
+        return load_dinov2_dir(_need(cfg.weights, "--weights"))
+    if cfg.arch == "dda":
+        from .dinov2 import load_dda
+
+        return load_dda(_need(cfg.weights, "--weights"), lora_alpha=cfg.lora_alpha)
+    if cfg.arch == "module":
+        if cfg.module is not None:
+            return cfg.module.eval()
+        path = _need(cfg.weights, "--weights")
+        try:
+            return torch.jit.load(path, map_location="cpu").eval()  # TorchScript: a zip of code+tensors, no pickle
+        except Exception as exc:
+            raise ExportError(f"{path}: not a TorchScript file ({exc}); pass an nn.Module through the Python API")
+    raise ExportError(f"unknown arch {cfg.arch!r}; known: {', '.join(ARCHS)}")
+
+
+def _need(v: str | None, flag: str) -> str:
+    if not v:
+        raise ExportError(f"{flag} is required for this architecture")
+    return v
+
+
+def export_onnx(model: Any, path: Path, spec: InputSpec, opset: int = 17) -> list[Path]:
+    """FP32 ONNX with a dynamic batch axis (and dynamic H/W for full-image specs). Models over 2 GB are
+    re-saved with external data; returns the files written."""
+    import onnx
+    import torch
+
+    h, w = (spec.height, spec.width) if spec.fixed_size else (224, 224)
+    x = torch.randn(1, 3, h, w)
+    axes: dict[int, str] = {0: "batch"} if spec.fixed_size else {0: "batch", 2: "height", 3: "width"}
+    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        torch.onnx.export(model, (x,), os.fspath(raw), input_names=["pixel_values"], output_names=["fake_logit"],
+                          dynamic_axes={"pixel_values": axes, "fake_logit": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+        proto = onnx.load(os.fspath(raw))
+        big = proto.ByteSize() > 1_900_000_000 if proto.ByteSize() >= 0 else True
+        if big:
+            onnx.save(proto, os.fspath(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=path.name + ".data")
+            return [path, path.with_name(path.name + ".data")]
+        onnx.save(proto, os.fspath(path))
+    return [path]
+
+
+def _tensors(samples: list[Sample], spec: InputSpec, desc: str) -> tuple[list[np.ndarray], list[Sample]]:
+    out, kept = [], []
+    for s in track(samples, desc=desc):
+        try:
+            out.append(preprocess(load_image(s.path).rgb, spec))
+            kept.append(s)
+        except ImageError as exc:
+            log_step(f"skipping unreadable image {exc}")
+    return out, kept
+
+
+def _stratified(samples: list[Sample], k: int, seed: int) -> list[Sample]:
+    if len(samples) <= k:
+        return samples
+    rng = random.Random(seed)
+    real = [s for s in samples if s.label == 0]
+    fake = [s for s in samples if s.label == 1]
+    rng.shuffle(real)
+    rng.shuffle(fake)
+    kr = min(len(real), max(k // 2, k - len(fake)))
+    return real[:kr] + fake[:k - kr]
+
+
+def _torch_probs(model: Any, tensors: list[np.ndarray]) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for t in tensors:
+            out.append(float(torch.sigmoid(model(torch.from_numpy(t)[None]).reshape(-1)[0])))
+    return np.asarray(out)
+
+
+def _ort_eval(path: Path, tensors: list[np.ndarray], threads: int | None = None) -> tuple[np.ndarray, float]:
+    """Probabilities and median batch-1 latency (ms) of an ONNX file on the validation tensors."""
+    from ..runtimes.base import logits_to_probability
+    from ..runtimes.onnxruntime import OnnxRuntimePixel
+
+    rt = OnnxRuntimePixel(path, InputSpec(), device="cpu", threads=threads)
+    probs, times = [], []
+    for t in tensors:
+        t0 = time.perf_counter()
+        y = rt.run_tensor(t[None])
+        times.append((time.perf_counter() - t0) * 1e3)
+        probs.append(float(logits_to_probability(y, 1)[0]))
+    return np.asarray(probs), statistics.median(times[1:] or times)
+
+
+def gate_report(ref: np.ndarray, probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+    m = binary_metrics(labels, probs, threshold)
+    return {"max_abs_delta": float(np.max(np.abs(probs - ref))) if len(ref) else 0.0,
+            "agreement": float(np.mean((probs > threshold) == (ref > threshold))) if len(ref) else 1.0,
+            "balanced_accuracy": m["balanced_accuracy"], "auc": m["auc"],
+            "acc_real": m["acc_real"], "acc_fake": m["acc_fake"]}
+
+
+def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
+    """Run the whole export; returns the gate report. Raises GateFailedError (after writing the bundle
+    with the artifacts that passed) when an artifact misses its gate."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    spec = cfg.input or default_input(cfg.arch)
+    out = Path(cfg.out)
+    pix_dir = out / "pixel"
+    pix_dir.mkdir(parents=True, exist_ok=True)
+    log_step(f"loading {cfg.arch} source model")
+    model = load_source(cfg)
+    n_params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+
+    # -- data ----------------------------------------------------------------------------------------
+    calib_samples: list[Sample] = []
+    val_samples: list[Sample] = []
+    if cfg.calib:
+        calib_samples = load_collection(cfg.calib)
+    if cfg.val:
+        val_samples = load_collection(cfg.val)
+    if cfg.calib and (not cfg.val or Path(cfg.val).resolve() == Path(cfg.calib).resolve()):
+        val_samples, calib_samples = split_by_hash(calib_samples, cfg.holdout)
+        log_step(f"validation = {len(val_samples)} images held out of --calib by hash ({cfg.holdout:.0%})")
+    overlap = {s.path for s in calib_samples} & {s.path for s in val_samples}
+    if overlap:
+        log_step(f"warning: {len(overlap)} images are in both calibration and validation sets")
+    if "int8" in cfg.precisions:
+        if not calib_samples:
+            raise ExportError("INT8 needs --calib DIR (real/ and fake/ images)")
+        if len(calib_samples) < cfg.min_calib and not cfg.allow_small_calib:
+            raise ExportError(f"only {len(calib_samples)} calibration images; at least {cfg.min_calib} are needed "
+                              "for a trustworthy INT8 calibration (--allow-small-calib to override)")
+    calib_samples = _stratified(calib_samples, cfg.max_calib, cfg.seed)
+    val_samples = _stratified(val_samples, cfg.max_val, cfg.seed + 1)
+    val_t, val_kept = _tensors(val_samples, spec, "validation images")
+    labels = np.asarray([s.label for s in val_kept])
+
+    # -- FP32 ----------------------------------------------------------------------------------------
+    log_step("exporting ONNX FP32")
+    fp32 = pix_dir / "model.fp32.onnx"
+    fp32_files = export_onnx(model, fp32, spec, cfg.opset)
+    ref = _torch_probs(model, val_t) if val_t else np.zeros(0)
+    report: dict[str, Any] = {"n_val": len(val_t), "n_calib": len(calib_samples), "threshold": cfg.threshold,
+                              "gate": dataclasses.asdict(cfg.gate), "artifacts": {}}
+    if val_t:
+        report["reference"] = {k: v for k, v in gate_report(ref, ref, labels, cfg.threshold).items()
+                               if k in ("balanced_accuracy", "auc", "acc_real", "acc_fake")}
+    artifacts: dict[str, Artifact] = {}
+    failures: list[str] = []
+    ref_bacc = report.get("reference", {}).get("balanced_accuracy")
+
+    def check(name: str, files: list[Path], precision: str, is_fp32: bool = False) -> dict[str, Any]:
+        entry: dict[str, Any] = {"size_mb": round(sum(f.stat().st_size for f in files) / 1e6, 3)}
+        if val_t:
+            probs, ms = _ort_eval(files[0], val_t)
+            entry.update(gate_report(ref, probs, labels, cfg.threshold), latency_ms_p50=round(ms, 3))
+            reasons = []
+            if is_fp32 and entry["max_abs_delta"] > cfg.gate.fp32_max_delta:
+                reasons.append(f"max|Δp| {entry['max_abs_delta']:.2e} > {cfg.gate.fp32_max_delta:.0e}")
+            if not is_fp32 and entry["agreement"] < cfg.gate.min_agreement:
+                reasons.append(f"agreement {entry['agreement']:.2%} < {cfg.gate.min_agreement:.0%}")
+            if (not is_fp32 and ref_bacc is not None and entry["balanced_accuracy"] is not None
+                    and ref_bacc - entry["balanced_accuracy"] > cfg.gate.max_bacc_drop):
+                reasons.append(f"balanced accuracy drop {100 * (ref_bacc - entry['balanced_accuracy']):.1f} pts "
+                               f"> {100 * cfg.gate.max_bacc_drop:.1f}")
+            entry["passed"], entry["reasons"] = not reasons, reasons
+        else:
+            entry["passed"], entry["reasons"] = None, ["no validation data: gate not run"]
+        report["artifacts"][name] = entry
+        return entry
+
+    def add(name: str, files: list[Path], precision: str, **options: Any) -> None:
+        roles = {"model": files[0], **{f"external_data{i}": f for i, f in enumerate(files[1:])}}
+        artifacts[name] = Artifact(runtime="onnxruntime", precision=precision,
+                                   files={r: file_entry(out, f.relative_to(out).as_posix()) for r, f in roles.items()},
+                                   options=options)
+
+    if "fp32" in cfg.precisions or "int8" in cfg.precisions or "fp16" in cfg.precisions:
+        e = check("fp32", fp32_files, "fp32", is_fp32=True)
+        if e["passed"] is False:
+            failures.append(f"fp32: {'; '.join(e['reasons'])}")
+        if "fp32" in cfg.precisions and e["passed"] is not False:
+            add("fp32", fp32_files, "fp32")
+
+    if "fp16" in cfg.precisions:
+        from .quantize import to_fp16
+
+        log_step("converting to FP16")
+        fp16 = to_fp16(fp32, pix_dir / "model.fp16.onnx")
+        e = check("fp16", [fp16], "fp16")
+        if e["passed"] is False:
+            failures.append(f"fp16: {'; '.join(e['reasons'])}")
+            fp16.unlink()
+        else:
+            add("fp16", [fp16], "fp16")
+
+    if "int8" in cfg.precisions:
+        from .quantize import quantize_int8, sqnr_shortlist
+
+        calib_all, _ = _tensors(calib_samples, spec, "calibration images")
+        # Hold a label-free search split out of the calibration images: it steers the fallback without
+        # touching validation, and is not used for the ranges (ranges fit their own images too well).
+        n_search = min(cfg.search_images, max(0, len(calib_all) - cfg.min_calib))
+        rng = random.Random(cfg.seed)
+        order = list(range(len(calib_all)))
+        rng.shuffle(order)
+        search_t = [calib_all[i] for i in order[:n_search]]
+        calib_t = [calib_all[i] for i in order[n_search:]] if n_search else calib_all
+        name = "int8-trt" if cfg.target == "tensorrt" else "int8"
+        int8 = pix_dir / f"model.{name}.onnx"
+        excluded: list[str] = []
+        history = []
+        if not search_t:
+            search_t = calib_t[: cfg.search_images]
+        quant = lambda ex, dst=int8: quantize_int8(fp32, dst, calib_t, method=cfg.calib_method,  # noqa: E731
+                                                   symmetric=cfg.target == "tensorrt", exclude=ex)
+        for round_ in range(cfg.fallback_rounds + 1):
+            log_step(f"quantizing INT8 ({cfg.calib_method}, {len(calib_t)} calibration images"
+                     f"{', ' + str(len(excluded)) + ' nodes kept in float' if excluded else ''})")
+            quant(excluded)
+            e = check(name, [int8], "int8")
+            history.append({"excluded": list(excluded), "agreement": e.get("agreement"),
+                            "balanced_accuracy": e.get("balanced_accuracy"), "passed": e["passed"]})
+            if e["passed"] is not False or round_ == cfg.fallback_rounds:
+                break
+            # Which single node, kept in float, best restores agreement with FP32 on *calibration* images
+            # (label-free, so the validation set stays untouched for the final gate)?
+            shortlist = sqnr_shortlist(fp32, int8, search_t[:32], cfg.fallback_candidates, excluded)
+            log_step(f"INT8 missed the gate ({'; '.join(e['reasons'])}); trying {len(shortlist)} layers in float")
+            f_ref, _ = _ort_eval(fp32, search_t)
+            best: tuple[float, str] | None = None
+            trial = pix_dir / "trial.int8.onnx"
+            for node, _lost in shortlist:
+                quant([*excluded, node], trial)
+                probs, _ = _ort_eval(trial, search_t)
+                score = float(np.mean((probs > cfg.threshold) == (f_ref > cfg.threshold))) \
+                    - 1e-3 * float(np.mean(np.abs(probs - f_ref)))
+                if best is None or score > best[0]:
+                    best = (score, node)
+            trial.unlink(missing_ok=True)
+            if best is None:
+                break
+            log_step(f"keeping {best[1]} in float (search-split agreement {best[0]:.2%})")
+            excluded.append(best[1])
+        report["artifacts"][name]["kept_in_float"] = excluded
+        report["artifacts"][name]["fallback_history"] = history
+        if e["passed"] is False:
+            failures.append(f"{name}: {'; '.join(e['reasons'])}")
+            int8.unlink()
+        else:
+            add(name, [int8], "int8", calibration={"method": cfg.calib_method, "n_images": len(calib_t),
+                                                   "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded})
+
+    if cfg.trt:
+        from .tensorrt_build import build_engine
+
+        src = artifacts.get("int8-trt") or artifacts.get("fp32")
+        if src is None:
+            raise ExportError("a TensorRT engine needs an ONNX artifact that passed its gate")
+        eng = pix_dir / "model.engine"
+        shape = (1, 3, spec.height, spec.width)
+        opts = build_engine(out / src.files["model"].path, eng, int8="int8-trt" in artifacts,
+                            min_shape=shape, opt_shape=shape, max_shape=(8, 3, spec.height, spec.width))
+        artifacts["tensorrt"] = Artifact(runtime="tensorrt", precision="int8" if opts["int8"] else "fp16",
+                                         files={"engine": file_entry(out, eng.relative_to(out).as_posix())},
+                                         options=opts)
+
+    if "fp32" not in cfg.precisions:
+        for f in fp32_files:
+            if f.exists() and not any(a.files["model"].path == f.relative_to(out).as_posix() for a in artifacts.values()):
+                f.unlink()
+    if not artifacts:
+        raise GateFailedError("no artifact passed its gate: " + "; ".join(failures), report)
+
+    default = next((n for n in ("int8", "int8-trt", "fp32", "fp16") if n in artifacts), next(iter(artifacts)))
+    card_rel = None
+    if cfg.model_card:
+        shutil.copyfile(cfg.model_card, out / "MODEL_CARD.md")
+        card_rel = "MODEL_CARD.md"
+    import onnxruntime
+    import torch as _torch
+
+    provenance = {"exporter": f"aligngemini-sdk {EXPORTER_VERSION}", "arch": cfg.arch,
+                  "source_weights": os.path.basename(cfg.weights) if cfg.weights else None,
+                  "source_sha256": _sha(cfg.weights), "parameters": n_params,
+                  "torch": _torch.__version__, "onnxruntime": onnxruntime.__version__,
+                  "opset": cfg.opset, **({"ladeda_preprocess": cfg.ladeda_preprocess} if cfg.arch == "ladeda" else {}),
+                  **cfg.extra_provenance}
+    pixel_spec = PixelBranchSpec(artifacts=artifacts, default_artifact=default, input=spec, threshold=cfg.threshold,
+                                 validation=report, arch=cfg.arch)
+    manifest = put_branch(out, "pixel", pixel_spec, name=cfg.name or f"{cfg.arch} pixel expert",
+                          description=cfg.description, provenance=provenance, placeholder=cfg.placeholder,
+                          model_card=card_rel)
+    report["bundle_id"] = manifest.bundle_id
+    report["bundle"] = os.fspath(out)
+    print_gate_table(report)
+    if failures:
+        raise GateFailedError("accuracy gate failed: " + "; ".join(failures), report)
+    return report
+
+
+def _sha(path: str | None) -> str | None:
+    if not path or not Path(path).is_file():
+        return None
+    from ..bundle import sha256_file
+
+    return sha256_file(path)
+
+
+def gate_markdown(report: dict[str, Any]) -> str:
+    rows = []
+    ref = report.get("reference")
+    if ref:
+        rows.append(["pytorch (reference)", "–", "–", "–", fmt(ref["balanced_accuracy"], True), fmt(ref["auc"]), "–", "–"])
+    for name, e in report["artifacts"].items():
+        status = {True: "✅ pass", False: "❎ fail", None: "– not gated"}[e.get("passed")]
+        rows.append([name, f"{e['size_mb']:.2f}", fmt(e.get("max_abs_delta")), fmt(e.get("agreement"), True),
+                     fmt(e.get("balanced_accuracy"), True), fmt(e.get("auc")),
+                     fmt(e.get("latency_ms_p50")), status + (f" ({'; '.join(e['reasons'])})" if e.get("reasons") and
+                                                            e.get("passed") is False else "")])
+    return markdown_table(["artifact", "MB", "max|Δp|", "agreement", "bal. acc", "AUC", "ms p50 (b=1)", "gate"], rows)
+
+
+def print_gate_table(report: dict[str, Any]) -> None:
+    import sys
+
+    sys.stderr.write(f"\nValidation gate on {report['n_val']} images (calibration: {report['n_calib']}):\n")
+    sys.stderr.write(gate_markdown(report) + "\n")

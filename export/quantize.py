@@ -1,0 +1,142 @@
+"""ONNX FP16 conversion and INT8 static QDQ quantization with real-image calibration.
+
+Beats "calibrate on a handful of images and hope": we refuse fewer than ``min_calib`` images, calibrate
+with the bundle's own preprocessing, and when the accuracy gate fails we locate the layers whose
+quantization hurts most (ORT's ``qdq_loss_debug``: SQNR of every activation, float vs QDQ) and
+re-quantize with them kept in float, reporting which.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+class _Reader:
+    """CalibrationDataReader over preprocessed tensors, one image per call (sizes may differ)."""
+
+    def __init__(self, input_name: str, tensors: Sequence[np.ndarray]) -> None:
+        self.input_name, self.tensors, self.i = input_name, tensors, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.tensors):
+            return None
+        t = self.tensors[self.i]
+        self.i += 1
+        return {self.input_name: t[None].astype(np.float32)}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def __iter__(self):  # qdq_loss_debug iterates instead of calling get_next
+        self.rewind()
+        while (item := self.get_next()) is not None:
+            yield item
+
+
+def common_size(tensors: Sequence[np.ndarray], side: int = 256) -> list[np.ndarray]:
+    """Centre-crop (reflect-pad when small) CHW tensors to one size: histogram calibrators stack their
+    samples, and convolutional activation statistics are local, so a crop is representative."""
+    out = []
+    for t in tensors:
+        c, h, w = t.shape
+        ph, pw = max(0, side - h), max(0, side - w)
+        if ph or pw:
+            t = np.pad(t, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="symmetric")
+            h, w = t.shape[1:]
+        top, left = (h - side) // 2, (w - side) // 2
+        out.append(np.ascontiguousarray(t[:, top:top + side, left:left + side]))
+    return out
+
+
+def to_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """FP16 weights and compute with float32 I/O (so one preprocessing serves every precision)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(os.fspath(src))
+    fp16 = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    onnx.save(fp16, os.fspath(dst))
+    return Path(dst)
+
+
+def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], calib: Sequence[np.ndarray], *,
+                  method: str = "minmax", symmetric: bool = False, exclude: Sequence[str] = (),
+                  per_channel: bool = True) -> Path:
+    """Static INT8 QDQ: per-channel int8 weights; activations uint8 asymmetric, or int8 symmetric
+    (zero points 0) when ``symmetric`` -- what TensorRT's explicit quantization requires."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in CALIB_METHODS:
+        raise ExportError(f"calibration method must be one of {CALIB_METHODS}")
+    dst = Path(dst)
+    pre = dst.with_suffix(".pre.onnx")
+    try:
+        quant_pre_process(os.fspath(src), os.fspath(pre), skip_symbolic_shape=True)
+    except Exception:  # pre-processing is an optimisation; quantize the original if it fails
+        pre = Path(src)
+    input_name = onnx.load(os.fspath(pre), load_external_data=False).graph.input[0].name
+    if method != "minmax" and len({t.shape for t in calib}) > 1:
+        calib = common_size(calib)
+    cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+          "percentile": CalibrationMethod.Percentile}[method]
+    extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+             "CalibMovingAverage": False}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    quantize_static(os.fspath(pre), os.fspath(dst), _Reader(input_name, calib), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=cm, nodes_to_exclude=list(exclude),
+                    extra_options=extra)
+    if pre != Path(src):
+        pre.unlink(missing_ok=True)
+    return dst
+
+
+def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],
+                   data: Sequence[np.ndarray], k: int, exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
+    """Up to ``k`` float-model nodes that *add* the most quantization error, as (name, dB lost).
+
+    ORT's ``qdq_loss_debug`` gives the SQNR of every activation (float vs QDQ model). Error compounds
+    downstream, so a node is ranked by the SQNR it loses relative to its worst input, not by its own SQNR
+    (which would always blame the last layers).
+    """
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    graph = onnx.load(os.fspath(float_model), load_external_data=False).graph
+    input_name = graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp:
+        fa, qa = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+        modify_model_output_intermediate_tensors(os.fspath(float_model), fa)
+        modify_model_output_intermediate_tensors(os.fspath(qdq_model), qa)
+        f_acts = collect_activations(fa, _Reader(input_name, data))
+        q_acts = collect_activations(qa, _Reader(input_name, data))
+    errors = compute_activation_error(create_activation_matching(q_acts, f_acts))
+    sqnr = {t: float(np.mean(e["xmodel_err"])) for t, e in errors.items() if "xmodel_err" in e}
+    scored = []
+    for node in graph.node:
+        outs = [sqnr[o] for o in node.output if o in sqnr and np.isfinite(sqnr[o])]
+        if not outs or node.name in exclude or not node.name:
+            continue
+        ins = [sqnr[i] for i in node.input if i in sqnr and np.isfinite(sqnr[i])]
+        lost = (min(ins) if ins else 100.0) - min(outs)
+        scored.append((node.name, lost))
+    scored.sort(key=lambda x: -x[1])
+    return scored[:k]

@@ -1,0 +1,84 @@
+"""Branch runtimes behind one interface (:class:`BranchRuntime`), and the choice of which to open.
+
+Backends are imported lazily here, at the boundary: opening a GGUF artifact is what imports
+llama-cpp-python; opening an engine is what imports TensorRT.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..bundle import Bundle
+from ..errors import RuntimeUnavailableError
+from ..extras import available
+from ..manifest import Artifact, PixelBranchSpec, SemanticBranchSpec
+from .base import BranchRuntime
+
+log = logging.getLogger("aligngemini")
+
+__all__ = ["BranchRuntime", "open_pixel", "open_semantic", "select_artifact"]
+
+#: artifact preference per device, by precision; the first present in the bundle wins.
+_PIXEL_PREFERENCE: dict[str, list[str]] = {
+    "cpu": ["int8", "fp32", "fp16"],
+    "cuda": ["fp16", "fp32", "int8"],
+    "tensorrt": ["tensorrt", "int8-trt", "fp16", "fp32", "int8"],
+}
+
+
+def select_artifact(spec: PixelBranchSpec | SemanticBranchSpec, device: str, precision: str | None) -> str:
+    """Pick the artifact to run: an explicit ``precision`` wins, else the device's preference order,
+    else the manifest default. Raises when an explicit choice is not in the bundle."""
+    if precision and precision != "auto":
+        if precision in spec.artifacts:
+            return precision
+        matches = [n for n, a in spec.artifacts.items() if a.precision.lower() == precision.lower()]
+        if not matches:
+            raise RuntimeUnavailableError(f"bundle has no {precision!r} artifact (has: {', '.join(spec.artifacts)})")
+        return matches[0]
+    if isinstance(spec, PixelBranchSpec):
+        dev = "cpu" if device in ("auto", "cpu") else device
+        trt_ok = available("tensorrt")
+        for want in _PIXEL_PREFERENCE.get(dev, []):
+            for name, art in spec.artifacts.items():
+                if art.runtime == "tensorrt" and not trt_ok:
+                    continue
+                if name == want or (want == "tensorrt" and art.runtime == "tensorrt"):
+                    return name
+    return spec.default_artifact
+
+
+def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", threads: int | None = None,
+               precision: str | None = None) -> BranchRuntime:
+    name = select_artifact(spec, device, precision)
+    art = spec.artifacts[name]
+    output = str(art.options.get("output", "logit"))
+    if art.runtime == "tensorrt":
+        from .tensorrt import TensorRTPixel
+
+        path = bundle.verified_path(art.files["engine"])
+        return TensorRTPixel(path, spec.input, artifact=name, options=art.options, output=output)
+    if art.runtime == "onnxruntime":
+        from .onnxruntime import OnnxRuntimePixel
+
+        path = bundle.verified_path(art.files["model"])
+        ort_device = "cuda" if device == "tensorrt" else device
+        return OnnxRuntimePixel(path, spec.input, artifact=name, device=ort_device, threads=threads,
+                                output=output)
+    raise RuntimeUnavailableError(f"pixel artifact {name!r} uses runtime {art.runtime!r}, which cannot run pixels")
+
+
+def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str = "auto", threads: int | None = None,
+                  precision: str | None = None, verbose: bool = False) -> BranchRuntime:
+    name = select_artifact(spec, device, precision)
+    art: Artifact = spec.artifacts[name]
+    if art.runtime != "llama.cpp":
+        raise RuntimeUnavailableError(f"semantic artifact {name!r} uses unsupported runtime {art.runtime!r}")
+    from .llama import LlamaSemantic  # imports llama_cpp lazily, raising MissingExtraError if absent
+
+    model = bundle.verified_path(art.files["model"])
+    mmproj = bundle.verified_path(art.files["mmproj"])
+    gpu_layers = 0 if device == "cpu" else (-1 if device in ("cuda", "tensorrt", "metal", "vulkan") else 0)
+    kw: dict[str, Any] = {"n_gpu_layers": gpu_layers, "threads": threads, "verbose": verbose}
+    return LlamaSemantic(model, mmproj, spec, artifact=name, **kw)

@@ -1,0 +1,66 @@
+"""The one narrow interface every branch runtime implements.
+
+A runtime takes decoded RGB ``uint8`` images and returns P(fake) per image. What sits behind it
+(ONNX Runtime, a TensorRT engine, llama.cpp with a vision projector) is invisible to the detector, which
+only plans, times and fuses. Pixel runtimes share the manifest-driven preprocessing in
+:mod:`aligngemini_sdk.image`; the semantic runtime lets llama.cpp's projector preprocess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..image import preprocess
+from ..manifest import InputSpec
+
+
+@runtime_checkable
+class BranchRuntime(Protocol):
+    #: backend name: "onnxruntime", "tensorrt", "llama.cpp"
+    backend: str
+    #: the manifest artifact this runtime serves (e.g. "int8")
+    artifact: str
+
+    def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """P(fake) in [0, 1] for each RGB uint8 HWC image, as float64 array of shape (N,)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What actually runs: providers/devices, threads, fallbacks taken and why."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+
+
+def batched_tensors(images: Sequence[np.ndarray], spec: InputSpec) -> list[tuple[list[int], np.ndarray]]:
+    """Preprocess images and group equal-shaped tensors into batches: [(indices, batch), ...].
+
+    Fixed-size specs give one batch; full-image specs (fully convolutional models) give one per shape.
+    """
+    groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
+    for i, img in enumerate(images):
+        t = preprocess(img, spec)
+        idx, ts = groups.setdefault(t.shape, ([], []))
+        idx.append(i)
+        ts.append(t)
+    return [(idx, np.stack(ts)) for idx, ts in groups.values()]
+
+
+def logits_to_probability(out: np.ndarray, n: int, output: str = "logit") -> np.ndarray:
+    """Accept (N,), (N, 1) or (N, 2) outputs; (N, 2) is treated as [real, fake] logits."""
+    out = np.asarray(out, dtype=np.float64)
+    if out.ndim == 2 and out.shape[1] == 2:
+        out = out[:, 1] - out[:, 0]
+    out = out.reshape(n, -1)
+    if out.shape[1] != 1:
+        raise ValueError(f"pixel model must output one fake-logit per image, got shape {out.shape}")
+    out = out[:, 0]
+    return np.clip(out, 0.0, 1.0) if output == "probability" else sigmoid(out)

@@ -1,0 +1,272 @@
+"""Semantic (VLM) branch on llama.cpp: a GGUF text model + an mmproj vision projector.
+
+One forward pass per image. P(fake) is the softmax, restricted to the label words' candidate tokens,
+of the logits for the *next* token after the prompt. We never generate or parse text and never ask
+llama.cpp for all-position logits (``logits_all``), so the answer costs one prompt evaluation.
+
+The prompt is ``prefix <image> suffix``. The prefix (chat header, system text) is identical for every
+image: its KV cache is kept and only the image and suffix are evaluated per call. llama.cpp contexts are
+not thread-safe, so calls are serialised with a lock; use several Detectors for parallel VLM work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import RuntimeUnavailableError
+from ..extras import require
+from ..manifest import SemanticBranchSpec
+
+_log_lock = threading.Lock()
+_log_callback: Any = None  # keep the ctypes callback alive for the process lifetime
+_verbose_any = False
+
+
+def quiet_llama_logs(verbose: bool = False) -> None:
+    """Install the quiet log callback for code that calls llama.cpp outside a runtime (quantization)."""
+    import llama_cpp
+    import llama_cpp.mtmd_cpp as mtmd
+
+    _install_quiet_logging(llama_cpp, mtmd, verbose)
+
+
+def _install_quiet_logging(llama_cpp: Any, mtmd: Any, verbose: bool) -> None:
+    """Route llama.cpp/mtmd logs through one callback that drops them unless some Detector is verbose.
+
+    Without this, llama.cpp prints model-loading chatter to the user's stderr on every load.
+    """
+    global _log_callback, _verbose_any
+    with _log_lock:
+        _verbose_any = _verbose_any or verbose
+        if _log_callback is not None:
+            return
+
+        @llama_cpp.llama_log_callback
+        def _cb(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            if _verbose_any or level == 3:  # always surface GGML_LOG_LEVEL_ERROR
+                import sys
+
+                sys.stderr.write(text.decode("utf-8", "replace"))
+
+        _log_callback = _cb
+        llama_cpp.llama_log_set(_cb, ctypes.c_void_p(0))
+        mtmd.mtmd_log_set(_cb, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(_cb, ctypes.c_void_p(0))
+
+
+def label_token_ids(tokenize: Any, words: Sequence[str], piece: Any = None) -> list[int]:
+    """Candidate next-token ids for a list of label words.
+
+    Each word is tried as-is, with a leading space, and capitalised; a word that tokenizes into several
+    pieces contributes its first piece (the decision is made at the first token). A first piece that is
+    only whitespace (SentencePiece's bare "▁") is not a decision, so that variant is skipped.
+    """
+    ids: list[int] = []
+    for w in words:
+        for variant in sorted({w, w.lower(), w.capitalize(), " " + w, " " + w.lower(), " " + w.capitalize()}):
+            toks = tokenize(variant)
+            if not toks:
+                continue
+            if piece is not None and not piece(toks[0]).replace("\u2581", " ").strip():
+                continue
+            if toks[0] not in ids:
+                ids.append(int(toks[0]))
+    return ids
+
+
+def split_label_ids(fake: list[int], real: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """Drop ids both label lists share (they cannot tell the labels apart); fail if a side ends empty."""
+    shared = sorted(set(fake) & set(real))
+    f = [i for i in fake if i not in shared]
+    r = [i for i in real if i not in shared]
+    if not f or not r:
+        raise RuntimeUnavailableError(f"label words share all their first tokens {shared}; choose distinct labels")
+    return f, r, shared
+
+
+def restricted_softmax_fake(logits: np.ndarray, fake_ids: Sequence[int], real_ids: Sequence[int]) -> float:
+    """P(fake) = sum softmax over fake candidates / sum over all candidates (numerically stable)."""
+    lf = np.asarray([logits[i] for i in fake_ids], dtype=np.float64)
+    lr = np.asarray([logits[i] for i in real_ids], dtype=np.float64)
+    m = max(lf.max(), lr.max())
+    ef, er = np.exp(lf - m).sum(), np.exp(lr - m).sum()
+    return float(ef / (ef + er))
+
+
+class LlamaSemantic:
+    """The semantic branch: loads the model once, answers P(fake) per image."""
+
+    backend = "llama.cpp"
+
+    def __init__(self, model_path: str | os.PathLike[str], mmproj_path: str | os.PathLike[str],
+                 spec: SemanticBranchSpec, *, artifact: str = "", n_gpu_layers: int = 0,
+                 threads: int | None = None, verbose: bool = False) -> None:
+        llama_cpp = require("llama_cpp")
+        mtmd = require("llama_cpp.mtmd_cpp", "The semantic (VLM) branch on llama.cpp (mtmd)")
+        self._lc, self._mtmd = llama_cpp, mtmd
+        _install_quiet_logging(llama_cpp, mtmd, verbose)
+        self.spec, self.artifact, self.verbose = spec, artifact, verbose
+        self.threads = threads or max(1, (os.cpu_count() or 2))
+        try:
+            self.llm = llama_cpp.Llama(model_path=os.fspath(model_path), n_ctx=spec.n_ctx, n_batch=spec.n_ctx,
+                                       n_ubatch=spec.n_ctx, n_threads=self.threads,
+                                       n_threads_batch=self.threads, n_gpu_layers=n_gpu_layers,
+                                       logits_all=False, verbose=verbose)
+        except Exception as exc:
+            raise RuntimeUnavailableError(f"llama.cpp could not load {model_path}: {exc}") from exc
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = n_gpu_layers != 0
+        params.print_timings = verbose
+        params.n_threads = self.threads
+        self.mctx = mtmd.mtmd_init_from_file(os.fspath(mmproj_path).encode(), self.llm.model, params)
+        if not self.mctx:
+            raise RuntimeUnavailableError(f"llama.cpp could not load the vision projector {mmproj_path}")
+        if not mtmd.mtmd_support_vision(self.mctx):
+            raise RuntimeUnavailableError(f"{mmproj_path} has no vision encoder")
+        marker = mtmd.mtmd_default_marker().decode()
+        text = str(spec.prompt["text"] if "text" in spec.prompt else spec.prompt["user"])
+        if "{image}" in text:
+            text = text.replace("{image}", marker)
+        elif marker not in text:
+            text = marker + text
+        self.prompt_text = text
+        fake = label_token_ids(self._tokenize, spec.labels["fake"], self._piece)
+        real = label_token_ids(self._tokenize, spec.labels["real"], self._piece)
+        self.fake_ids, self.real_ids, self.shared_ids = split_label_ids(fake, real)
+        self._lock = threading.Lock()
+        self._cached_prefix: list[int] | None = None  # tokens whose KV is valid at positions [0, n)
+        self.last_timing: dict[str, float] = {}
+
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode(), add_bos=False, special=False))
+
+    def _piece(self, token: int) -> str:
+        return self.llm.detokenize([token]).decode("utf-8", "replace")
+
+    # -- inference ---------------------------------------------------------------------------------
+    def prompt_layout(self, rgb: np.ndarray) -> list[tuple[str, Any]]:
+        """The exact sequence llama.cpp evaluates: [("text", token ids) | ("image", n_tokens), ...].
+
+        Used by the export parity gate to feed the transformers model identical tokens."""
+        mtmd = self._mtmd
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        with self._lock:
+            bitmap = mtmd.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+            chunks = mtmd.mtmd_input_chunks_init()
+            try:
+                itext = mtmd.mtmd_input_text()
+                raw = self.prompt_text.encode()
+                itext.text, itext.text_len, itext.add_special, itext.parse_special = raw, len(raw), True, True
+                arr = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+                if mtmd.mtmd_tokenize(self.mctx, chunks, ctypes.byref(itext), arr, 1) != 0:
+                    raise RuntimeUnavailableError("mtmd_tokenize failed")
+                layout: list[tuple[str, Any]] = []
+                for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                    chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+                    if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                        n_tok = ctypes.c_size_t()
+                        ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tok))
+                        layout.append(("text", [int(ptr[j]) for j in range(n_tok.value)]))
+                    else:
+                        layout.append(("image", int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))))
+                return layout
+            finally:
+                mtmd.mtmd_input_chunks_free(chunks)
+                mtmd.mtmd_bitmap_free(bitmap)
+
+    def probability(self, rgb: np.ndarray) -> float:
+        """P(fake) for one RGB uint8 image. Thread-safe (serialised)."""
+        with self._lock:
+            return self._probability_locked(rgb)
+
+    def _probability_locked(self, rgb: np.ndarray) -> float:
+        mtmd, lc = self._mtmd, self._lc
+        t0 = time.perf_counter()
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        h, w = rgb.shape[:2]
+        bitmap = mtmd.mtmd_bitmap_init(w, h, rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+        if not bitmap:
+            raise RuntimeUnavailableError("mtmd could not create a bitmap")
+        chunks = mtmd.mtmd_input_chunks_init()
+        timing = {"image_ms": 0.0, "prompt_ms": 0.0, "prefix_reused": 0.0}
+        try:
+            itext = mtmd.mtmd_input_text()
+            raw = self.prompt_text.encode()
+            itext.text, itext.text_len, itext.add_special, itext.parse_special = raw, len(raw), True, True
+            arr = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+            rc = mtmd.mtmd_tokenize(self.mctx, chunks, ctypes.byref(itext), arr, 1)
+            if rc != 0:
+                raise RuntimeUnavailableError(f"mtmd_tokenize failed with code {rc}")
+            n_chunks = mtmd.mtmd_input_chunks_size(chunks)
+            ctx = self.llm.ctx
+            mem = lc.llama_get_memory(ctx)
+            start, n_past = 0, 0
+            first = mtmd.mtmd_input_chunks_get(chunks, 0)
+            if mtmd.mtmd_input_chunk_get_type(first) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT and n_chunks > 1:
+                n_tok = ctypes.c_size_t()
+                ptr = mtmd.mtmd_input_chunk_get_tokens_text(first, ctypes.byref(n_tok))
+                prefix = [ptr[j] for j in range(n_tok.value)]
+                if prefix == self._cached_prefix:
+                    start, n_past = 1, len(prefix)
+                    timing["prefix_reused"] = 1.0
+            lc.llama_memory_seq_rm(mem, -1, n_past, -1)
+            if start == 0:
+                self._cached_prefix = None
+            for i in range(start, n_chunks):
+                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+                is_text = mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT
+                new_n_past = lc.llama_pos(0)
+                t = time.perf_counter()
+                rc = mtmd.mtmd_helper_eval_chunk_single(self.mctx, ctx, chunk, lc.llama_pos(n_past),
+                                                        lc.llama_seq_id(0), self.spec.n_ctx,
+                                                        i == n_chunks - 1, ctypes.byref(new_n_past))
+                if rc != 0:
+                    raise RuntimeUnavailableError(f"llama.cpp failed to evaluate prompt chunk {i} (code {rc})")
+                timing["prompt_ms" if is_text else "image_ms"] += (time.perf_counter() - t) * 1e3
+                n_past = new_n_past.value
+                if i == 0 and is_text:
+                    n_tok = ctypes.c_size_t()
+                    ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tok))
+                    self._cached_prefix = [ptr[j] for j in range(n_tok.value)]
+            n_vocab = self.llm.n_vocab()
+            logits_ptr = lc.llama_get_logits_ith(ctx, -1)
+            logits = np.ctypeslib.as_array(logits_ptr, shape=(n_vocab,))
+            p = restricted_softmax_fake(logits, self.fake_ids, self.real_ids)
+        except BaseException:
+            self._cached_prefix = None
+            raise
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
+            mtmd.mtmd_bitmap_free(bitmap)
+        timing["total_ms"] = (time.perf_counter() - t0) * 1e3
+        self.last_timing = timing
+        return p
+
+    def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray([self.probability(img) for img in images], dtype=np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "artifact": self.artifact, "threads": self.threads,
+                "fake_token_ids": self.fake_ids, "real_token_ids": self.real_ids}
+
+    def close(self) -> None:
+        with self._lock:
+            if getattr(self, "mctx", None):
+                self._mtmd.mtmd_free(self.mctx)
+                self.mctx = None
+            if getattr(self, "llm", None) is not None:
+                self.llm.close()
+                self.llm = None  # type: ignore[assignment]
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:
+            pass

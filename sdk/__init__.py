@@ -1,0 +1,35 @@
+"""aligngemini-sdk: on-device AlignGemini, a two-branch detector of AI-generated images.
+
+The device-side import is numpy + OpenCV + onnxruntime only; llama.cpp and TensorRT load lazily when
+a bundle needs them, and export tooling (torch) lives in :mod:`aligngemini_sdk.export`.
+"""
+
+from .bundle import Bundle
+from .detector import Detector, DetectorOptions, default_bundle_path
+from .errors import (
+    AlignGeminiError,
+    BundleError,
+    BundleFormatError,
+    BundleIntegrityError,
+    EngineMismatchError,
+    ExportError,
+    GateFailedError,
+    ImageDecodeError,
+    ImageError,
+    ImageTooLargeError,
+    InputShapeError,
+    MissingExtraError,
+    RuntimeUnavailableError,
+)
+from .image import Image, load_image
+from .manifest import Manifest
+from .result import BranchResult, DetectionResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlignGeminiError", "BranchResult", "Bundle", "BundleError", "BundleFormatError", "BundleIntegrityError",
+    "DetectionResult", "Detector", "DetectorOptions", "EngineMismatchError", "ExportError", "GateFailedError",
+    "Image", "ImageDecodeError", "ImageError", "ImageTooLargeError", "InputShapeError", "Manifest",
+    "MissingExtraError", "RuntimeUnavailableError", "__version__", "default_bundle_path", "load_image",
+]

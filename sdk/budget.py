@@ -1,0 +1,105 @@
+"""The latency-budget planner: decide whether the semantic (VLM) branch runs for one image.
+
+The pixel branch always runs. The VLM runs only when, in this order of checks:
+
+1. it exists and loaded (else ``unavailable``);
+2. the power mode allows it (``low`` never runs it; ``balanced`` skips it when its predicted p90 exceeds
+   the balanced cap) (else ``power``);
+3. its answer can still change the verdict (under OR: the pixel branch said real) (else ``decided``);
+4. the time left in the budget covers its predicted p90 latency on this device (else ``budget``).
+   The prediction comes from latencies measured in this process once there are enough, else from the
+   bundle's device profile. With a budget but no prediction at all, the planner does not gamble: it
+   skips with ``budget`` and says so (``Detector.warmup()`` or ``aligngemini bench --write-profile``
+   provide one).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from .result import SkipReason
+
+POWER_MODES = ("full", "balanced", "low")
+#: Under ``power="balanced"`` the VLM is skipped when its predicted p90 exceeds this (ms).
+BALANCED_MAX_MS = 1500.0
+#: Measured samples needed before in-process measurements override the device profile.
+MIN_MEASURED = 3
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: bool
+    skip_reason: SkipReason | None = None
+    detail: str = ""
+    predicted_ms: float | None = None
+
+
+def plan_semantic(*, available: bool, power: str, can_change: bool, budget_ms: float | None,
+                  elapsed_ms: float, predicted_p90_ms: float | None,
+                  balanced_max_ms: float = BALANCED_MAX_MS) -> Plan:
+    """Pure decision function; all inputs injected, so every branch of it is testable."""
+    if power not in POWER_MODES:
+        raise ValueError(f"power must be one of {POWER_MODES}, got {power!r}")
+    if not available:
+        return Plan(False, "unavailable", "bundle has no semantic branch or it failed to load")
+    if power == "low":
+        return Plan(False, "power", "power='low' never runs the VLM", predicted_p90_ms)
+    if power == "balanced" and (predicted_p90_ms is None or predicted_p90_ms > balanced_max_ms):
+        what = "unknown" if predicted_p90_ms is None else f"{predicted_p90_ms:.0f} ms"
+        return Plan(False, "power", f"power='balanced' caps the VLM at {balanced_max_ms:.0f} ms p90 (predicted {what})",
+                    predicted_p90_ms)
+    if not can_change:
+        return Plan(False, "decided", "the pixel verdict is final under the fusion rule", predicted_p90_ms)
+    if budget_ms is not None:
+        left = budget_ms - elapsed_ms
+        if predicted_p90_ms is None:
+            return Plan(False, "budget", "no latency estimate for the VLM on this device "
+                                         "(run Detector.warmup() or `aligngemini bench --write-profile`)")
+        if predicted_p90_ms > left:
+            return Plan(False, "budget", f"predicted p90 {predicted_p90_ms:.1f} ms > {left:.1f} ms left",
+                        predicted_p90_ms)
+    return Plan(True, None, "", predicted_p90_ms)
+
+
+class LatencyTracker:
+    """Per-branch rolling latencies measured in this process, with a profile fallback.
+
+    Thread-safe; the detector records every branch run here and asks it for the p90 to plan with.
+    """
+
+    def __init__(self, profile_p90: dict[str, float] | None = None, window: int = 64) -> None:
+        self._profile = dict(profile_p90 or {})
+        self._samples: dict[str, deque[float]] = {}
+        self._window = window
+        self._lock = threading.Lock()
+
+    def record(self, key: str, ms: float) -> None:
+        with self._lock:
+            self._samples.setdefault(key, deque(maxlen=self._window)).append(float(ms))
+
+    def samples(self, key: str) -> list[float]:
+        with self._lock:
+            return list(self._samples.get(key, ()))
+
+    def p90(self, key: str) -> float | None:
+        s = self.samples(key)
+        if len(s) >= MIN_MEASURED:
+            return percentile(s, 90)
+        return self._profile.get(key)
+
+    def set_profile(self, key: str, p90_ms: float) -> None:
+        with self._lock:
+            self._profile[key] = float(p90_ms)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile without numpy (used on the hot path with tiny lists)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)

@@ -1,0 +1,258 @@
+"""A bundle: a directory (or one ``.tar`` of it) holding ``manifest.json`` and the model files.
+
+Integrity first: every model file is checked against the manifest's SHA-256 before any runtime sees it,
+and a manifest path that would resolve outside the bundle (``../``, absolute paths, symlinks out) is
+refused. Tar bundles are unpacked with the same rules into a cache directory keyed by the archive's
+own hash, so a shipped ``.tar`` is unpacked once per device, not per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import BundleFormatError, BundleIntegrityError
+from .manifest import FileEntry, LatencyStat, Manifest
+
+MANIFEST_NAME = "manifest.json"
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Streamed SHA-256 of a file (model files can be many GB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("ALIGNGEMINI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aligngemini")
+    return Path(root)
+
+
+class Bundle:
+    """An opened, manifest-validated bundle. Files are verified lazily, once each per process."""
+
+    def __init__(self, root: Path, manifest: Manifest, source: Path | None = None) -> None:
+        self.root = root.resolve()
+        self.manifest = manifest
+        self.source = source or root
+        self._verified: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    # -- opening -----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Bundle:
+        """Open a bundle directory or ``.tar`` archive. Raises :class:`BundleFormatError` if unusable."""
+        p = Path(path)
+        if p.is_dir():
+            return cls(p, _read_manifest(p), source=p)
+        if p.is_file() and tarfile.is_tarfile(p):
+            root = _unpack_tar(p, Path(cache_dir) if cache_dir else default_cache_dir() / "bundles")
+            return cls(root, _read_manifest(root), source=p)
+        if not p.exists():
+            raise BundleFormatError(f"bundle not found: {p}")
+        raise BundleFormatError(f"{p} is neither a bundle directory nor a tar archive")
+
+    # -- files -------------------------------------------------------------------------------------
+    def resolve(self, entry: FileEntry | str) -> Path:
+        """The absolute path of a manifest file, refusing anything that escapes the bundle root."""
+        rel = entry.path if isinstance(entry, FileEntry) else entry
+        if not rel or os.path.isabs(rel) or rel.startswith(("/", "\\")) or ":" in rel.split("/")[0]:
+            raise BundleIntegrityError(f"manifest path {rel!r} is absolute; bundle paths must be relative")
+        full = (self.root / rel).resolve()
+        if full != self.root and self.root not in full.parents:
+            raise BundleIntegrityError(f"manifest path {rel!r} escapes the bundle directory")
+        return full
+
+    def verified_path(self, entry: FileEntry) -> Path:
+        """Resolve ``entry`` and check its size and SHA-256; cached per (inode, mtime) for this process."""
+        path = self.resolve(entry)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise BundleIntegrityError(f"bundle file missing: {entry.path}") from None
+        stamp = (st.st_ino, st.st_mtime_ns)
+        with self._lock:
+            if self._verified.get(str(path)) == stamp:
+                return path
+        if st.st_size != entry.bytes:
+            raise BundleIntegrityError(
+                f"bundle file {entry.path} has {st.st_size} bytes, manifest says {entry.bytes} (tampered?)")
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise BundleIntegrityError(
+                f"checksum mismatch for {entry.path}: sha256 {digest[:16]}…, manifest {entry.sha256[:16]}…")
+        with self._lock:
+            self._verified[str(path)] = stamp
+        return path
+
+    def verify(self) -> dict[str, str]:
+        """Verify every file in the manifest; returns ``{key: "ok"}`` or raises on the first failure."""
+        return {key: (self.verified_path(entry) and "ok") for key, entry in self.manifest.all_files().items()}
+
+    def model_card(self) -> str | None:
+        if not self.manifest.model_card:
+            return None
+        path = self.resolve(self.manifest.model_card)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def size_bytes(self, branch: str, artifact: str) -> int:
+        spec = self.manifest.branch(branch)
+        assert spec is not None
+        return sum(f.bytes for f in spec.artifacts[artifact].files.values())
+
+
+def _read_manifest(root: Path) -> Manifest:
+    mpath = root / MANIFEST_NAME
+    if not mpath.is_file():
+        raise BundleFormatError(f"{root} has no {MANIFEST_NAME}")
+    return Manifest.from_json(mpath.read_text(encoding="utf-8"))
+
+
+def _unpack_tar(archive: Path, cache: Path) -> Path:
+    """Unpack a tar bundle safely (regular files and dirs only, no escapes) into the cache, once."""
+    digest = sha256_file(archive)
+    dest = cache / digest[:32]
+    if (dest / MANIFEST_NAME).is_file():
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            prefix = _common_prefix(members)
+            for m in members:
+                name = m.name[len(prefix):] if prefix else m.name
+                if not name or name in (".", "./"):
+                    continue
+                if not (m.isfile() or m.isdir()):
+                    raise BundleIntegrityError(f"{archive}: member {m.name!r} is not a regular file or dir")
+                target = (tmp / name).resolve()
+                if tmp.resolve() not in target.parents:
+                    raise BundleIntegrityError(f"{archive}: member {m.name!r} escapes the bundle")
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tf.extractfile(m)
+                assert src is not None
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+        if not (tmp / MANIFEST_NAME).is_file():
+            raise BundleFormatError(f"{archive} contains no {MANIFEST_NAME}")
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another process won the race; use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+    except tarfile.TarError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BundleFormatError(f"{archive}: unreadable tar: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _common_prefix(members: list[tarfile.TarInfo]) -> str:
+    """Archives made with ``tar cf b.tar bundle/`` have one top folder; strip it."""
+    names = [m.name for m in members if m.name not in (".", "./")]
+    if any(n == "manifest.json" or n == "./manifest.json" for n in names):
+        return "./" if all(n.startswith("./") for n in names) else ""
+    tops = {n.split("/", 1)[0] for n in names}
+    return f"{tops.pop()}/" if len(tops) == 1 else ""
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def file_entry(root: Path, rel: str) -> FileEntry:
+    path = root / rel
+    return FileEntry(path=rel, sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def compute_bundle_id(manifest: Manifest, prefix: str = "ag") -> str:
+    """A stable id: the same model files give the same id, whatever directory they sit in."""
+    h = hashlib.sha256()
+    for key, entry in sorted(manifest.all_files().items()):
+        h.update(f"{key}={entry.sha256}\n".encode())
+    return f"{prefix}-{h.hexdigest()[:16]}"
+
+
+def write_manifest(root: str | os.PathLike[str], manifest: Manifest) -> Path:
+    """Atomically (write-then-rename) write ``manifest.json`` so a crash never leaves half a manifest."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=root)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(manifest.to_json())
+    os.replace(tmp, root / MANIFEST_NAME)
+    return root / MANIFEST_NAME
+
+
+def write_device_profile(root: str | os.PathLike[str], device_key: str, stats: dict[str, LatencyStat]) -> Manifest:
+    """Merge measured latencies for ``device_key`` into a bundle directory's manifest."""
+    root = Path(root)
+    manifest = _read_manifest(root)
+    profiles = dict(manifest.device_profiles)
+    profiles[device_key] = {**profiles.get(device_key, {}), **stats}
+    manifest = replace(manifest, device_profiles=profiles)
+    write_manifest(root, manifest)
+    return manifest
+
+
+def pack_tar(root: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Pack a bundle directory into one deterministic ``.tar`` (sorted, zeroed times and owners)."""
+    root, out = Path(root), Path(out)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            info = tf.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with open(path, "rb") as fh:
+                tf.addfile(info, fh)
+    os.replace(tmp, out)
+    return out
+
+
+def put_branch(root: str | os.PathLike[str], branch: str, spec: object, *, name: str | None = None,
+               description: str | None = None, provenance: dict | None = None, placeholder: bool | None = None,
+               model_card: str | None = None) -> Manifest:
+    """Create or update a bundle directory's manifest with one branch (the other branch is kept), and
+    recompute the bundle id. Lets the pixel and VLM exporters write into the same bundle in any order."""
+    from .manifest import FusionSpec, PixelBranchSpec, SemanticBranchSpec
+
+    root = Path(root)
+    if (root / MANIFEST_NAME).is_file():
+        m = _read_manifest(root)
+    else:
+        m = Manifest(bundle_id="ag-pending", name=name or root.name, pixel=None, semantic=None,
+                     fusion=FusionSpec())
+    if branch == "pixel":
+        assert isinstance(spec, PixelBranchSpec)
+        m.pixel = spec
+    elif branch == "semantic":
+        assert isinstance(spec, SemanticBranchSpec)
+        m.semantic = spec
+    else:
+        raise ValueError(f"unknown branch {branch!r}")
+    if name:
+        m.name = name
+    if description is not None:
+        m.description = description
+    if placeholder is not None:
+        m.placeholder = placeholder
+    if model_card is not None:
+        m.model_card = model_card
+    m.provenance = {**m.provenance, **({branch: provenance} if provenance else {})}
+    m.device_profiles = {}  # new model files invalidate measured latencies
+    m.bundle_id = compute_bundle_id(m)
+    write_manifest(root, m)
+    return m

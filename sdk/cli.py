@@ -1,0 +1,238 @@
+"""``aligngemini`` command line: detect, info, sys, export, eval, bench.
+
+Machine-readable output goes to stdout (JSON lines with ``--json``); progress and diagnostics go to
+stderr, so ``aligngemini detect DIR --json > results.jsonl`` is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import AlignGeminiError, GateFailedError, ImageError
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_GATE = 0, 1, 2, 3
+
+
+def _detector(args: argparse.Namespace) -> Any:
+    from .detector import Detector, DetectorOptions
+
+    return Detector(args.bundle, DetectorOptions(device=args.device, budget_ms=args.budget_ms, power=args.power,
+                                                 threads=args.threads, pixel_precision=args.precision,
+                                                 verbose=args.verbose))
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from .dataset import list_images
+    from .progress import Progress
+
+    paths: list[Path] = []
+    for item in args.inputs:
+        p = Path(item)
+        paths.extend(list_images(p) if p.is_dir() else [p])
+    if not paths:
+        print("no images found", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    det = _detector(args)
+    if args.warmup:
+        det.warmup()
+    bar = Progress(len(paths), "detect", enabled=None if len(paths) > 1 else False)
+    n_bad = 0
+    for path in paths:
+        try:
+            r = det.detect(path)
+        except ImageError as exc:
+            n_bad += 1
+            rec: dict[str, Any] = {"path": str(path), "error": type(exc).__name__, "message": exc.reason}
+            print(json.dumps(rec) if args.json else f"{path}: ERROR {type(exc).__name__}: {exc.reason}", flush=True)
+            bar.update()
+            continue
+        if args.json:
+            d = r.to_dict()
+            rec = {"path": str(path), "is_fake": r.is_fake, "label": r.label, "score": round(r.score, 6),
+                   "branches": d["branches"], "total_ms": round(r.total_ms, 3), "budget_ms": r.budget_ms,
+                   "over_budget": r.over_budget, "bundle_id": r.bundle_id}
+            print(json.dumps(rec), flush=True)
+        else:
+            sem = (f"semantic {r.semantic.probability:.3f}" if r.semantic.ran
+                   else f"semantic skipped ({r.semantic.skip_reason})")
+            print(f"{path}: {r.label.upper()} score {r.score:.3f} | pixel {r.pixel.probability:.3f} "
+                  f"({r.pixel.ms:.1f} ms) | {sem} | {r.total_ms:.1f} ms", flush=True)
+        bar.update()
+    bar.close()
+    if n_bad:
+        print(f"{n_bad} of {len(paths)} inputs could not be read", file=sys.stderr)
+    return EXIT_BAD_INPUT if n_bad == len(paths) else EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .bundle import Bundle
+    from .detector import default_bundle_path
+
+    b = Bundle.open(args.bundle or default_bundle_path())
+    m = b.manifest
+    checks = b.verify()
+    out: dict[str, Any] = {"bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder,
+                           "description": m.description, "path": str(b.source), "fusion": m.fusion.rule,
+                           "files_verified": checks, "branches": {}}
+    for name in ("pixel", "semantic"):
+        spec = m.branch(name)
+        if spec is None:
+            continue
+        out["branches"][name] = {
+            "arch": spec.arch, "default_artifact": spec.default_artifact, "threshold": spec.threshold,
+            "artifacts": {a: {"runtime": art.runtime, "precision": art.precision,
+                              "size_mb": round(sum(f.bytes for f in art.files.values()) / 1e6, 3)}
+                          for a, art in spec.artifacts.items()},
+            **({"input": m.pixel.input.__dict__} if name == "pixel" and m.pixel else {}),
+            **({"labels": m.semantic.labels} if name == "semantic" and m.semantic else {}),
+        }
+    out["device_profiles"] = {k: {b2: s.__dict__ for b2, s in v.items()} for k, v in m.device_profiles.items()}
+    out["provenance"] = m.provenance
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    print(f"bundle   {m.bundle_id}  ({m.name}){'  [PLACEHOLDER: untrained]' if m.placeholder else ''}")
+    print(f"path     {b.source}")
+    if m.description:
+        print(f"about    {m.description}")
+    print(f"fusion   {m.fusion.rule}")
+    for name, br in out["branches"].items():
+        print(f"{name:8} arch={br['arch']} default={br['default_artifact']} threshold={br['threshold']}")
+        for a, art in br["artifacts"].items():
+            print(f"         - {a:10} {art['runtime']:12} {art['precision']:8} {art['size_mb']:.2f} MB")
+    print(f"checksums: {len(checks)} files verified (sha256)")
+    for dev, stats in out["device_profiles"].items():
+        print(f"profile  {dev}: " + ", ".join(f"{k} p90 {v['p90_ms']:.1f} ms" for k, v in stats.items()))
+    return EXIT_OK
+
+
+def cmd_sys(args: argparse.Namespace) -> int:
+    from .device import device_key, fingerprint
+
+    fp = fingerprint()
+    fp["device_key"] = device_key("cpu")
+    if args.json:
+        print(json.dumps(fp, indent=2))
+        return EXIT_OK
+    cpu = fp["cpu"]
+    print(f"cpu         {cpu['model']} ({cpu['arch']}), {cpu['usable_cores']} usable / {cpu['logical_cores']} logical cores")
+    print(f"features    {' '.join(cpu['features']) or '-'}")
+    print(f"os/python   {fp['os']} / {fp['python']}")
+    print(f"onnxruntime {fp['onnxruntime']}  providers: {', '.join(fp['onnxruntime_providers'])}")
+    print(f"llama.cpp   {fp['llama_cpp'] or 'not installed (pip install aligngemini-sdk[gguf])'}")
+    print(f"tensorrt    {fp['tensorrt'] or 'not installed (pip install aligngemini-sdk[tensorrt])'}")
+    print(f"device key  {fp['device_key']}")
+    return EXIT_OK
+
+
+def cmd_export_pixel(args: argparse.Namespace) -> int:
+    from .export.pixel import GateThresholds, PixelExportConfig, default_input, export_pixel
+    from .manifest import InputSpec
+
+    spec = default_input(args.arch)
+    if args.input_size:
+        spec = InputSpec(**{**spec.__dict__, "height": args.input_size, "width": args.input_size,
+                            "crop": args.crop or "center"})
+    cfg = PixelExportConfig(
+        arch=args.arch, weights=args.weights, out=Path(args.out), input=spec,
+        precisions=tuple(args.precisions.split(",")), calib=args.calib, val=args.val, holdout=args.holdout,
+        calib_method=args.calib_method, target=args.target, allow_small_calib=args.allow_small_calib,
+        gate=GateThresholds(min_agreement=args.min_agreement, max_bacc_drop=args.max_bacc_drop / 100.0),
+        trt=args.trt, ladeda_preprocess=args.ladeda_preprocess, name=args.name, model_card=args.model_card,
+        max_val=args.max_val, max_calib=args.max_calib)
+    try:
+        report = export_pixel(cfg)
+    except GateFailedError as exc:
+        print(f"GATE FAILED: {exc}", file=sys.stderr)
+        return EXIT_GATE
+    print(json.dumps({"bundle": report["bundle"], "bundle_id": report["bundle_id"],
+                      "artifacts": {k: v.get("passed") for k, v in report["artifacts"].items()}}))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aligngemini", description="AlignGemini AI-generated image detector SDK")
+    p.add_argument("-v", "--verbose", action="store_true", help="show runtime logs (llama.cpp, ORT)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def runtime_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--bundle", help="bundle dir or .tar (default: the embedded default bundle)")
+        sp.add_argument("--device", default="auto", help="auto, cpu, cuda, tensorrt, coreml, openvino, ...")
+        sp.add_argument("--threads", type=int, default=None)
+        sp.add_argument("--precision", default=None, help="pixel artifact: int8, fp32, fp16, tensorrt")
+        sp.add_argument("--budget-ms", type=float, default=None, help="per-image latency budget")
+        sp.add_argument("--power", default="full", choices=["full", "balanced", "low"])
+
+    d = sub.add_parser("detect", help="detect AI-generated images")
+    d.add_argument("inputs", nargs="+", help="image files or directories")
+    runtime_opts(d)
+    d.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    d.add_argument("--warmup", action="store_true", help="measure branch latencies before the first image")
+    d.set_defaults(func=cmd_detect)
+
+    i = sub.add_parser("info", help="summarise a bundle and verify its checksums")
+    i.add_argument("bundle", nargs="?")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("sys", help="installed runtimes, providers, CPU features")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sys)
+
+    e = sub.add_parser("export", help="export models into bundles (needs aligngemini-sdk[export])")
+    esub = e.add_subparsers(dest="what", required=True)
+    ep = esub.add_parser("pixel", help="pixel expert -> ONNX FP32/FP16/INT8 (+TensorRT) with accuracy gate")
+    ep.add_argument("--arch", required=True, choices=["ladeda", "dinov2", "dda", "module"])
+    ep.add_argument("--weights", required=True)
+    ep.add_argument("--out", required=True)
+    ep.add_argument("--calib", help="calibration images: DIR with real/ fake/, or CSV")
+    ep.add_argument("--val", help="validation images (default: hold out part of --calib)")
+    ep.add_argument("--holdout", type=float, default=0.3)
+    ep.add_argument("--precisions", default="fp32,fp16,int8")
+    ep.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"])
+    ep.add_argument("--target", default="cpu", choices=["cpu", "tensorrt"])
+    ep.add_argument("--allow-small-calib", action="store_true")
+    ep.add_argument("--min-agreement", type=float, default=0.98)
+    ep.add_argument("--max-bacc-drop", type=float, default=1.0, help="points")
+    ep.add_argument("--max-val", type=int, default=400)
+    ep.add_argument("--max-calib", type=int, default=352)
+    ep.add_argument("--input-size", type=int, default=None)
+    ep.add_argument("--crop", default=None, choices=["center", "none"])
+    ep.add_argument("--trt", action="store_true", help="also build a TensorRT engine (needs TensorRT + GPU)")
+    ep.add_argument("--ladeda-preprocess", default="grad_diag")
+    ep.add_argument("--name")
+    ep.add_argument("--model-card")
+    ep.set_defaults(func=cmd_export_pixel)
+
+    _register_optional(sub)
+    return p
+
+
+def _register_optional(sub: Any) -> None:
+    """Commands defined in their own modules (eval, bench, export vlm) add themselves here."""
+    from . import commands
+
+    commands.register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="[aligngemini] %(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except AlignGeminiError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(exc, ImageError) else EXIT_ERROR
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Labelled image collections for calibration, validation, evaluation and benchmarks.
+
+A collection is a directory with ``real/`` and ``fake/`` subfolders (the first folder below each names
+the *source*, e.g. ``fake/sd_family/x.jpg`` -> source ``sd_family``), or a CSV with columns
+``path,label`` (+ optional ``source``/``generator``), paths relative to the CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # 1 = fake, 0 = real
+    source: str
+
+
+def list_images(root: str | os.PathLike[str]) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def load_collection(spec: str | os.PathLike[str]) -> list[Sample]:
+    """Read a labelled collection (directory with real/ and fake/, or CSV)."""
+    p = Path(spec)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        out = []
+        with open(p, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                label = str(row["label"]).strip().lower()
+                if label not in ("real", "fake", "0", "1"):
+                    raise ValueError(f"{p}: label must be real/fake, got {label!r}")
+                y = 1 if label in ("fake", "1") else 0
+                src = row.get("source") or (Path(row["path"]).parts[-2] if len(Path(row["path"]).parts) > 1 else "")
+                out.append(Sample((p.parent / row["path"]).resolve(), y, src or ("fake" if y else "real")))
+        return out
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p}: not a directory or CSV")
+    out = []
+    for label_name, y in (("real", 0), ("fake", 1)):
+        d = p / label_name
+        if not d.is_dir():
+            continue
+        for img in list_images(d):
+            rel = img.relative_to(d)
+            out.append(Sample(img, y, rel.parts[0] if len(rel.parts) > 1 else label_name))
+    if not out:
+        raise FileNotFoundError(f"{p}: no images under real/ or fake/")
+    return out
+
+
+def split_by_hash(samples: list[Sample], fraction: float, salt: str = "aligngemini") -> tuple[list[Sample], list[Sample]]:
+    """Deterministic split (stable across machines and file order): (held-out fraction, rest)."""
+    held, rest = [], []
+    for s in samples:
+        h = int(hashlib.sha256(f"{salt}:{s.path.name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held if h < fraction else rest).append(s)
+    return held, rest

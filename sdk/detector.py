@@ -1,0 +1,276 @@
+"""The Detector: load a bundle, run the pixel branch, let the planner decide on the VLM, fuse.
+
+    >>> from aligngemini_sdk import Detector
+    >>> det = Detector()                       # the embedded default bundle
+    >>> r = det.detect("photo.jpg")
+    >>> r.is_fake, r.score, r.pixel.probability, r.semantic.skip_reason
+
+Thread-safe: one Detector may be shared by many threads. ONNX Runtime sessions run concurrently; the
+llama.cpp branch is serialised inside its runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .budget import POWER_MODES, LatencyTracker, plan_semantic
+from .bundle import Bundle
+from .device import device_key
+from .errors import AlignGeminiError, InputShapeError
+from .fusion import can_change_verdict, fuse, label_for
+from .image import DEFAULT_MAX_PIXELS, Image, ImageLike, load_image
+from .result import BranchResult, DetectionResult
+
+log = logging.getLogger("aligngemini")
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped inside the package (``aligngemini_sdk/default_bundle``)."""
+    return Path(str(resources.files("aligngemini_sdk") / "default_bundle"))
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """How a Detector runs. ``budget_ms=None`` means no deadline (the VLM runs whenever it can matter)."""
+
+    device: str = "auto"
+    budget_ms: float | None = None
+    power: str = "full"
+    threads: int | None = None
+    pixel_precision: str | None = None
+    semantic_precision: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    load_semantic: bool = True
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.power not in POWER_MODES:
+            raise ValueError(f"power must be one of {POWER_MODES}, got {self.power!r}")
+        if self.budget_ms is not None and self.budget_ms <= 0:
+            raise ValueError("budget_ms must be positive (or None for no budget)")
+
+
+class Detector:
+    """Fused two-branch AI-image detector over one bundle."""
+
+    def __init__(self, bundle: str | os.PathLike[str] | Bundle | None = None,
+                 options: DetectorOptions | None = None, **kwargs: Any) -> None:
+        if options is not None and kwargs:
+            raise TypeError("pass either options= or keyword options, not both")
+        self.options = options or DetectorOptions(**kwargs)
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle or default_bundle_path())
+        m = self.bundle.manifest
+        o = self.options
+        self.device_key = device_key(o.device, o.threads)
+        profile = m.device_profiles.get(self.device_key, {})
+        self.latency = LatencyTracker({k: v.p90_ms for k, v in profile.items()})
+
+        from .runtimes import open_pixel, open_semantic
+
+        self.pixel = None
+        if m.pixel is not None:
+            self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=o.threads,
+                                    precision=o.pixel_precision)
+        self.semantic = None
+        self.semantic_error: str | None = None
+        if m.semantic is not None and o.load_semantic:
+            try:
+                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device, threads=o.threads,
+                                              precision=o.semantic_precision, verbose=o.verbose)
+            except AlignGeminiError as exc:
+                # Integrity errors must not be swallowed: a tampered VLM is an error, not "unavailable".
+                from .errors import BundleIntegrityError
+
+                if isinstance(exc, BundleIntegrityError):
+                    raise
+                self.semantic_error = str(exc)
+                log.warning("semantic branch unavailable: %s", exc)
+        elif m.semantic is not None:
+            self.semantic_error = "not loaded (load_semantic=False)"
+        if self.pixel is None and self.semantic is None:
+            raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike[str], device: str = "auto", budget_ms: float | None = None,
+                    power: str = "full", threads: int | None = None, **kwargs: Any) -> Detector:
+        return cls(path, DetectorOptions(device=device, budget_ms=budget_ms, power=power, threads=threads,
+                                         **kwargs))
+
+    # -- keys for latency tracking -----------------------------------------------------------------
+    @property
+    def pixel_key(self) -> str:
+        return f"pixel/{self.pixel.artifact}" if self.pixel else "pixel/-"
+
+    @property
+    def semantic_key(self) -> str:
+        return f"semantic/{self.semantic.artifact}" if self.semantic else "semantic/-"
+
+    # -- public API --------------------------------------------------------------------------------
+    def detect(self, image: ImageLike, *, color_order: str | None = None, budget_ms: float | None = None,
+               power: str | None = None) -> DetectionResult:
+        """Detect one image (path, bytes, array with ``color_order``, PIL image or :class:`Image`)."""
+        t0 = time.perf_counter()
+        img = load_image(image, color_order=color_order, max_pixels=self.options.max_pixels)
+        return self._detect_decoded(img, t0, budget_ms, power)
+
+    def detect_batch(self, images: Sequence[ImageLike], *, color_order: str | None = None,
+                     budget_ms: float | None = None, power: str | None = None) -> list[DetectionResult]:
+        """Detect several images; the pixel branch runs them as one batch where shapes allow.
+
+        ``budget_ms`` applies per image. Decoding errors raise for the first bad input; use
+        :meth:`detect` per item to collect errors instead.
+        """
+        if not images:
+            return []
+        t0 = time.perf_counter()
+        decoded = [load_image(im, color_order=color_order, max_pixels=self.options.max_pixels) for im in images]
+        probs: Sequence[float | None] = [None] * len(decoded)
+        pixel_ms = 0.0
+        if self.pixel is not None:
+            t = time.perf_counter()
+            probs = [float(p) for p in self.pixel.predict([d.rgb for d in decoded])]
+            pixel_ms = (time.perf_counter() - t) * 1e3 / len(decoded)
+            self.latency.record(self.pixel_key, pixel_ms)
+        share = (time.perf_counter() - t0) * 1e3 / len(decoded)
+        return [self._finish(d, p, pixel_ms, share, budget_ms, power) for d, p in zip(decoded, probs)]
+
+    def detect_video(self, source: str | os.PathLike[str] | Iterable[Any], *, color_order: str = "BGR",
+                     budget_ms: float | None = None, power: str | None = None, stride: int = 1,
+                     max_frames: int | None = None) -> Iterator[DetectionResult]:
+        """Yield one result per analysed frame under a per-frame budget.
+
+        ``source`` is a video path (decoded with OpenCV) or an iterable of frames (arrays in
+        ``color_order``, default OpenCV's BGR). ``stride`` analyses every n-th frame (for live streams
+        where the budget is a frame interval). ``result.extra["frame"]`` holds the frame index.
+        """
+        if stride < 1:
+            raise ValueError("stride must be >= 1")
+        frames = _iter_video(source) if isinstance(source, (str, os.PathLike)) else iter(source)
+        analysed = 0
+        for idx, frame in enumerate(frames):
+            if idx % stride:
+                continue
+            if max_frames is not None and analysed >= max_frames:
+                return
+            t0 = time.perf_counter()
+            img = Image.from_array(frame, color_order, name=f"frame {idx}") if isinstance(frame, np.ndarray) \
+                else load_image(frame, max_pixels=self.options.max_pixels)
+            res = self._detect_decoded(img, t0, budget_ms, power)
+            res.extra["frame"] = idx
+            analysed += 1
+            yield res
+
+    def warmup(self, runs: int = 3) -> dict[str, float]:
+        """Run each branch on a synthetic image to load kernels and seed the latency estimates.
+
+        With a budget and no device profile, the planner will not run the VLM until it has an estimate;
+        this provides one. Returns the measured p90 per branch key.
+        """
+        rng = np.random.default_rng(0)
+        img = rng.integers(0, 256, size=(384, 384, 3), dtype=np.uint8)
+        for _ in range(runs):
+            if self.pixel is not None:
+                t = time.perf_counter()
+                self.pixel.predict([img])
+                self.latency.record(self.pixel_key, (time.perf_counter() - t) * 1e3)
+            if self.semantic is not None:
+                t = time.perf_counter()
+                self.semantic.predict([img])
+                self.latency.record(self.semantic_key, (time.perf_counter() - t) * 1e3)
+        return {k: v for k in (self.pixel_key, self.semantic_key) if (v := self.latency.p90(k)) is not None}
+
+    def info(self) -> dict[str, Any]:
+        m = self.bundle.manifest
+        return {
+            "bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder, "description": m.description,
+            "source": str(self.bundle.source), "device_key": self.device_key,
+            "fusion": m.fusion.rule, "options": self.options.__dict__,
+            "pixel": self.pixel.describe() if self.pixel else None,
+            "semantic": self.semantic.describe() if self.semantic else {"unavailable": self.semantic_error},
+        }
+
+    def close(self) -> None:
+        for rt in (self.pixel, self.semantic):
+            if rt is not None:
+                rt.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _detect_decoded(self, img: Image, t0: float, budget_ms: float | None, power: str | None) -> DetectionResult:
+        p: float | None = None
+        pixel_ms = 0.0
+        if self.pixel is not None:
+            t = time.perf_counter()
+            p = float(self.pixel.predict([img.rgb])[0])
+            pixel_ms = (time.perf_counter() - t) * 1e3
+            self.latency.record(self.pixel_key, pixel_ms)
+        return self._finish(img, p, pixel_ms, 0.0, budget_ms, power, t0=t0)
+
+    def _finish(self, img: Image, p_pixel: float | None, pixel_ms: float, shared_ms: float,
+                budget_ms: float | None, power: str | None, t0: float | None = None) -> DetectionResult:
+        m = self.bundle.manifest
+        budget = self.options.budget_ms if budget_ms is None else budget_ms
+        pwr = power or self.options.power
+        if pwr not in POWER_MODES:
+            raise ValueError(f"power must be one of {POWER_MODES}, got {pwr!r}")
+        t_start = time.perf_counter()
+        elapsed_before = shared_ms if t0 is None else (t_start - t0) * 1e3
+        t_pix = m.pixel.threshold if m.pixel else 0.5
+        t_sem = m.semantic.threshold if m.semantic else 0.5
+        pixel = BranchResult("pixel", ran=p_pixel is not None, probability=p_pixel, ms=pixel_ms,
+                             artifact=self.pixel.artifact if self.pixel else "",
+                             skip_reason=None if p_pixel is not None else "unavailable")
+        pixel_fake = p_pixel is not None and p_pixel > t_pix
+        plan = plan_semantic(available=self.semantic is not None, power=pwr,
+                             can_change=(p_pixel is None) or can_change_verdict(m.fusion, pixel_fake),
+                             budget_ms=budget, elapsed_ms=elapsed_before,
+                             predicted_p90_ms=self.latency.p90(self.semantic_key))
+        semantic = BranchResult("semantic", ran=False, skip_reason=plan.skip_reason,
+                                detail=plan.detail if self.semantic or not self.semantic_error
+                                else self.semantic_error,
+                                artifact=self.semantic.artifact if self.semantic else "")
+        if plan.run and self.semantic is not None:
+            t = time.perf_counter()
+            semantic.probability = float(self.semantic.predict([img.rgb])[0])
+            semantic.ms = (time.perf_counter() - t) * 1e3
+            semantic.ran = True
+            self.latency.record(self.semantic_key, semantic.ms)
+        if pixel.probability is None and semantic.probability is None:
+            raise InputShapeError(img.name, "no branch produced a probability")
+        is_fake, score = fuse(m.fusion, pixel.probability, semantic.probability, t_pix, t_sem)
+        total = elapsed_before + (time.perf_counter() - t_start) * 1e3
+        return DetectionResult(is_fake=is_fake, score=float(score), label=label_for(is_fake), pixel=pixel,
+                               semantic=semantic, total_ms=total, budget_ms=budget, bundle_id=m.bundle_id,
+                               source=img.name, over_budget=budget is not None and total > budget)
+
+
+def _iter_video(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(os.fspath(path))
+    if not cap.isOpened():
+        from .errors import ImageDecodeError
+
+        raise ImageDecodeError(os.fspath(path), "cannot open video")
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        cap.release()

@@ -1,0 +1,79 @@
+"""What this device is: a fingerprint for reports, and the stable key device profiles are stored under."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from functools import lru_cache
+from typing import Any
+
+from .extras import available
+
+_INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+                      "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm")
+
+
+@lru_cache(maxsize=1)
+def cpu_info() -> dict[str, Any]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, val = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "hardware", "cpu model") and val.strip():
+                    model = val.strip()
+                elif key in ("flags", "features"):
+                    flags.update(val.split())
+    except OSError:
+        pass
+    return {"model": model, "arch": platform.machine(), "features": [f for f in _INTERESTING_FLAGS if f in flags],
+            "logical_cores": os.cpu_count() or 1,
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+
+
+def device_key(device: str = "cpu", threads: int | None = None) -> str:
+    """Key for device profiles: architecture, CPU model, thread count and runtime device.
+
+    Latency depends on all four, so a profile measured with 4 threads is not used for 1 thread.
+    """
+    info = cpu_info()
+    slug = re.sub(r"[^a-z0-9]+", "-", str(info["model"]).lower()).strip("-")[:48]
+    t = threads or info["usable_cores"]
+    return f"{info['arch']}-{slug}-{t}t-{'cpu' if device == 'auto' else device}"
+
+
+def fingerprint() -> dict[str, Any]:
+    """Everything a benchmark report needs to say where it was measured."""
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
+
+    fp: dict[str, Any] = {
+        "cpu": cpu_info(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "onnxruntime": ort.__version__,
+        "onnxruntime_providers": ort.get_available_providers(),
+        "llama_cpp": None,
+        "tensorrt": None,
+    }
+    if available("llama_cpp"):
+        try:
+            import llama_cpp
+
+            fp["llama_cpp"] = llama_cpp.__version__
+            fp["llama_cpp_gpu_offload"] = bool(llama_cpp.llama_supports_gpu_offload())
+        except Exception as exc:  # a broken native lib should not break a report
+            fp["llama_cpp"] = f"unusable: {exc}"
+    if available("tensorrt"):
+        try:
+            import tensorrt
+
+            fp["tensorrt"] = tensorrt.__version__
+        except Exception as exc:
+            fp["tensorrt"] = f"unusable: {exc}"
+    return fp

@@ -1,0 +1,282 @@
+"""Image input: decode anything a user may pass into canonical RGB ``uint8`` HWC, then preprocess it
+exactly as the bundle's :class:`~aligngemini_sdk.manifest.InputSpec` says.
+
+Decoding is the SDK's hostile-input boundary. We read the pixel dimensions from the header *before*
+decoding so a decompression bomb is refused without allocating it; detect truncated JPEGs (libjpeg
+would silently grey-fill them); apply EXIF orientation; flatten 16-bit, grayscale, palette, CMYK and
+alpha images to 8-bit RGB; and take the first frame of animations. Every failure raises a typed
+:class:`~aligngemini_sdk.errors.ImageError` that names the input.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+
+from .errors import ImageDecodeError, ImageTooLargeError, InputShapeError
+from .manifest import InputSpec
+
+#: Default decompression-bomb guard: 180 megapixels (above any phone sensor, far below a bomb).
+DEFAULT_MAX_PIXELS = 180_000_000
+#: Refuse files larger than this before reading them (bytes).
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+
+ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, "Image", Any]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A decoded image: RGB ``uint8`` array of shape (H, W, 3), and a name used in errors and reports."""
+
+    rgb: np.ndarray
+    name: str = "<image>"
+
+    @classmethod
+    def from_array(cls, array: np.ndarray, color_order: str, name: str = "<array>") -> Image:
+        """Wrap an array whose colour order is stated explicitly ("RGB", "BGR", "RGBA", "BGRA", "GRAY")."""
+        return cls(_array_to_rgb(array, color_order, name), name)
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def load_image(source: ImageLike, *, color_order: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+               name: str | None = None) -> Image:
+    """Turn a path, encoded bytes, an array (with ``color_order``), a PIL image or an :class:`Image` into
+    an :class:`Image`. Raises :class:`ImageError` subclasses on anything unusable."""
+    if isinstance(source, Image):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = name or str(path)
+        try:
+            size = path.stat().st_size
+            if size > DEFAULT_MAX_BYTES:
+                raise ImageTooLargeError(label, f"file is {size} bytes (limit {DEFAULT_MAX_BYTES})")
+            data = path.read_bytes()
+        except IsADirectoryError:
+            raise ImageDecodeError(label, "is a directory, not an image file") from None
+        except FileNotFoundError:
+            raise ImageDecodeError(label, "file not found") from None
+        except PermissionError:
+            raise ImageDecodeError(label, "permission denied") from None
+        return Image(decode_bytes(data, name=label, max_pixels=max_pixels), label)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label = name or "<bytes>"
+        return Image(decode_bytes(bytes(source), name=label, max_pixels=max_pixels), label)
+    if isinstance(source, np.ndarray):
+        label = name or "<array>"
+        if color_order is None:
+            if source.ndim == 2 or (source.ndim == 3 and source.shape[2] == 1):
+                color_order = "GRAY"
+            else:
+                raise InputShapeError(label, "numpy colour images need an explicit color_order "
+                                             "('RGB' or 'BGR'; OpenCV arrays are 'BGR')")
+        return Image.from_array(source, color_order, label)
+    if hasattr(source, "mode") and hasattr(source, "convert") and hasattr(source, "size"):  # PIL.Image
+        return Image(_pil_to_rgb(source, name or "<PIL image>"), name or "<PIL image>")
+    raise InputShapeError(name or repr(type(source)), f"unsupported image type {type(source).__name__}")
+
+
+def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an encoded image to RGB uint8 (H, W, 3)."""
+    if len(data) == 0:
+        raise ImageDecodeError(name, "empty (zero bytes)")
+    dims = sniff_dimensions(data)
+    if dims is not None:
+        w, h = dims
+        if w <= 0 or h <= 0:
+            raise ImageDecodeError(name, f"header declares an empty image ({w}x{h})")
+        if w * h > max_pixels:
+            raise ImageTooLargeError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+                                           "(decompression-bomb guard; raise max_pixels to allow it)")
+    if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
+        raise ImageDecodeError(name, "truncated JPEG (no end-of-image marker after the scan data)")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as exc:
+        raise ImageDecodeError(name, f"decoder error: {str(exc).strip().splitlines()[-1]}") from None
+    if img is None or img.size == 0:
+        kind = "unrecognised format" if dims is None else "corrupt or truncated data"
+        raise ImageDecodeError(name, f"cannot decode ({kind})")
+    if dims is None and img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageTooLargeError(name, f"{img.shape[1]}x{img.shape[0]} exceeds the limit of {max_pixels} pixels")
+    return _to_uint8(img, name)
+
+
+def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
+    if img.dtype == np.uint8:
+        out = img
+    elif img.dtype == np.uint16:
+        out = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        out = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise ImageDecodeError(name, f"unsupported sample type {img.dtype}")
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def _array_to_rgb(array: np.ndarray, color_order: str, name: str) -> np.ndarray:
+    order = color_order.upper()
+    if not isinstance(array, np.ndarray):
+        raise InputShapeError(name, f"expected a numpy array, got {type(array).__name__}")
+    if array.dtype not in (np.uint8, np.uint16):
+        raise InputShapeError(name, f"array dtype must be uint8 or uint16 (HWC), got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        if order not in ("GRAY", "L"):
+            raise InputShapeError(name, f"2-D array is grayscale but color_order={color_order!r}")
+        rgb = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] in (3, 4):
+        want = 4 if order in ("RGBA", "BGRA") else 3
+        if order not in ("RGB", "BGR", "RGBA", "BGRA") or array.shape[2] != want:
+            raise InputShapeError(name, f"array has {array.shape[2]} channels but color_order={color_order!r}")
+        rgb = array[:, :, :3]
+        if order.startswith("BGR"):
+            rgb = rgb[:, :, ::-1]
+    else:
+        raise InputShapeError(name, f"expected HWC array with 1, 3 or 4 channels, got shape {array.shape}")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise InputShapeError(name, f"empty array of shape {array.shape}")
+    return _to_uint8(np.ascontiguousarray(rgb), name)
+
+
+def _pil_to_rgb(img: Any, name: str) -> np.ndarray:
+    try:
+        from PIL import ImageOps
+
+        img = ImageOps.exif_transpose(img)
+        return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    except Exception as exc:  # PIL raises many types for broken files
+        raise ImageDecodeError(name, f"PIL image could not be converted: {exc}") from None
+
+
+# -- header sniffing (no decoding) ------------------------------------------------------------------
+def sniff_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of PNG, JPEG, GIF, BMP or WebP data; None if unknown."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", data[16:24])
+            return int(w), int(h)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            w, h = struct.unpack("<HH", data[6:10])
+            return int(w), int(h)
+        if data[:2] == b"BM" and len(data) >= 26:
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(int(w)), abs(int(h))
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            return _webp_dims(data)
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_dims(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_dims(data: bytes) -> tuple[int, int] | None:
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (seg_len,) = struct.unpack(">H", data[i + 2:i + 4])
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return int(w), int(h)
+        if marker == 0xDA:
+            return None
+        i += 2 + seg_len
+    return None
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """A JPEG is complete when an end-of-image marker follows the last start-of-scan."""
+    sos = data.rfind(b"\xff\xda")
+    return sos >= 0 and data.find(b"\xff\xd9", sos) >= 0
+
+
+def _webp_dims(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        w = 1 + int.from_bytes(data[24:27], "little")
+        h = 1 + int.from_bytes(data[27:30], "little")
+        return w, h
+    if chunk == b"VP8L":
+        b = int.from_bytes(data[21:25], "little")
+        return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
+    if chunk == b"VP8 ":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    return None
+
+
+# -- preprocessing -------------------------------------------------------------------------------------
+def fit_to_spec(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Geometric step: resize (only if the spec says so), then centre-crop; reflect-pad small images.
+
+    Never upsamples unless ``resize`` asks for it, so pixel artifacts reach the model untouched.
+    """
+    img = rgb
+    if spec.resize == "exact" and spec.fixed_size:
+        interp = cv2.INTER_AREA if img.shape[0] * img.shape[1] > spec.height * spec.width else cv2.INTER_CUBIC
+        return cv2.resize(img, (spec.width, spec.height), interpolation=interp)
+    if spec.resize == "shorter" and spec.fixed_size:
+        target = max(spec.height, spec.width)
+        s = target / min(img.shape[0], img.shape[1])
+        nh, nw = max(target, round(img.shape[0] * s)), max(target, round(img.shape[1] * s))
+        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+        img = cv2.resize(img, (nw, nh), interpolation=interp)
+    if spec.crop == "center" and spec.fixed_size:
+        return center_crop(img, spec.height, spec.width)
+    # Full image (fully convolutional models): cap the work on huge inputs by a centre crop.
+    h, w = img.shape[:2]
+    ch, cw = min(h, spec.max_side), min(w, spec.max_side)
+    return center_crop(img, ch, cw) if (ch, cw) != (h, w) else img
+
+
+def center_crop(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    if h < height or w < width:
+        ph, pw = max(0, height - h), max(0, width - w)
+        img = np.pad(img, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+        h, w = img.shape[:2]
+    top, left = (h - height) // 2, (w - width) // 2
+    return img[top:top + height, left:left + width]
+
+
+def normalize(fitted: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """uint8 RGB HWC -> float32 tensor (C, H, W) or (H, W, C), mean/std and colour order per the spec."""
+    x = fitted.astype(np.float32) * np.float32(1.0 / spec.scale)
+    if spec.color_order == "BGR":
+        x = x[:, :, ::-1]
+        mean, std = spec.mean[::-1], spec.std[::-1]
+    else:
+        mean, std = spec.mean, spec.std
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    if spec.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """One image -> one model input tensor (without the batch axis)."""
+    return normalize(fit_to_spec(rgb, spec), spec)

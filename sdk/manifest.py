@@ -1,0 +1,312 @@
+"""The bundle manifest (``manifest.json``): what a bundle contains and how to run it.
+
+Preprocessing, thresholds, prompts and fusion live here, not in code, so that one SDK build runs any
+bundle an exporter writes. The schema is versioned; readers refuse versions they do not know rather
+than guessing.
+
+Schema (version 1)::
+
+    {
+      "schema_version": 1,
+      "bundle_id": "ag-...",                 # stable: derived from the model files' hashes
+      "name": "...", "description": "...", "placeholder": false,
+      "branches": {
+        "pixel": {
+          "artifacts": {"int8": {"runtime": "onnxruntime", "precision": "int8",
+                                 "files": {"model": {"path": "pixel/model.int8.onnx",
+                                                     "sha256": "...", "bytes": 123}}}},
+          "default_artifact": "int8",
+          "input": {"height": 336, "width": 336, "crop": "center", "resize": "none", ...},
+          "threshold": 0.5,
+          "validation": {...}                # accuracy gate results, per artifact
+        },
+        "semantic": {
+          "artifacts": {"q4_k_m": {"runtime": "llama.cpp", "precision": "Q4_K_M",
+                                   "files": {"model": {...}, "mmproj": {...}}}},
+          "prompt": {"user": "...", "system": null}, "labels": {"fake": ["fake"], "real": ["real"]},
+          "threshold": 0.5, "n_ctx": 2048
+        }
+      },
+      "fusion": {"rule": "or"},
+      "device_profiles": {"<device key>": {"pixel/int8": {"p50_ms": 1.0, "p90_ms": 1.2, "n": 50}}},
+      "provenance": {...}, "model_card": "MODEL_CARD.md"
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import BundleFormatError
+
+SCHEMA_VERSION = 1
+BRANCHES = ("pixel", "semantic")
+RUNTIMES = ("onnxruntime", "tensorrt", "llama.cpp")
+CROP_POLICIES = ("center", "none")
+RESIZE_POLICIES = ("none", "shorter", "exact")
+FUSION_RULES = ("or", "and", "mean", "pixel_only")
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One model file: its path relative to the bundle root, SHA-256 and size."""
+
+    path: str
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One runnable form of a branch (e.g. the INT8 ONNX model, or a Q4_K_M GGUF + mmproj)."""
+
+    runtime: str
+    precision: str
+    files: dict[str, FileEntry]
+    options: dict[str, Any] = field(default_factory=dict)  # runtime specifics (e.g. TensorRT build key)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an RGB image becomes the pixel model's input tensor.
+
+    ``crop="center"`` with ``resize="none"`` is the AlignGemini/DDA policy: pixel artifacts survive only
+    if the image is not resampled. Images smaller than the crop are reflect-padded, never upscaled.
+    ``height``/``width`` of 0 with ``crop="none"`` means the full image at its own size (fully
+    convolutional models such as Tiny-LaDeDa); ``max_side`` then caps work on huge inputs by a
+    centre crop.
+    """
+
+    height: int = 336
+    width: int = 336
+    crop: str = "center"
+    resize: str = "none"
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    color_order: str = "RGB"
+    layout: str = "NCHW"
+    scale: float = 255.0
+    max_side: int = 1024
+
+    @property
+    def fixed_size(self) -> bool:
+        return self.height > 0 and self.width > 0 and (self.crop != "none" or self.resize == "exact")
+
+
+@dataclass(frozen=True)
+class PixelBranchSpec:
+    artifacts: dict[str, Artifact]
+    default_artifact: str
+    input: InputSpec
+    threshold: float = 0.5
+    validation: dict[str, Any] = field(default_factory=dict)
+    arch: str = ""
+
+
+@dataclass(frozen=True)
+class SemanticBranchSpec:
+    artifacts: dict[str, Artifact]
+    default_artifact: str
+    prompt: dict[str, Any]
+    labels: dict[str, list[str]]
+    threshold: float = 0.5
+    n_ctx: int = 2048
+    validation: dict[str, Any] = field(default_factory=dict)
+    arch: str = ""
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    rule: str = "or"
+    weights: dict[str, float] = field(default_factory=lambda: {"pixel": 0.5, "semantic": 0.5})
+    threshold: float = 0.5  # for "mean"
+
+
+@dataclass(frozen=True)
+class LatencyStat:
+    p50_ms: float
+    p90_ms: float
+    n: int = 0
+
+
+@dataclass
+class Manifest:
+    bundle_id: str
+    name: str
+    pixel: PixelBranchSpec | None
+    semantic: SemanticBranchSpec | None
+    fusion: FusionSpec = field(default_factory=FusionSpec)
+    device_profiles: dict[str, dict[str, LatencyStat]] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    placeholder: bool = False
+    model_card: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    # -- (de)serialisation -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        try:
+            return _parse_manifest(data)
+        except BundleFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleFormatError(f"malformed manifest: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BundleFormatError(f"manifest.json is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        branches: dict[str, Any] = {}
+        if self.pixel is not None:
+            branches["pixel"] = asdict(self.pixel)
+        if self.semantic is not None:
+            branches["semantic"] = asdict(self.semantic)
+        return {
+            "schema_version": self.schema_version,
+            "bundle_id": self.bundle_id,
+            "name": self.name,
+            "description": self.description,
+            "placeholder": self.placeholder,
+            "branches": branches,
+            "fusion": asdict(self.fusion),
+            "device_profiles": {
+                dev: {key: asdict(stat) for key, stat in stats.items()}
+                for dev, stats in self.device_profiles.items()
+            },
+            "provenance": self.provenance,
+            "model_card": self.model_card,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    # -- queries -----------------------------------------------------------------------------------
+    def branch(self, name: str) -> PixelBranchSpec | SemanticBranchSpec | None:
+        return {"pixel": self.pixel, "semantic": self.semantic}[name]
+
+    def all_files(self) -> dict[str, FileEntry]:
+        """Every file the manifest references, keyed by '<branch>/<artifact>/<role>'."""
+        out: dict[str, FileEntry] = {}
+        for bname in BRANCHES:
+            spec = self.branch(bname)
+            if spec is None:
+                continue
+            for aname, art in spec.artifacts.items():
+                for role, entry in art.files.items():
+                    out[f"{bname}/{aname}/{role}"] = entry
+        return out
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise BundleFormatError(message)
+
+
+def _parse_artifacts(raw: dict[str, Any], branch: str) -> dict[str, Artifact]:
+    _require(isinstance(raw, dict) and len(raw) > 0, f"branch '{branch}' has no artifacts")
+    arts: dict[str, Artifact] = {}
+    for name, a in raw.items():
+        runtime = a["runtime"]
+        _require(runtime in RUNTIMES, f"{branch}/{name}: unknown runtime {runtime!r} (known: {RUNTIMES})")
+        files = {}
+        for role, f in a["files"].items():
+            sha = str(f["sha256"]).lower()
+            _require(len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
+                     f"{branch}/{name}/{role}: sha256 is not a hex digest")
+            files[role] = FileEntry(path=str(f["path"]), sha256=sha, bytes=int(f["bytes"]))
+        _require(len(files) > 0, f"{branch}/{name}: artifact lists no files")
+        arts[name] = Artifact(runtime=runtime, precision=str(a["precision"]), files=files,
+                              options=dict(a.get("options", {})))
+    return arts
+
+
+def _parse_input(raw: dict[str, Any]) -> InputSpec:
+    spec = InputSpec(
+        height=int(raw.get("height", 336)),
+        width=int(raw.get("width", 336)),
+        crop=str(raw.get("crop", "center")),
+        resize=str(raw.get("resize", "none")),
+        mean=tuple(float(v) for v in raw.get("mean", CLIP_MEAN)),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in raw.get("std", CLIP_STD)),  # type: ignore[arg-type]
+        color_order=str(raw.get("color_order", "RGB")).upper(),
+        layout=str(raw.get("layout", "NCHW")).upper(),
+        scale=float(raw.get("scale", 255.0)),
+        max_side=int(raw.get("max_side", 1024)),
+    )
+    _require(spec.crop in CROP_POLICIES, f"input.crop must be one of {CROP_POLICIES}")
+    _require(spec.resize in RESIZE_POLICIES, f"input.resize must be one of {RESIZE_POLICIES}")
+    _require(spec.color_order in ("RGB", "BGR"), "input.color_order must be RGB or BGR")
+    _require(spec.layout in ("NCHW", "NHWC"), "input.layout must be NCHW or NHWC")
+    _require(len(spec.mean) == 3 and len(spec.std) == 3 and all(s > 0 for s in spec.std),
+             "input.mean/std must be three numbers, std > 0")
+    _require(spec.height >= 0 and spec.width >= 0, "input size must be non-negative")
+    return spec
+
+
+def _parse_manifest(data: Any) -> Manifest:
+    _require(isinstance(data, dict), "manifest must be a JSON object")
+    version = data.get("schema_version")
+    _require(version == SCHEMA_VERSION,
+             f"unsupported manifest schema_version {version!r}; this SDK reads version {SCHEMA_VERSION}")
+    _require(isinstance(data.get("bundle_id"), str) and data["bundle_id"], "bundle_id missing")
+    branches = data.get("branches", {})
+    _require(isinstance(branches, dict), "branches must be an object")
+    unknown = set(branches) - set(BRANCHES)
+    _require(not unknown, f"unknown branches {sorted(unknown)}")
+
+    pixel = None
+    if "pixel" in branches:
+        b = branches["pixel"]
+        arts = _parse_artifacts(b["artifacts"], "pixel")
+        default = b.get("default_artifact") or next(iter(arts))
+        _require(default in arts, f"pixel.default_artifact {default!r} is not an artifact")
+        pixel = PixelBranchSpec(artifacts=arts, default_artifact=default, input=_parse_input(b["input"]),
+                                threshold=float(b.get("threshold", 0.5)),
+                                validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")))
+    semantic = None
+    if "semantic" in branches:
+        b = branches["semantic"]
+        arts = _parse_artifacts(b["artifacts"], "semantic")
+        default = b.get("default_artifact") or next(iter(arts))
+        _require(default in arts, f"semantic.default_artifact {default!r} is not an artifact")
+        labels = {k: [str(w) for w in v] for k, v in b["labels"].items()}
+        _require(bool(labels.get("fake")) and bool(labels.get("real")),
+                 "semantic.labels needs non-empty 'fake' and 'real' word lists")
+        _require(isinstance(b["prompt"], dict) and "user" in b["prompt"], "semantic.prompt.user missing")
+        semantic = SemanticBranchSpec(artifacts=arts, default_artifact=default, prompt=dict(b["prompt"]),
+                                      labels=labels, threshold=float(b.get("threshold", 0.5)),
+                                      n_ctx=int(b.get("n_ctx", 2048)),
+                                      validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")))
+    _require(pixel is not None or semantic is not None, "bundle has no branches")
+
+    f = data.get("fusion", {}) or {}
+    fusion = FusionSpec(rule=str(f.get("rule", "or")),
+                        weights={k: float(v) for k, v in f.get("weights", {"pixel": 0.5, "semantic": 0.5}).items()},
+                        threshold=float(f.get("threshold", 0.5)))
+    _require(fusion.rule in FUSION_RULES, f"fusion.rule must be one of {FUSION_RULES}")
+
+    profiles = {
+        str(dev): {str(k): LatencyStat(p50_ms=float(s["p50_ms"]), p90_ms=float(s["p90_ms"]), n=int(s.get("n", 0)))
+                   for k, s in stats.items()}
+        for dev, stats in (data.get("device_profiles") or {}).items()
+    }
+    return Manifest(
+        bundle_id=data["bundle_id"], name=str(data.get("name", data["bundle_id"])), pixel=pixel,
+        semantic=semantic, fusion=fusion, device_profiles=profiles,
+        provenance=dict(data.get("provenance") or {}), description=str(data.get("description", "")),
+        placeholder=bool(data.get("placeholder", False)), model_card=data.get("model_card"),
+        schema_version=version,
+    )
