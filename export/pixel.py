@@ -54,6 +54,7 @@ class PixelExportConfig:
     calib: str | None = None
     val: str | None = None
     holdout: float = 0.3
+    exclude_sources: tuple[str, ...] = ()
     calib_method: str = "minmax"
     target: str = "cpu"  # "tensorrt": symmetric INT8 (zero points 0) for explicit quantization
     allow_small_calib: bool = False
@@ -215,9 +216,9 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
     calib_samples: list[Sample] = []
     val_samples: list[Sample] = []
     if cfg.calib:
-        calib_samples = load_collection(cfg.calib)
+        calib_samples = [s for s in load_collection(cfg.calib) if s.source not in cfg.exclude_sources]
     if cfg.val:
-        val_samples = load_collection(cfg.val)
+        val_samples = [s for s in load_collection(cfg.val) if s.source not in cfg.exclude_sources]
     if cfg.calib and (not cfg.val or Path(cfg.val).resolve() == Path(cfg.calib).resolve()):
         val_samples, calib_samples = split_by_hash(calib_samples, cfg.holdout)
         log_step(f"validation = {len(val_samples)} images held out of --calib by hash ({cfg.holdout:.0%})")

@@ -12,6 +12,7 @@ not thread-safe, so calls are serialised with a lock; use several Detectors for 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ from ..extras import require
 from ..manifest import SemanticBranchSpec
 
 _log_lock = threading.Lock()
+_llama_log = logging.getLogger("aligngemini.llama_cpp")
 _log_callback: Any = None  # keep the ctypes callback alive for the process lifetime
 _verbose_any = False
 
@@ -50,10 +52,15 @@ def _install_quiet_logging(llama_cpp: Any, mtmd: Any, verbose: bool) -> None:
 
         @llama_cpp.llama_log_callback
         def _cb(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            if _verbose_any or level == 3:  # always surface GGML_LOG_LEVEL_ERROR
+            # llama.cpp logs even notices at ERROR level; real failures reach the user as typed exceptions
+            # from return codes, so its log goes to stderr only when verbose, else to logging at DEBUG.
+            msg = text.decode("utf-8", "replace")
+            if _verbose_any:
                 import sys
 
-                sys.stderr.write(text.decode("utf-8", "replace"))
+                sys.stderr.write(msg)
+            else:
+                _llama_log.debug(msg.rstrip())
 
         _log_callback = _cb
         llama_cpp.llama_log_set(_cb, ctypes.c_void_p(0))
@@ -131,7 +138,7 @@ class LlamaSemantic:
         if not mtmd.mtmd_support_vision(self.mctx):
             raise RuntimeUnavailableError(f"{mmproj_path} has no vision encoder")
         marker = mtmd.mtmd_default_marker().decode()
-        text = str(spec.prompt["text"] if "text" in spec.prompt else spec.prompt["user"])
+        text = str(spec.prompt["text"])
         if "{image}" in text:
             text = text.replace("{image}", marker)
         elif marker not in text:

@@ -141,6 +141,7 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
     cfg = PixelExportConfig(
         arch=args.arch, weights=args.weights, out=Path(args.out), input=spec,
         precisions=tuple(args.precisions.split(",")), calib=args.calib, val=args.val, holdout=args.holdout,
+        exclude_sources=tuple(s for s in args.exclude_sources.split(",") if s),
         calib_method=args.calib_method, target=args.target, allow_small_calib=args.allow_small_calib,
         gate=GateThresholds(min_agreement=args.min_agreement, max_bacc_drop=args.max_bacc_drop / 100.0),
         trt=args.trt, ladeda_preprocess=args.ladeda_preprocess, name=args.name, model_card=args.model_card,
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--calib", help="calibration images: DIR with real/ fake/, or CSV")
     ep.add_argument("--val", help="validation images (default: hold out part of --calib)")
     ep.add_argument("--holdout", type=float, default=0.3)
+    ep.add_argument("--exclude-sources", default="", help="comma list of sources to leave out (e.g. cifake)")
     ep.add_argument("--precisions", default="fp32,fp16,int8")
     ep.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"])
     ep.add_argument("--target", default="cpu", choices=["cpu", "tensorrt"])

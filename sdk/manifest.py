@@ -23,7 +23,7 @@ Schema (version 1)::
         "semantic": {
           "artifacts": {"q4_k_m": {"runtime": "llama.cpp", "precision": "Q4_K_M",
                                    "files": {"model": {...}, "mmproj": {...}}}},
-          "prompt": {"user": "...", "system": null}, "labels": {"fake": ["fake"], "real": ["real"]},
+          "prompt": {"text": "<chat header>{image}question<chat footer>"}, "labels": {"fake": ["fake"], "real": ["real"]},
           "threshold": 0.5, "n_ctx": 2048
         }
       },
@@ -285,7 +285,8 @@ def _parse_manifest(data: Any) -> Manifest:
         labels = {k: [str(w) for w in v] for k, v in b["labels"].items()}
         _require(bool(labels.get("fake")) and bool(labels.get("real")),
                  "semantic.labels needs non-empty 'fake' and 'real' word lists")
-        _require(isinstance(b["prompt"], dict) and "user" in b["prompt"], "semantic.prompt.user missing")
+        _require(isinstance(b["prompt"], dict) and "{image}" in str(b["prompt"].get("text", "")),
+                 "semantic.prompt.text missing or without an {image} placeholder")
         semantic = SemanticBranchSpec(artifacts=arts, default_artifact=default, prompt=dict(b["prompt"]),
                                       labels=labels, threshold=float(b.get("threshold", 0.5)),
                                       n_ctx=int(b.get("n_ctx", 2048)),

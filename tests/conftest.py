@@ -1,0 +1,90 @@
+"""Shared fixtures: real bundles built once per test session from real weights and real images.
+
+- ``ladeda_bundle``: the real pretrained Tiny-LaDeDa (../shared/data/weights) exported through the product's
+  pixel export path (FP32 ONNX), run by real onnxruntime sessions.
+- ``two_branch_bundle``: that pixel branch plus a tiny random-weight Gemma3 VLM converted by llama.cpp's own
+  converter, quantized to Q4_K_M, with an f16 mmproj: both branches run for real.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ALIGNGEMINI_SHARED_DATA", ROOT.parent / "shared" / "data"))
+LADEDA = SHARED / "weights" / "tiny_ladeda" / "WildRF_Tiny_LaDeDa.pth"
+KODAK = SHARED / "images" / "real" / "kodak24"
+SD_FAKES = SHARED / "images" / "fake" / "sd_family"
+CNN_REAL = SHARED / "images" / "real" / "cnndetection"
+CNN_FAKE = SHARED / "images" / "fake" / "cnndetection"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not (SHARED / "images.csv").is_file():
+        raise pytest.UsageError(f"shared data not found at {SHARED} (set ALIGNGEMINI_SHARED_DATA)")
+
+
+def real_images(n: int = 4) -> list[Path]:
+    return sorted(KODAK.glob("*.png"))[:n]
+
+
+def fake_images(n: int = 4) -> list[Path]:
+    return sorted(SD_FAKES.glob("*.jpg"))[:n]
+
+
+def small_collection(root: Path, n: int = 12) -> Path:
+    """A labelled folder (real/<src>, fake/<src>) of symlinks to shared images."""
+    for label, srcs in (("real", [CNN_REAL, KODAK]), ("fake", [CNN_FAKE, SD_FAKES])):
+        for src in srcs:
+            d = root / label / src.name
+            d.mkdir(parents=True, exist_ok=True)
+            for p in sorted(src.iterdir())[: n // 2]:
+                (d / p.name).symlink_to(p)
+    return root
+
+
+@pytest.fixture(scope="session")
+def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_collection(tmp_path_factory.mktemp("collection"))
+
+
+@pytest.fixture(scope="session")
+def ladeda_bundle(tmp_path_factory: pytest.TempPathFactory, collection: Path) -> Path:
+    from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
+
+    out = tmp_path_factory.mktemp("bundles") / "ladeda"
+    export_pixel(PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=out, precisions=("fp32",),
+                                   val=str(collection), name="test ladeda"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from aligngemini_sdk.export.tiny import build_tiny_gemma3
+
+    return build_tiny_gemma3(tmp_path_factory.mktemp("hf") / "tiny-gemma3")
+
+
+@pytest.fixture(scope="session")
+def two_branch_bundle(tmp_path_factory: pytest.TempPathFactory, ladeda_bundle: Path, tiny_gemma3: Path) -> Path:
+    pytest.importorskip("llama_cpp", reason="needs the [gguf] extra (llama-cpp-python)")
+    from aligngemini_sdk.export.vlm import VlmExportConfig, export_vlm
+
+    out = tmp_path_factory.mktemp("bundles") / "two-branch"
+    shutil.copytree(ladeda_bundle, out, dirs_exist_ok=True)
+    export_vlm(VlmExportConfig(hf=tiny_gemma3, out=out, quants=("Q4_K_M",), mmproj_type="f16",
+                               parity_images=real_images(2) + fake_images(2), n_ctx=512))
+    return out
+
+
+@pytest.fixture()
+def bundle_copy(tmp_path: Path, ladeda_bundle: Path) -> Path:
+    """A private copy of the LaDeDa bundle that a test may tamper with."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(ladeda_bundle, dst)
+    return dst

