@@ -25,7 +25,8 @@ from torch import nn
 from ..errors import ExportError
 
 HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1536: 24}
-_PREFIXES = ("module.", "model.", "base_model.model.", "backbone.", "encoder.", "dinov2.", "net.")
+_WRAPPERS = ("module.", "model.", "base_model.model.", "backbone.", "dinov2.", "net.")  # training wrappers
+_HUB_PREFIXES = (*_WRAPPERS, "encoder.")  # torch.hub naming never starts with "encoder.", transformers does
 _HEAD_NAMES = ("head", "classifier", "fc", "linear", "cls_head")
 
 
@@ -66,11 +67,11 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return state
 
 
-def _strip(key: str) -> str:
+def _strip(key: str, prefixes: tuple[str, ...] = _WRAPPERS) -> str:
     changed = True
     while changed:
         changed = False
-        for pre in _PREFIXES:
+        for pre in prefixes:
             if key.startswith(pre):
                 key, changed = key[len(pre):], True
     return key
@@ -83,8 +84,8 @@ def split_head(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     for k, v in state.items():
         s = _strip(k)
         name, _, leaf = s.rpartition(".")
-        if name in _HEAD_NAMES and leaf in ("weight", "bias") and (v.ndim == 2 and v.shape[0] == 1 or v.ndim == 1
-                                                                    and v.numel() == 1):
+        if name in _HEAD_NAMES and leaf in ("weight", "bias") and ((v.ndim == 2 and v.shape[0] == 1) or (v.ndim == 1
+                                                                    and v.numel() == 1)):
             if leaf == "weight":
                 head_w = v
             else:
@@ -145,14 +146,14 @@ def merge_lora(state: dict[str, torch.Tensor], alpha: float = 1.0) -> dict[str, 
 
 def hub_to_hf(state: dict[str, torch.Tensor], image_size: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Map torch.hub DINOv2 keys onto transformers' Dinov2Model; returns (state, config kwargs)."""
-    st = {_strip(k): v for k, v in state.items()}
+    st = {_strip(k, _HUB_PREFIXES): v for k, v in state.items()}
     if "cls_token" not in st:
         raise ExportError("not a torch.hub DINOv2 state (no cls_token)")
     hidden = st["cls_token"].shape[-1]
     patch = st["patch_embed.proj.weight"].shape[-1]
     layers = 1 + max(int(m.group(1)) for k in st if (m := re.match(r"blocks\.(\d+)\.", k)))
     n_pos = st["pos_embed"].shape[1] - 1
-    grid = int(math.isqrt(n_pos))
+    grid = math.isqrt(n_pos)
     swiglu = "blocks.0.mlp.w12.weight" in st
     inter = st["blocks.0.mlp.w12.weight" if swiglu else "blocks.0.mlp.fc1.weight"].shape[0]
     cfg = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": HEADS_BY_WIDTH.get(hidden, max(1, hidden // 64)),

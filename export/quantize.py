@@ -46,7 +46,7 @@ def common_size(tensors: Sequence[np.ndarray], side: int = 256) -> list[np.ndarr
     samples, and convolutional activation statistics are local, so a crop is representative."""
     out = []
     for t in tensors:
-        c, h, w = t.shape
+        _, h, w = t.shape
         ph, pw = max(0, side - h), max(0, side - w)
         if ph or pw:
             t = np.pad(t, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode="symmetric")

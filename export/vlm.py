@@ -108,6 +108,9 @@ def _find_sdist(version: str) -> Path:
     env = os.environ.get("ALIGNGEMINI_LLAMA_SDIST")
     if env and Path(env).is_file():
         return Path(env)
+    recorded = Path(sys.prefix) / "etc" / "llama_cpp_sdist"  # written by setup.sh
+    if recorded.is_file() and Path(recorded.read_text().strip()).is_file():
+        return Path(recorded.read_text().strip())
     cache = default_cache_dir() / "sdist"
     name = f"llama_cpp_python-{version}.tar.gz"
     if (cache / name).is_file():
@@ -144,7 +147,7 @@ def run_converter(conv: Path, model_dir: Path, outfile: Path, outtype: str, mmpr
     tail: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
-        tail = (tail + [line.rstrip()])[-40:]
+        tail = [*tail, line.rstrip()][-40:]
         if "Writing" in line or "successfully exported" in line:
             sys.stderr.write("  " + line.strip().split("\r")[-1][:140] + "\n")
     if proc.wait() != 0 or not outfile.is_file():

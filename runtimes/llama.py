@@ -11,6 +11,7 @@ not thread-safe, so calls are serialised with a lock; use several Detectors for 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -163,7 +164,7 @@ class LlamaSemantic:
 
         Used by the export parity gate to feed the transformers model identical tokens."""
         mtmd = self._mtmd
-        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        rgb = self.fit(rgb)
         with self._lock:
             bitmap = mtmd.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
             chunks = mtmd.mtmd_input_chunks_init()
@@ -193,10 +194,22 @@ class LlamaSemantic:
         with self._lock:
             return self._probability_locked(rgb)
 
+    def fit(self, rgb: np.ndarray) -> np.ndarray:
+        """Downsize (area) so the longer side is at most ``image_max_side``: the VLM judges semantics, and a
+        full-resolution photo would cost thousands of vision tokens."""
+        h, w = rgb.shape[:2]
+        side = self.spec.image_max_side
+        if side and max(h, w) > side:
+            import cv2
+
+            s = side / max(h, w)
+            rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+
     def _probability_locked(self, rgb: np.ndarray) -> float:
         mtmd, lc = self._mtmd, self._lc
         t0 = time.perf_counter()
-        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        rgb = self.fit(rgb)
         h, w = rgb.shape[:2]
         bitmap = mtmd.mtmd_bitmap_init(w, h, rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
         if not bitmap:
@@ -229,6 +242,10 @@ class LlamaSemantic:
             for i in range(start, n_chunks):
                 chunk = mtmd.mtmd_input_chunks_get(chunks, i)
                 is_text = mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT
+                need = n_past + mtmd.mtmd_input_chunk_get_n_tokens(chunk)
+                if need > self.spec.n_ctx:
+                    raise RuntimeUnavailableError(f"prompt needs {need} tokens > n_ctx {self.spec.n_ctx}; lower "
+                                                  "semantic.image_max_side or raise n_ctx in the manifest")
                 new_n_past = lc.llama_pos(0)
                 t = time.perf_counter()
                 rc = mtmd.mtmd_helper_eval_chunk_single(self.mctx, ctx, chunk, lc.llama_pos(n_past),
@@ -273,7 +290,5 @@ class LlamaSemantic:
                 self.llm = None  # type: ignore[assignment]
 
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

@@ -218,7 +218,7 @@ def run_bench(bundle: str, *, data: str | None = None, device: str = "cpu", thre
         stats = {f"{r['branch']}/{r['artifact']}": LatencyStat(p50_ms=r["latency_ms"]["p50"], p90_ms=r["latency_ms"]["p90"],
                                                                n=r["latency_ms"]["n"])
                  for r in rep["artifacts"] if r.get("ok")}
-        if not b.root == Path(bundle).resolve():
+        if b.root != Path(bundle).resolve():
             log_step("--write-profile: bundle is a .tar; profile written to the unpacked copy only")
         write_device_profile(b.root, rep["device_key"], stats)
         rep["profile_written"] = {"device_key": rep["device_key"], "entries": list(stats)}

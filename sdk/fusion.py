@@ -50,9 +50,7 @@ def can_change_verdict(spec: FusionSpec, pixel_says_fake: bool) -> bool:
         return not pixel_says_fake
     if spec.rule == "and":
         return pixel_says_fake
-    if spec.rule == "mean":
-        return True
-    return False
+    return spec.rule == "mean"
 
 
 def label_for(is_fake: bool) -> str:

@@ -120,6 +120,8 @@ class SemanticBranchSpec:
     n_ctx: int = 2048
     validation: dict[str, Any] = field(default_factory=dict)
     arch: str = ""
+    #: semantics need no full resolution; larger images are downsized (area) before the projector
+    image_max_side: int = 448
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,8 @@ def _parse_manifest(data: Any) -> Manifest:
         semantic = SemanticBranchSpec(artifacts=arts, default_artifact=default, prompt=dict(b["prompt"]),
                                       labels=labels, threshold=float(b.get("threshold", 0.5)),
                                       n_ctx=int(b.get("n_ctx", 2048)),
-                                      validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")))
+                                      validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")),
+                                      image_max_side=int(b.get("image_max_side", 448)))
     _require(pixel is not None or semantic is not None, "bundle has no branches")
 
     f = data.get("fusion", {}) or {}

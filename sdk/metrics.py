@@ -41,7 +41,7 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
     acc_fake = float(pred[y].mean()) if y.any() else None
     present = [a for a in (acc_real, acc_fake) if a is not None]
     return {
-        "n": int(len(y)), "n_real": int((~y).sum()), "n_fake": int(y.sum()),
+        "n": len(y), "n_real": int((~y).sum()), "n_fake": int(y.sum()),
         "acc_real": acc_real, "acc_fake": acc_fake,
         "balanced_accuracy": float(np.mean(present)) if present else None,
         "accuracy": float((pred == y).mean()) if len(y) else None,

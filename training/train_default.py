@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import random
@@ -56,11 +55,13 @@ def family_of(row: dict) -> str:
 
 
 def split_rows(data: Path) -> dict[str, list[dict]]:
-    """train / test (held-aside seen sources) / unseen (generator families never trained on)."""
+    """train / tune (threshold choice) / test (held-aside seen sources) / unseen (never-trained generators)."""
     import hashlib
 
-    out: dict[str, list[dict]] = {"train": [], "test": [], "unseen": []}
-    for row in csv.DictReader(open(data / "images.csv", encoding="utf-8")):
+    out: dict[str, list[dict]] = {"train": [], "tune": [], "test": [], "unseen": []}
+    with open(data / "images.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
         src = source_of(row)
         if src == "cifake":
             continue
@@ -69,7 +70,8 @@ def split_rows(data: Path) -> dict[str, list[dict]]:
             out["unseen"].append(row)
             continue
         h = int(hashlib.sha256(f"default-bundle:{row['path']}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        out["test" if h < 0.25 else "train"].append(row)
+        # 25 % test (never used for any decision), 11 % of the rest tunes the threshold, the rest trains
+        out["test" if h < 0.25 else "tune" if h < 0.33 else "train"].append(row)
     return out
 
 
@@ -90,7 +92,7 @@ def load_rgb(path: str) -> np.ndarray:
 
 
 def jpeg(img: np.ndarray, q: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+    _, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
 
 
@@ -158,6 +160,16 @@ class CompactExpert(nn.Module):
 
 
 # -- training -----------------------------------------------------------------------------------------
+def best_threshold(labels: list[int], probs: np.ndarray) -> float:
+    """The threshold maximising balanced accuracy (midpoint between neighbouring scores)."""
+    y = np.asarray(labels, bool)
+    s = np.sort(np.unique(probs))
+    cands = np.concatenate([[0.5], (s[1:] + s[:-1]) / 2]) if len(s) > 1 else np.array([0.5])
+    def bacc(t: float) -> float:
+        pred = probs > t
+        return 0.5 * ((~pred[~y]).mean() + pred[y].mean())
+    return float(max(cands, key=lambda t: (bacc(t), -abs(t - 0.5))))
+
 def evaluate(model: nn.Module, rows: list[dict], images: dict[str, np.ndarray]) -> np.ndarray:
     model.eval()
     out = []
@@ -230,11 +242,16 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from aligngemini_sdk.metrics import binary_metrics
 
-    metrics = {}
-    for name in ("test", "unseen"):
+    # The decision threshold is chosen on the tune split (training data), never on test.
+    p_tune = evaluate(model, splits["tune"], images)
+    y_tune = [int(r["label"] == "fake") for r in splits["tune"]]
+    threshold = best_threshold(y_tune, p_tune)
+    print(f"threshold chosen on {len(y_tune)} tune images: {threshold:.4f}", file=sys.stderr)
+    metrics = {"threshold": threshold}
+    for name in ("tune", "test", "unseen"):
         p = evaluate(model, splits[name], images)
         y = [int(r["label"] == "fake") for r in splits[name]]
-        metrics[name] = binary_metrics(y, p)
+        metrics[name] = binary_metrics(y, p, threshold)
     print(json.dumps({"torch_metrics": metrics}, indent=1), file=sys.stderr)
     torch.save(model.state_dict(), work / "compact_expert.pt")
 
@@ -255,7 +272,7 @@ def main() -> int:
     report = export_pixel(PixelExportConfig(
         arch="module", module=model, out=out, precisions=("int8",),
         input=InputSpec(height=CROP, width=CROP, crop="center", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        calib=str(calib_csv), val=str(test_csv), name="aligngemini-default-compact",
+        calib=str(calib_csv), val=str(test_csv), name="aligngemini-default-compact", threshold=threshold,
         description="Compact pixel-artifact expert trained by this project (EfficientNet-Lite0 truncated, "
                     "INT8). Not the full AlignGemini ViT-L expert; see MODEL_CARD.md.",
         model_card=str(card), extra_provenance={"recipe": "training/train_default.py", "train_steps": step,
@@ -266,7 +283,7 @@ def main() -> int:
 
 
 def model_card(n_params: int, steps: int, args: argparse.Namespace, counts: dict, metrics: dict) -> str:
-    t, u = metrics["test"], metrics["unseen"]
+    t, u, th = metrics["test"], metrics["unseen"], metrics["threshold"]
     return f"""# aligngemini default bundle: compact pixel-artifact expert
 
 **What it is.** A {n_params / 1e6:.2f} M-parameter pixel-artifact detector (ImageNet-pretrained EfficientNet-Lite0,
@@ -280,10 +297,11 @@ through `aligngemini export`'s accuracy gate. Input: 224x224 centre crop, no res
 ## Training data
 `../shared/data` (research/non-commercial licences; images are not redistributed, only the weights
 learned from them): cnndetection real/fake pairs (ProGAN-era GANs), Stable Diffusion family fakes, real
-photos (BSD100, Urban100, Kodak24, LIVE1). CIFAKE excluded (32 px). Split: {counts}.
+photos (BSD100, Urban100, Kodak24, LIVE1). CIFAKE excluded (32 px). Split (hash of the path, fixed):
+{counts}.
 JPEG history aligned between classes; augmentations: JPEG q65-95, blur, resize 0.6-1.4x, noise, flips.
 
-## Metrics (PyTorch, before export; the bundle's manifest holds the INT8 gate numbers)
+## Metrics (PyTorch, before export, at the threshold {th:.3f} chosen on the tune split; the bundle's manifest holds the INT8 gate numbers)
 | split | balanced acc. | AUC | acc. real | acc. fake | n |
 |---|---|---|---|---|---|
 | held-aside test (seen sources) | {t['balanced_accuracy']:.3f} | {t['auc']:.3f} | {t['acc_real']:.3f} | {t['acc_fake']:.3f} | {t['n']} |
@@ -294,7 +312,8 @@ JPEG history aligned between classes; augmentations: JPEG q65-95, blur, resize 0
   SD 1.x/2.x/XL (FLUX, Imagen, GPT-4o, Gemini...), on heavily re-compressed or resized web images, and
   on screenshots. Pixel artifacts do not survive strong resizing.
 - Looks at the centre 224x224 crop only.
-- Threshold 0.5 was not tuned for a target false-positive rate.
+- The threshold maximises balanced accuracy on a small tune split; it was not set for a target
+  false-positive rate. Raise it (manifest `branches.pixel.threshold`) if false alarms cost more than misses.
 """
 
 

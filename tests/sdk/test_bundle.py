@@ -5,11 +5,11 @@ import shutil
 import tarfile
 
 import pytest
-
 from aligngemini_sdk import Bundle, Detector
 from aligngemini_sdk.bundle import MANIFEST_NAME, compute_bundle_id, pack_tar, write_device_profile
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
 from aligngemini_sdk.manifest import SCHEMA_VERSION, LatencyStat, Manifest
+
 from tests.conftest import real_images
 
 
@@ -72,7 +72,7 @@ def test_paths_escaping_the_bundle_are_refused(bundle_copy, evil):
     data = manifest_json(bundle_copy)
     data["branches"]["pixel"]["artifacts"]["fp32"]["files"]["model"]["path"] = evil
     write_json(bundle_copy, data)
-    with pytest.raises(BundleIntegrityError, match="escapes|absolute"):
+    with pytest.raises(BundleIntegrityError, match=r"escapes|absolute"):
         Detector(bundle_copy)
 
 

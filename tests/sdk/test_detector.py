@@ -5,9 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-
 from aligngemini_sdk import Detector, DetectorOptions, Image
 from aligngemini_sdk.errors import ImageDecodeError, InputShapeError
+
 from tests.conftest import fake_images, real_images
 
 
@@ -49,7 +49,7 @@ def test_batch_equals_single(det):
 def test_bad_inputs_raise_typed_errors_naming_the_input(det, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0garbage")
-    with pytest.raises(ImageDecodeError, match="broken.jpg"):
+    with pytest.raises(ImageDecodeError, match=r"broken\.jpg"):
         det.detect(bad)
     with pytest.raises(InputShapeError):
         det.detect(np.zeros((32, 32, 3), np.uint8))  # colour order not stated

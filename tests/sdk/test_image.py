@@ -3,16 +3,15 @@
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image as PILImage
-
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
 from aligngemini_sdk.image import Image, center_crop, fit_to_spec, load_image, normalize, sniff_dimensions
 from aligngemini_sdk.manifest import InputSpec
+from PIL import Image as PILImage
+
 from tests.conftest import KODAK
 
 PHOTO = sorted(KODAK.glob("*.png"))[0]

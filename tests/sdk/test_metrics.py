@@ -4,7 +4,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from aligngemini_sdk.metrics import binary_metrics, per_source, roc_auc
 
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up a development/export environment in .venv: the SDK (editable) with every extra except [cluster] and
+# [tensorrt] (TensorRT cannot be installed from the package registries this project can reach).
+#
+# llama-cpp-python has no prebuilt wheel here: it is compiled once (6-12 min on 2 cores) into
+# $ALIGNGEMINI_CACHE_DIR/wheels and reused afterwards. Its sdist is kept too: llama.cpp's HF->GGUF converter
+# ships only inside it (the VLM exporter reads it from there; ALIGNGEMINI_LLAMA_SDIST points at it).
+set -euo pipefail
+cd "$(dirname "$0")"
+CACHE="${ALIGNGEMINI_CACHE_DIR:-$HOME/.cache/aligngemini}"
+LLAMA_VERSION="0.3.36"
+PY="${PYTHON:-python3}"
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VPIP=".venv/bin/python -m pip"
+$VPIP install -q --upgrade pip setuptools wheel
+# torch first, pinned, so no dependency pulls a CUDA build (this machine serves a local CPU wheel for 2.13.0)
+$VPIP install -q "torch==2.13.0"
+
+mkdir -p "$CACHE/wheels" "$CACHE/sdist"
+SDIST="$CACHE/sdist/llama_cpp_python-$LLAMA_VERSION.tar.gz"
+if [ ! -f "$SDIST" ]; then
+  echo "[setup] downloading the llama-cpp-python $LLAMA_VERSION sdist" >&2
+  $VPIP download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sdist"
+fi
+WHEEL=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+if [ -z "$WHEEL" ]; then
+  echo "[setup] compiling llama-cpp-python $LLAMA_VERSION (once; about 6-12 minutes on 2 cores)" >&2
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" $VPIP wheel -q --no-deps -w "$CACHE/wheels" "$SDIST"
+  WHEEL=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
+fi
+$VPIP install -q "$WHEEL"
+$VPIP install -q -e ".[all]"
+mkdir -p .venv/etc
+echo "$SDIST" > .venv/etc/llama_cpp_sdist
+echo "[setup] ready: $(.venv/bin/aligngemini --help | head -n1)" >&2

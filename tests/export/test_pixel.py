@@ -1,0 +1,110 @@
+"""Pixel export: real Tiny-LaDeDa weights, real images; INT8 needs enough calibration; the gate decides."""
+
+import numpy as np
+import pytest
+import torch
+from aligngemini_sdk import Bundle, Detector
+from aligngemini_sdk.errors import ExportError, GateFailedError
+from aligngemini_sdk.export.ladeda import PREPROCESS, TinyLaDeDa, load_ladeda
+from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
+from aligngemini_sdk.manifest import InputSpec
+
+from tests.conftest import LADEDA, fake_images, real_images
+
+
+def test_ladeda_loads_real_weights_for_every_preprocessing():
+    for pp in PREPROCESS:
+        m = load_ladeda(LADEDA, pp)
+        assert sum(p.numel() for p in m.parameters()) < 2000
+        assert m(torch.zeros(1, 3, 64, 64)).shape == (1, 1)
+
+
+def test_ladeda_rejects_foreign_state_dicts(tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ExportError, match="Tiny-LaDeDa"):
+        load_ladeda(bad)
+
+
+def test_fp32_bundle_matches_pytorch_on_real_images(ladeda_bundle):
+    m = load_ladeda(LADEDA)
+    det = Detector(ladeda_bundle)
+    from aligngemini_sdk.image import load_image, preprocess
+
+    for p in real_images(2) + fake_images(2):
+        t = torch.from_numpy(preprocess(load_image(p).rgb, det.bundle.manifest.pixel.input))[None]
+        with torch.no_grad():
+            ref = float(torch.sigmoid(m(t))[0, 0])
+        assert abs(det.detect(p).pixel.probability - ref) < 1e-4
+    gate = det.bundle.manifest.pixel.validation
+    assert gate["artifacts"]["fp32"]["passed"] and gate["n_val"] >= 20
+
+
+def test_int8_refuses_too_few_calibration_images(tmp_path, collection):
+    cfg = PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=tmp_path / "b", calib=str(collection),
+                            val=str(collection))
+    with pytest.raises(ExportError, match="at least 100"):
+        export_pixel(cfg)
+
+
+def test_gate_failure_exits_without_shipping_the_failing_artifact(tmp_path, collection):
+    cfg = PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=tmp_path / "b", calib=str(collection),
+                            val=str(collection), allow_small_calib=True, fallback_rounds=0,
+                            gate=GateThresholds(min_agreement=1.01))  # impossible: must fail
+    with pytest.raises(GateFailedError) as e:
+        export_pixel(cfg)
+    assert e.value.report["artifacts"]["int8"]["passed"] is False
+    b = Bundle.open(tmp_path / "b")
+    assert "int8" not in b.manifest.pixel.artifacts and "fp32" in b.manifest.pixel.artifacts
+    assert not (tmp_path / "b" / "pixel" / "model.int8.onnx").exists()
+
+
+def test_fallback_keeps_layers_in_float_and_reports_them(tmp_path, collection):
+    cfg = PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=tmp_path / "b", calib=str(collection),
+                            val=str(collection), allow_small_calib=True, fallback_rounds=1, precisions=("int8",),
+                            gate=GateThresholds(min_agreement=1.01))
+    with pytest.raises(GateFailedError) as e:
+        export_pixel(cfg)
+    art = e.value.report["artifacts"]["int8"]
+    assert len(art["kept_in_float"]) == 1 and len(art["fallback_history"]) == 2
+    assert art["fallback_history"][1]["excluded"] == art["kept_in_float"]
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("kind", ["module", "torchscript"])
+def test_any_module_with_one_logit(tmp_path, collection, kind):
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    spec = InputSpec(height=96, width=96)
+    kw = {"module": model}
+    if kind == "torchscript":
+        path = tmp_path / "m.pt"
+        torch.jit.script(model).save(str(path))
+        kw = {"weights": str(path)}
+    rep = export_pixel(PixelExportConfig(arch="module", out=tmp_path / "b", input=spec, precisions=("fp32",),
+                                         val=str(collection), **kw))
+    assert rep["artifacts"]["fp32"]["max_abs_delta"] < 1e-5
+    assert Detector(tmp_path / "b").detect(real_images(1)[0]).pixel.ran
+
+
+def test_unknown_arch_and_missing_weights(tmp_path):
+    with pytest.raises(ExportError, match="unknown arch"):
+        export_pixel(PixelExportConfig(arch="vgg", out=tmp_path / "b", precisions=("fp32",)))
+    with pytest.raises(ExportError, match="--weights"):
+        export_pixel(PixelExportConfig(arch="ladeda", out=tmp_path / "b", precisions=("fp32",)))
+
+
+def test_fixed_preprocessing_is_inside_the_graph():
+    """The LaDeDa gradient filter is exported with the model: the bundle needs no knowledge of it."""
+    m = TinyLaDeDa("grad_diag")
+    x = torch.randn(1, 3, 32, 32)
+    assert not np.allclose(m._fixed(x).numpy(), x.numpy())

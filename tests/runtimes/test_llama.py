@@ -1,0 +1,38 @@
+"""llama.cpp semantic runtime pieces: label token candidates and the restricted softmax."""
+
+import numpy as np
+import pytest
+from aligngemini_sdk.errors import RuntimeUnavailableError
+from aligngemini_sdk.runtimes.llama import label_token_ids, restricted_softmax_fake, split_label_ids
+
+
+def test_label_candidates_cover_spacing_and_case_and_skip_bare_spaces():
+    vocab = {"fake": [10], " fake": [11], "Fake": [12], " Fake": [13], "real": [20], " real": [21], "Real": [22],
+             " Real": [23]}
+    ids = label_token_ids(lambda s: vocab.get(s, [99]), ["fake"], piece=lambda t: "x")
+    assert sorted(ids) == [10, 11, 12, 13]
+    # SentencePiece may split " fake" into ["▁", "fake"]: the bare "▁" is not a decision token
+    sp = {" fake": [5, 10], "fake": [10], "Fake": [12], " Fake": [5, 12]}
+    ids = label_token_ids(lambda s: sp.get(s, [10]), ["fake"], piece=lambda t: "\u2581" if t == 5 else "f")
+    assert 5 not in ids and set(ids) == {10, 12}
+
+
+def test_multi_piece_words_use_their_first_piece():
+    assert label_token_ids(lambda s: [7, 8, 9], ["generated"]) == [7]
+
+
+def test_shared_ids_are_dropped_and_total_clash_fails():
+    assert split_label_ids([1, 2], [2, 3]) == ([1], [3], [2])
+    with pytest.raises(RuntimeUnavailableError):
+        split_label_ids([1], [1])
+
+
+def test_restricted_softmax():
+    logits = np.zeros(50)
+    logits[[1, 2]] = [2.0, 0.0]
+    logits[3] = 1.0
+    p = restricted_softmax_fake(logits, [1, 2], [3])
+    e = np.exp([2.0, 0.0, 1.0])
+    assert p == pytest.approx((e[0] + e[1]) / e.sum())
+    big = np.full(10, 1e4)
+    assert restricted_softmax_fake(big, [0], [1]) == pytest.approx(0.5)  # stable with large logits
