@@ -169,7 +169,7 @@ def pipeline_sweep(bundle_dir: str, images: list[str], labels: list[int], budget
 def run_bench(bundle: str, *, data: str | None = None, device: str = "cpu", threads: int | None = None,
               warmup: int = 5, runs: int = 50, budgets: list[float | None] | None = None, out: str | None = None,
               max_images: int = 200, max_vlm_images: int = 16, power: str = "full",
-              write_profile: bool = False, plots: bool = True) -> dict[str, Any]:
+              write_profile: bool = False, plots: bool = True, exclude_sources: tuple[str, ...] = ()) -> dict[str, Any]:
     from .bundle import Bundle, write_device_profile
     from .dataset import load_collection
     from .device import device_key, fingerprint
@@ -183,7 +183,7 @@ def run_bench(bundle: str, *, data: str | None = None, device: str = "cpu", thre
     if data:
         import random
 
-        samples = load_collection(data)
+        samples = [s for s in load_collection(data) if s.source not in exclude_sources]
         random.Random(0).shuffle(samples)
         samples = samples[:max_images]
         images, labels = [os.fspath(s.path) for s in samples], [s.label for s in samples]
@@ -367,7 +367,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     budgets: list[float | None] = [None] + [float(x) for x in args.budget_ms.split(",") if x] if args.budget_ms else [None]
     rep = run_bench(args.bundle or os.fspath(default_bundle_path()), data=args.data, device=args.device,
                     threads=args.threads, warmup=args.warmup, runs=args.runs, budgets=budgets, out=args.out,
-                    max_images=args.max_images, write_profile=args.write_profile, power=args.power)
+                    max_images=args.max_images, write_profile=args.write_profile, power=args.power,
+                    exclude_sources=tuple(x for x in args.exclude_sources.split(",") if x))
     print(to_markdown(rep))
     if args.out:
         print(f"wrote {args.out}/bench.json, bench.md and plots", file=sys.stderr)
@@ -385,6 +386,7 @@ def register(sub: Any) -> None:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--data", help="labelled images (DIR with real/ fake/, or CSV) for accuracy")
     p.add_argument("--max-images", type=int, default=200)
+    p.add_argument("--exclude-sources", default="", help="comma list of sources to leave out of --data")
     p.add_argument("--budget-ms", default="", help="comma list of budgets to sweep, e.g. 20,100,1000")
     p.add_argument("--power", default="full", choices=["full", "balanced", "low"])
     p.add_argument("--write-profile", action="store_true", help="store measured p50/p90 in the bundle manifest")

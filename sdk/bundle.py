@@ -193,6 +193,7 @@ def write_manifest(root: str | os.PathLike[str], manifest: Manifest) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=root)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(manifest.to_json())
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped manifest must be world-readable
     os.replace(tmp, root / MANIFEST_NAME)
     return root / MANIFEST_NAME
 

@@ -1,0 +1,135 @@
+"""INT8 vs FP32 ONNX Runtime vs PyTorch eager, batch 1, for a DINOv2-small-sized pixel expert at 336 px.
+
+    .venv/bin/python benchmarks/pixel_int8_vs_fp32.py [--runs 30] [--out benchmarks/reports/pixel_int8]
+
+The expert has DINOv2-small's shape (hidden 384, 12 layers, 6 heads, patch 14) with random weights (no hub
+downloads); it goes through the product's export path (calibration on 128 real shared images, accuracy gate
+on others). Latency is the median of ``--runs`` timed calls after warm-up, all measured in this one run.
+Target (issue 3): INT8 >= 1.7x faster than FP32 ONNX Runtime with the gate holding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "pixel_int8"))
+    args = ap.parse_args()
+    from transformers import Dinov2Config, Dinov2Model
+
+    from aligngemini_sdk.dataset import load_collection, split_by_hash
+    from aligngemini_sdk.export.dinov2 import DinoV2Expert
+    from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
+    from aligngemini_sdk.image import load_image, preprocess
+    from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                       image_size=518, patch_size=14)
+    model = DinoV2Expert(Dinov2Model(cfg).eval(), torch.nn.Linear(384, 1)).eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0, 0.5)
+    # calibration / validation: cnndetection + real photos, disjoint hash halves
+    samples = [s for s in load_collection(SHARED / "images") if s.source in ("cnndetection", "kodak24", "bsd100")]
+    val, calib = split_by_hash(samples, 0.4, salt="bench")
+    csv_c, csv_v = out / "calib.csv", out / "val.csv"
+    for path, rows in ((csv_c, calib[:160]), (csv_v, val[:100])):
+        path.write_text("path,label,source\n" + "".join(f"{s.path},{'fake' if s.label else 'real'},{s.source}\n"
+                                                        for s in rows))
+    bundle = out / "bundle"
+    t0 = time.time()
+    try:
+        report = export_pixel(PixelExportConfig(arch="module", module=model, out=bundle, precisions=("fp32", "int8"),
+                                                calib=str(csv_c), val=str(csv_v), max_calib=160,
+                                                fallback_rounds=2))
+        gate_error = None
+    except Exception as exc:  # a failed gate is a result to report
+        report, gate_error = getattr(exc, "report", {}), f"{type(exc).__name__}: {exc}"
+    export_s = time.time() - t0
+    from aligngemini_sdk import Bundle
+
+    b = Bundle.open(bundle)
+    spec = b.manifest.pixel.input
+    img = load_image(sorted((SHARED / "images" / "real" / "kodak24").glob("*.png"))[0]).rgb
+    x = preprocess(img, spec)[None]
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def time_it(fn) -> list[float]:
+        for _ in range(5):
+            fn()
+        ms = []
+        for _ in range(args.runs):
+            t = time.perf_counter()
+            fn()
+            ms.append((time.perf_counter() - t) * 1e3)
+        return ms
+
+    results = {}
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        results["pytorch-eager-fp32"] = time_it(lambda: model(xt))
+    for name in ("fp32", "int8"):
+        if name in b.manifest.pixel.artifacts:
+            rt = OnnxRuntimePixel(b.verified_path(b.manifest.pixel.artifacts[name].files["model"]), spec,
+                                  device="cpu", threads=threads)
+            results[f"onnxruntime-{name}"] = time_it(lambda rt=rt: rt.run_tensor(x))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    summary = {
+        "model": "DINOv2-small-sized expert (384 hidden, 12 layers, 6 heads, patch 14), 336x336, batch 1",
+        "threads": threads, "runs": args.runs, "median_ms": med,
+        "int8_speedup_vs_fp32_ort": med["onnxruntime-fp32"] / med["onnxruntime-int8"] if "onnxruntime-int8" in med else None,
+        "fp32_ort_speedup_vs_eager": med["pytorch-eager-fp32"] / med["onnxruntime-fp32"],
+        "target_int8_speedup": 1.7, "export_seconds": export_s, "gate_error": gate_error,
+        "gate": {k: {kk: v.get(kk) for kk in ("agreement", "max_abs_delta", "balanced_accuracy", "passed", "size_mb",
+                                            "kept_in_float")} for k, v in report.get("artifacts", {}).items()},
+    }
+    (out / "result.json").write_text(json.dumps(summary, indent=1))
+    lines = ["# Pixel expert: INT8 vs FP32 vs PyTorch eager (this CPU, one run)", "",
+             f"{summary['model']}; {threads} threads; median of {args.runs} runs after 5 warm-up runs.", "",
+             "| runtime | median ms | vs FP32 ORT |", "|---|---|---|"]
+    for k, v in med.items():
+        lines.append(f"| {k} | {v:.2f} | {med['onnxruntime-fp32'] / v:.2f}x |")
+    lines += ["", "Accuracy gate (validation vs PyTorch):", "", "| artifact | agreement | max abs Δp | passed | MB |",
+              "|---|---|---|---|---|"]
+    for k, g in summary["gate"].items():
+        lines.append(f"| {k} | {g['agreement']} | {g['max_abs_delta']} | {g['passed']} | {g['size_mb']} |")
+    if gate_error:
+        lines += ["", f"Gate: {gate_error}"]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.boxplot(list(results.values()), showfliers=False)
+    ax.set_xticks(range(1, len(results) + 1), list(results))
+    ax.set_ylabel("ms per image (batch 1)")
+    ax.set_title("DINOv2-small-sized expert, 336 px")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""``aligngemini bench``: table, JSON, markdown and plots; statuses; the budget sweep; device profiles."""
+
+import json
+
+from aligngemini_sdk import Bundle
+from aligngemini_sdk.bench import compare, run_bench, to_markdown
+
+
+def test_bench_two_branch_bundle(two_branch_bundle, collection, tmp_path):
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(two_branch_bundle, b)
+    rep = run_bench(str(b), data=str(collection), warmup=1, runs=5, budgets=[None, 1.0, 60_000.0],
+                    out=str(tmp_path / "out"), max_images=12, max_vlm_images=4, write_profile=True)
+    arts = {f"{r['branch']}/{r['artifact']}": r for r in rep["artifacts"]}
+    assert set(arts) == {"pixel/fp32", "semantic/q4_k_m"}
+    for r in arts.values():
+        assert r["status"] == "✅" and r["latency_ms"]["p50"] > 0 and r["peak_rss_mb"] > 0
+        assert r["warmup"]["runs"] >= 1 and "accuracy" in r
+    assert set(arts["semantic/q4_k_m"]["semantic_split_ms"]) >= {"image_ms", "prompt_ms", "total_ms"}
+    sweep = {row["budget_ms"]: row for row in rep["pipeline"]["budgets"]}
+    assert sweep[1.0]["vlm_run_rate"] == 0.0  # 1 ms never covers the VLM's measured p90
+    assert sweep[None]["deadline_hit_rate"] is None
+    assert rep["pipeline"]["sdk_overhead"]["raw_runtime_ms_p50"] > 0
+    for f in ("bench.json", "bench.md", "latency.png", "accuracy_vs_latency.png"):
+        assert (tmp_path / "out" / f).stat().st_size > 0, f
+    prof = Bundle.open(b).manifest.device_profiles[rep["device_key"]]
+    assert set(prof) == {"pixel/fp32", "semantic/q4_k_m"}
+    md = to_markdown(rep)
+    assert "Fused pipeline" in md and "SDK overhead" in md
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert "1.00x" in compare(saved, saved)  # a report against itself: every p50 ratio is 1
+
+
+def test_failed_artifact_is_a_row_not_a_crash(bundle_copy, tmp_path):
+    data = json.loads((bundle_copy / "manifest.json").read_text())
+    data["branches"]["pixel"]["artifacts"]["broken"] = {**data["branches"]["pixel"]["artifacts"]["fp32"],
+                                                        "precision": "fp32"}
+    data["branches"]["pixel"]["artifacts"]["broken"]["files"] = {
+        "model": {**data["branches"]["pixel"]["artifacts"]["fp32"]["files"]["model"], "sha256": "0" * 64}}
+    (bundle_copy / "manifest.json").write_text(json.dumps(data))
+    rep = run_bench(str(bundle_copy), warmup=1, runs=3, plots=False)
+    rows = {r["artifact"]: r for r in rep["artifacts"]}
+    assert rows["fp32"]["status"] == "✅"
+    assert rows["broken"]["status"] == "❌" and "checksum" in rows["broken"]["status_reason"]

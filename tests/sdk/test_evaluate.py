@@ -1,0 +1,49 @@
+"""``aligngemini eval``: metrics per source, bad files counted not fatal, workers give the same report."""
+
+import json
+import subprocess
+import sys
+
+from aligngemini_sdk.dataset import load_collection, split_by_hash
+from aligngemini_sdk.evaluate import evaluate, to_markdown
+
+
+def test_eval_report_and_parallel_workers_agree(ladeda_bundle, collection, tmp_path):
+    serial = evaluate(str(ladeda_bundle), str(collection), out=str(tmp_path / "a"))
+    parallel = evaluate(str(ladeda_bundle), str(collection), workers=2)
+    assert serial["overall"] == parallel["overall"] and serial["by_source"] == parallel["by_source"]
+    n = len(load_collection(collection))
+    assert serial["overall"]["n"] == n and serial["n_errors"] == 0
+    assert set(serial["by_source"]) == {"cnndetection", "kodak24", "sd_family"}
+    assert (tmp_path / "a" / "eval.md").read_text().startswith("## Evaluation")
+    preds = (tmp_path / "a" / "predictions.jsonl").read_text().splitlines()
+    assert len(preds) == n
+
+
+def test_unreadable_files_are_counted(ladeda_bundle, collection, tmp_path):
+    import shutil
+
+    c = tmp_path / "c"
+    shutil.copytree(collection, c, symlinks=True)
+    (c / "fake" / "sd_family" / "zz_broken.jpg").write_bytes(b"\xff\xd8broken")
+    rep = evaluate(str(ladeda_bundle), str(c))
+    assert rep["n_errors"] == 1 and "zz_broken.jpg" in rep["errors"][0]["path"]
+    assert "1 unreadable" in to_markdown(rep)
+
+
+def test_csv_collections_and_cli(ladeda_bundle, collection, tmp_path):
+    samples = load_collection(collection)
+    csv = tmp_path / "set.csv"
+    csv.write_text("path,label,source\n" + "".join(f"{s.path},{'fake' if s.label else 'real'},src{s.label}\n"
+                                                   for s in samples))
+    r = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "eval", str(ladeda_bundle), str(csv), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)["by_source"]) == {"src0", "src1"}
+
+
+def test_hash_split_is_deterministic_and_order_free(collection):
+    s = load_collection(collection)
+    a = split_by_hash(s, 0.3)
+    b = split_by_hash(list(reversed(s)), 0.3)
+    assert {x.path for x in a[0]} == {x.path for x in b[0]}

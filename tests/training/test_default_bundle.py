@@ -1,0 +1,54 @@
+"""The embedded default bundle is a trained model that passed its INT8 gate, with a model card; the recipe's
+data split is fixed and keeps test and unseen-generator images out of training."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from aligngemini_sdk import Bundle, Detector, default_bundle_path
+from tests.conftest import ROOT, SHARED, fake_images, real_images
+
+
+def test_default_bundle_is_trained_gated_and_documented():
+    b = Bundle.open(default_bundle_path())
+    m = b.manifest
+    assert not m.placeholder
+    gate = m.pixel.validation["artifacts"]["int8"]
+    assert gate["passed"] and gate["agreement"] >= 0.98
+    assert m.pixel.validation["reference"]["auc"] >= 0.85
+    assert m.pixel.default_artifact == "int8"
+    assert sum(f.bytes for f in m.pixel.artifacts["int8"].files.values()) < 4_000_000  # "a few MB at most"
+    card = b.model_card()
+    assert card and "Known limits" in card and "not the AlignGemini pixel expert" in card
+    assert set(b.verify().values()) == {"ok"}
+
+
+def test_detector_with_no_arguments_uses_the_default():
+    det = Detector()
+    assert det.bundle.manifest.bundle_id == Bundle.open(default_bundle_path()).manifest.bundle_id
+    r = det.detect(fake_images(1)[0])
+    assert r.pixel.ran and r.semantic.skip_reason == "unavailable"
+
+
+def test_cli_detect_without_bundle_gives_a_verdict():
+    r = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "detect", str(real_images(1)[0]), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["label"] in ("real", "fake") and rec["bundle_id"].startswith("ag-")
+
+
+def test_recipe_split_is_fixed_and_disjoint():
+    sys.path.insert(0, str(ROOT / "training"))
+    from train_default import UNSEEN_CNN_FAMILIES, split_rows
+
+    a, b = split_rows(SHARED), split_rows(SHARED)
+    assert {k: [r["path"] for r in v] for k, v in a.items()} == {k: [r["path"] for r in v] for k, v in b.items()}
+    paths = {k: {r["path"] for r in v} for k, v in a.items()}
+    for x in paths:
+        for y in paths:
+            if x < y:
+                assert not paths[x] & paths[y], (x, y)
+    assert not any(r["family"] in UNSEEN_CNN_FAMILIES for r in a["train"] + a["tune"] + a["test"])
+    assert not any(Path(r["path"]).parts[2] == "cifake" for rows in a.values() for r in rows)
