@@ -63,6 +63,7 @@ class PixelExportConfig:
     max_val: int = 400
     gate: GateThresholds = field(default_factory=GateThresholds)
     fallback_rounds: int = 5
+    bias_correction: bool = True  # fold the mean INT8 logit shift back (label-free, calibration images)
     fallback_candidates: int = 8
     search_images: int = 96
     threshold: float = 0.5
@@ -296,7 +297,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             add("fp16", [fp16], "fp16")
 
     if "int8" in cfg.precisions:
-        from .quantize import quantize_int8, sqnr_shortlist
+        from .quantize import correct_output_bias, quantize_int8, sqnr_shortlist
 
         calib_all, _ = _tensors(calib_samples, spec, "calibration images")
         # Hold a label-free search split out of the calibration images: it steers the fallback without
@@ -313,14 +314,20 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         history = []
         if not search_t:
             search_t = calib_t[: cfg.search_images]
-        quant = lambda ex, dst=int8: quantize_int8(fp32, dst, calib_t, method=cfg.calib_method,  # noqa: E731
-                                                   symmetric=cfg.target == "tensorrt", exclude=ex)
+        bias_fix: dict[str, float] = {}
+
+        def quant(ex: list[str], dst: Path = int8) -> None:
+            quantize_int8(fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt", exclude=ex)
+            if cfg.bias_correction:
+                bias_fix[dst.name] = correct_output_bias(fp32, dst, calib_t)
+
         for round_ in range(cfg.fallback_rounds + 1):
             log_step(f"quantizing INT8 ({cfg.calib_method}, {len(calib_t)} calibration images"
                      f"{', ' + str(len(excluded)) + ' nodes kept in float' if excluded else ''})")
             quant(excluded)
             e = check(name, [int8], "int8")
-            history.append({"excluded": list(excluded), "agreement": e.get("agreement"),
+            history.append({"excluded": list(excluded), "output_bias_correction": bias_fix.get(int8.name),
+                            "agreement": e.get("agreement"),
                             "balanced_accuracy": e.get("balanced_accuracy"), "passed": e["passed"]})
             if e["passed"] is not False or round_ == cfg.fallback_rounds:
                 break
@@ -345,12 +352,14 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             log_step(f"keeping {best[1]} in float (search-split mean |Δp| vs FP32 {best[0]:.4f})")
             excluded.append(best[1])
         report["artifacts"][name]["kept_in_float"] = excluded
+        report["artifacts"][name]["output_bias_correction"] = bias_fix.get(int8.name)
         report["artifacts"][name]["fallback_history"] = history
         if e["passed"] is False:
             failures.append(f"{name}: {'; '.join(e['reasons'])}")
             int8.unlink()
         else:
             add(name, [int8], "int8", calibration={"method": cfg.calib_method, "n_images": len(calib_t),
+                                                   "output_bias_correction": bias_fix.get(int8.name),
                                                    "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded})
 
     if cfg.trt:

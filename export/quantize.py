@@ -102,6 +102,42 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     return dst
 
 
+def correct_output_bias(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],
+                        data: Sequence[np.ndarray]) -> float:
+    """Output bias correction: add the mean logit shift (FP32 - INT8) on label-free calibration images to
+    the INT8 model's output, in place. Returns the correction.
+
+    uint8 rounding of activations that sit mostly near zero (ReLU outputs feeding a global mean pool) is
+    biased, and the pooled bias moves every logit the same way; this removes that shift without touching
+    the per-image variation (the standard bias-correction step of post-training quantization).
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    def logits(path: str | os.PathLike[str]) -> np.ndarray:
+        sess = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return np.concatenate([np.asarray(sess.run(None, {name: t[None].astype(np.float32)})[0], np.float64).reshape(1, -1)
+                               for t in data])
+
+    delta = float(np.mean(logits(float_model) - logits(qdq_model)))
+    if not np.isfinite(delta) or abs(delta) < 1e-6:
+        return 0.0
+    model = onnx.load(os.fspath(qdq_model))
+    g = model.graph
+    out = g.output[0].name
+    pre = out + "_before_bias_correction"
+    for node in g.node:
+        node.output[:] = [pre if o == out else o for o in node.output]
+        node.input[:] = [pre if i == out else i for i in node.input]
+    const = out + "_bias_correction"
+    g.initializer.append(numpy_helper.from_array(np.asarray([delta], np.float32), const))
+    g.node.append(helper.make_node("Add", [pre, const], [out], name="output_bias_correction"))
+    onnx.save(model, os.fspath(qdq_model))
+    return delta
+
+
 def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],
                    data: Sequence[np.ndarray], k: int, exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
     """Up to ``k`` float-model nodes that *add* the most quantization error, as (name, dB lost).

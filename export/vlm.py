@@ -78,7 +78,8 @@ def converter_dir(llama_cpp: str | os.PathLike[str] | None = None) -> Path:
         return dest
     sdist = _find_sdist(version)
     log_step(f"unpacking llama.cpp's converter from {sdist.name}")
-    tmp = Path(tempfile.mkdtemp(prefix=".conv-", dir=dest.parent if dest.parent.exists() else None))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".conv-", dir=dest.parent))  # same filesystem: os.replace is atomic
     try:
         with tarfile.open(sdist) as tf:
             for m in tf.getmembers():
@@ -96,8 +97,11 @@ def converter_dir(llama_cpp: str | os.PathLike[str] | None = None) -> Path:
                 assert src is not None
                 with src, open(target, "wb") as fh:
                     shutil.copyfileobj(src, fh)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another process unpacked it first
+            if not (dest / "convert_hf_to_gguf.py").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest

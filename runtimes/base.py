@@ -64,3 +64,20 @@ def logits_to_probability(out: np.ndarray, n: int, output: str = "logit") -> np.
         raise ValueError(f"pixel model must output one fake-logit per image, got shape {out.shape}")
     out = out[:, 0]
     return np.clip(out, 0.0, 1.0) if output == "probability" else sigmoid(out)
+
+
+class TensorPixelRuntime:
+    """Shared ``predict`` for pixel runtimes that implement ``run_tensor(batch) -> logits`` (ORT, TensorRT):
+    manifest preprocessing, batching by shape, and the logit -> probability convention, in one place."""
+
+    spec: InputSpec
+    output: str = "logit"
+
+    def run_tensor(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty(len(images), dtype=np.float64)
+        for idx, batch in batched_tensors(images, self.spec):
+            out[idx] = logits_to_probability(self.run_tensor(batch), len(idx), self.output)
+        return out

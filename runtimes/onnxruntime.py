@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import RuntimeUnavailableError
 from ..manifest import InputSpec
-from .base import batched_tensors, logits_to_probability
+from .base import TensorPixelRuntime
 
 log = logging.getLogger("aligngemini")
 
@@ -53,7 +53,7 @@ def choose_providers(device: str, available: Sequence[str]) -> tuple[list[str], 
     return [*chosen, "CPUExecutionProvider"], fallbacks
 
 
-class OnnxRuntimePixel:
+class OnnxRuntimePixel(TensorPixelRuntime):
     """A pixel-expert ONNX model with manifest preprocessing. ``predict`` is thread-safe (ORT sessions are)."""
 
     backend = "onnxruntime"
@@ -92,12 +92,6 @@ class OnnxRuntimePixel:
             return self.session.run([self.output_name], {self.input_name: batch})[0]
         return np.concatenate([self.session.run([self.output_name], {self.input_name: b[None]})[0]
                                for b in batch])
-
-    def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.empty(len(images), dtype=np.float64)
-        for idx, batch in batched_tensors(images, self.spec):
-            out[idx] = logits_to_probability(self.run_tensor(batch), len(idx), self.output)
-        return out
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "artifact": self.artifact,

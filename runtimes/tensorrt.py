@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from ..errors import EngineMismatchError, RuntimeUnavailableError
 from ..extras import require
 from ..manifest import InputSpec
-from .base import batched_tensors, logits_to_probability
+from .base import TensorPixelRuntime
 
 
 def _cuda_check(result: Any) -> Any:
@@ -59,7 +58,7 @@ def check_engine_compatible(options: dict[str, Any], trt_version: str, compute_c
                                   f"{trt_version}. Engines are not portable across versions: rebuild it.")
 
 
-class TensorRTPixel:
+class TensorRTPixel(TensorPixelRuntime):
     """Runs a TensorRT engine with one input (N,3,H,W) and one fake-logit output."""
 
     backend = "tensorrt"
@@ -109,12 +108,6 @@ class TensorRTPixel:
                 cudart.cudaFree(d_in)
                 cudart.cudaFree(d_out)
         return y
-
-    def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.empty(len(images), dtype=np.float64)
-        for idx, batch in batched_tensors(images, self.spec):
-            out[idx] = logits_to_probability(self.run_tensor(batch), len(idx), self.output)
-        return out
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "artifact": self.artifact, "trt_version": self.trt_version,

@@ -235,6 +235,13 @@ def _parse_artifacts(raw: dict[str, Any], branch: str) -> dict[str, Artifact]:
     return arts
 
 
+def _parse_branch_artifacts(b: dict[str, Any], branch: str) -> tuple[dict[str, Artifact], str]:
+    arts = _parse_artifacts(b["artifacts"], branch)
+    default = b.get("default_artifact") or next(iter(arts))
+    _require(default in arts, f"{branch}.default_artifact {default!r} is not an artifact")
+    return arts, default
+
+
 def _parse_input(raw: dict[str, Any]) -> InputSpec:
     spec = InputSpec(
         height=int(raw.get("height", 336)),
@@ -272,18 +279,14 @@ def _parse_manifest(data: Any) -> Manifest:
     pixel = None
     if "pixel" in branches:
         b = branches["pixel"]
-        arts = _parse_artifacts(b["artifacts"], "pixel")
-        default = b.get("default_artifact") or next(iter(arts))
-        _require(default in arts, f"pixel.default_artifact {default!r} is not an artifact")
+        arts, default = _parse_branch_artifacts(b, "pixel")
         pixel = PixelBranchSpec(artifacts=arts, default_artifact=default, input=_parse_input(b["input"]),
                                 threshold=float(b.get("threshold", 0.5)),
                                 validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")))
     semantic = None
     if "semantic" in branches:
         b = branches["semantic"]
-        arts = _parse_artifacts(b["artifacts"], "semantic")
-        default = b.get("default_artifact") or next(iter(arts))
-        _require(default in arts, f"semantic.default_artifact {default!r} is not an artifact")
+        arts, default = _parse_branch_artifacts(b, "semantic")
         labels = {k: [str(w) for w in v] for k, v in b["labels"].items()}
         _require(bool(labels.get("fake")) and bool(labels.get("real")),
                  "semantic.labels needs non-empty 'fake' and 'real' word lists")

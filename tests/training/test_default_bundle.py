@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from aligngemini_sdk import Bundle, Detector, default_bundle_path
+
 from tests.conftest import ROOT, SHARED, fake_images, real_images
 
 
