@@ -27,7 +27,10 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    out = []
+    for d, _dirs, files in os.walk(root, followlinks=True):  # datasets are often symlinked folders
+        out.extend(Path(d) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in out if p.is_file())
 
 
 def load_collection(spec: str | os.PathLike[str]) -> list[Sample]:

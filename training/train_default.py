@@ -188,6 +188,8 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "sdk" / "default_bundle"))
     ap.add_argument("--minutes", type=float, default=25.0, help="training time budget")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train exactly this many steps (reproducible; overrides --minutes for stopping)")
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -220,8 +222,8 @@ def main() -> int:
     t0 = time.time()
     step, losses = 0, []
     base_lrs = [g["lr"] for g in opt.param_groups]
-    while (elapsed := time.time() - t0) < budget:
-        frac = elapsed / budget
+    while (elapsed := time.time() - t0) < budget if args.steps is None else step < args.steps:
+        frac = elapsed / budget if args.steps is None else step / args.steps
         for g, lr in zip(opt.param_groups, base_lrs):  # warm-up then cosine, on the time budget
             g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
         model.train()

@@ -47,3 +47,9 @@ def test_hash_split_is_deterministic_and_order_free(collection):
     a = split_by_hash(s, 0.3)
     b = split_by_hash(list(reversed(s)), 0.3)
     assert {x.path for x in a[0]} == {x.path for x in b[0]}
+
+
+def test_symlinked_source_folders_are_followed(tmp_path, collection):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "linked").symlink_to(collection / "real" / "kodak24", target_is_directory=True)
+    assert len(load_collection(tmp_path)) == len(list((collection / "real" / "kodak24").iterdir()))
