@@ -31,7 +31,7 @@ def main() -> int:
     args = ap.parse_args()
     from aligngemini_sdk.dataset import load_collection, split_by_hash
     from aligngemini_sdk.export.dinov2 import DinoV2Expert
-    from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
+    from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
     from aligngemini_sdk.image import load_image, preprocess
     from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
     from transformers import Dinov2Config, Dinov2Model
@@ -43,20 +43,30 @@ def main() -> int:
                        image_size=518, patch_size=14)
     model = DinoV2Expert(Dinov2Model(cfg).eval(), torch.nn.Linear(384, 1)).eval()
     with torch.no_grad():
-        model.head.weight.normal_(0, 0.5)
+        model.head.weight.normal_(0, 4.0)  # random features: spread the logits so decisions are not all at 0.5
     # calibration / validation: cnndetection + real photos, disjoint hash halves
     samples = [s for s in load_collection(SHARED / "images") if s.source in ("cnndetection", "kodak24", "bsd100")]
+    import random
+
     val, calib = split_by_hash(samples, 0.4, salt="bench")
-    csv_c, csv_v = out / "calib.csv", out / "val.csv"
+    random.Random(0).shuffle(val)  # the collection lists reals first: shuffle before taking a subset
+    random.Random(1).shuffle(calib)
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="ag-bench-"))  # the bundle (88 MB FP32) stays out of the repo
+    csv_c, csv_v = work / "calib.csv", work / "val.csv"
     for path, rows in ((csv_c, calib[:160]), (csv_v, val[:100])):
         path.write_text("path,label,source\n" + "".join(f"{s.path},{'fake' if s.label else 'real'},{s.source}\n"
                                                         for s in rows))
-    bundle = out / "bundle"
+    bundle = work / "bundle"
     t0 = time.time()
     try:
         report = export_pixel(PixelExportConfig(arch="module", module=model, out=bundle, precisions=("fp32", "int8"),
                                                 calib=str(csv_c), val=str(csv_v), max_calib=160,
-                                                fallback_rounds=2))
+                                                fallback_rounds=0,
+                                                # keep INT8 in the bundle whatever the gate says, so it is timed;
+                                                # the verdict against the real 98 % threshold is reported below
+                                                gate=GateThresholds(min_agreement=0.0, max_bacc_drop=1.0)))
         gate_error = None
     except Exception as exc:  # a failed gate is a result to report
         report, gate_error = getattr(exc, "report", {}), f"{type(exc).__name__}: {exc}"
@@ -96,6 +106,7 @@ def main() -> int:
         "int8_speedup_vs_fp32_ort": med["onnxruntime-fp32"] / med["onnxruntime-int8"] if "onnxruntime-int8" in med else None,
         "fp32_ort_speedup_vs_eager": med["pytorch-eager-fp32"] / med["onnxruntime-fp32"],
         "target_int8_speedup": 1.7, "export_seconds": export_s, "gate_error": gate_error,
+        "int8_meets_98pct_agreement": (report.get("artifacts", {}).get("int8", {}).get("agreement") or 0) >= 0.98,
         "gate": {k: {kk: v.get(kk) for kk in ("agreement", "max_abs_delta", "balanced_accuracy", "passed", "size_mb",
                                             "kept_in_float")} for k, v in report.get("artifacts", {}).items()},
     }
@@ -105,10 +116,14 @@ def main() -> int:
              "| runtime | median ms | vs FP32 ORT |", "|---|---|---|"]
     for k, v in med.items():
         lines.append(f"| {k} | {v:.2f} | {med['onnxruntime-fp32'] / v:.2f}x |")
-    lines += ["", "Accuracy gate (validation vs PyTorch):", "", "| artifact | agreement | max abs Δp | passed | MB |",
+    lines += ["", "Accuracy gate (validation vs PyTorch):", "", "| artifact | agreement | max abs Δp | kept for timing (gate relaxed) | MB |",
               "|---|---|---|---|---|"]
     for k, g in summary["gate"].items():
         lines.append(f"| {k} | {g['agreement']} | {g['max_abs_delta']} | {g['passed']} | {g['size_mb']} |")
+    a = summary["gate"].get("int8", {}).get("agreement")
+    lines += ["", f"INT8 speed-up vs FP32 ORT: {summary['int8_speedup_vs_fp32_ort'] or 0:.2f}x (target 1.7x); INT8 "
+                  f"decision agreement {a} (gate threshold 0.98): "
+                  f"{'meets' if summary['int8_meets_98pct_agreement'] else 'MISSES'} it. Random weights: see notes."]
     if gate_error:
         lines += ["", f"Gate: {gate_error}"]
     (out / "README.md").write_text("\n".join(lines) + "\n")

@@ -63,6 +63,7 @@ class PixelExportConfig:
     max_val: int = 400
     gate: GateThresholds = field(default_factory=GateThresholds)
     fallback_rounds: int = 5
+    quantize_op_types: tuple[str, ...] | None = ("Conv", "MatMul", "Gemm")  # None: every op (ORT default)
     bias_correction: bool = True  # fold the mean INT8 logit shift back (label-free, calibration images)
     fallback_candidates: int = 8
     search_images: int = 96
@@ -317,7 +318,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         bias_fix: dict[str, float] = {}
 
         def quant(ex: list[str], dst: Path = int8) -> None:
-            quantize_int8(fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt", exclude=ex)
+            quantize_int8(fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt", exclude=ex,
+                          op_types=cfg.quantize_op_types)
             if cfg.bias_correction:
                 bias_fix[dst.name] = correct_output_bias(fp32, dst, calib_t)
 
@@ -333,7 +335,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 break
             # Which single node, kept in float, best restores agreement with FP32 on *calibration* images
             # (label-free, so the validation set stays untouched for the final gate)?
-            shortlist = sqnr_shortlist(fp32, int8, search_t[:32], cfg.fallback_candidates, excluded)
+            shortlist = sqnr_shortlist(fp32, int8, search_t[:8], cfg.fallback_candidates, excluded)  # all activations kept: few images
             log_step(f"INT8 missed the gate ({'; '.join(e['reasons'])}); trying {len(shortlist)} layers in float")
             f_ref, _ = _ort_eval(fp32, search_t)
             best: tuple[float, str] | None = None
@@ -359,6 +361,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             int8.unlink()
         else:
             add(name, [int8], "int8", calibration={"method": cfg.calib_method, "n_images": len(calib_t),
+                                                   "op_types": list(cfg.quantize_op_types or ["all"]),
                                                    "output_bias_correction": bias_fix.get(int8.name),
                                                    "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded})
 
