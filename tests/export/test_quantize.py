@@ -2,7 +2,6 @@
 
 import numpy as np
 import onnx
-
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.dataset import load_collection
 from aligngemini_sdk.export.quantize import DEFAULT_OP_TYPES, _chunk, correct_output_bias, quantize_int8
