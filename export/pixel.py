@@ -29,6 +29,7 @@ from ..image import load_image, preprocess
 from ..manifest import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Artifact, InputSpec, PixelBranchSpec
 from ..metrics import binary_metrics, fmt, markdown_table
 from ..progress import log_step, track
+from .quantize import DEFAULT_OP_TYPES
 
 ARCHS = ("ladeda", "dinov2", "dda", "module")
 EXPORTER_VERSION = "0.1.0"
@@ -63,7 +64,7 @@ class PixelExportConfig:
     max_val: int = 400
     gate: GateThresholds = field(default_factory=GateThresholds)
     fallback_rounds: int = 5
-    quantize_op_types: tuple[str, ...] | None = ("Conv", "MatMul", "Gemm")  # None: every op (ORT default)
+    quantize_op_types: tuple[str, ...] | None = DEFAULT_OP_TYPES  # None: every op (ORT's default)
     bias_correction: bool = True  # fold the mean INT8 logit shift back (label-free, calibration images)
     fallback_candidates: int = 8
     search_images: int = 96
@@ -218,9 +219,9 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
     calib_samples: list[Sample] = []
     val_samples: list[Sample] = []
     if cfg.calib:
-        calib_samples = [s for s in load_collection(cfg.calib) if s.source not in cfg.exclude_sources]
+        calib_samples = load_collection(cfg.calib, cfg.exclude_sources)
     if cfg.val:
-        val_samples = [s for s in load_collection(cfg.val) if s.source not in cfg.exclude_sources]
+        val_samples = load_collection(cfg.val, cfg.exclude_sources)
     if cfg.calib and (not cfg.val or Path(cfg.val).resolve() == Path(cfg.calib).resolve()):
         val_samples, calib_samples = split_by_hash(calib_samples, cfg.holdout)
         log_step(f"validation = {len(val_samples)} images held out of --calib by hash ({cfg.holdout:.0%})")
@@ -298,7 +299,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             add("fp16", [fp16], "fp16")
 
     if "int8" in cfg.precisions:
-        from .quantize import correct_output_bias, quantize_int8, sqnr_shortlist
+        from .quantize import correct_output_bias, model_logits, quantize_int8, sqnr_shortlist
 
         calib_all, _ = _tensors(calib_samples, spec, "calibration images")
         # Hold a label-free search split out of the calibration images: it steers the fallback without
@@ -316,13 +317,15 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         if not search_t:
             search_t = calib_t[: cfg.search_images]
         bias_fix: dict[str, float] = {}
+        f_calib = model_logits(fp32, calib_t) if cfg.bias_correction else None
 
         def quant(ex: list[str], dst: Path = int8) -> None:
             quantize_int8(fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt", exclude=ex,
                           op_types=cfg.quantize_op_types)
             if cfg.bias_correction:
-                bias_fix[dst.name] = correct_output_bias(fp32, dst, calib_t)
+                bias_fix[dst.name] = correct_output_bias(f_calib, dst, calib_t)
 
+        f_ref: np.ndarray | None = None  # FP32 probabilities on the search split, computed on first need
         for round_ in range(cfg.fallback_rounds + 1):
             log_step(f"quantizing INT8 ({cfg.calib_method}, {len(calib_t)} calibration images"
                      f"{', ' + str(len(excluded)) + ' nodes kept in float' if excluded else ''})")
@@ -337,7 +340,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             # (label-free, so the validation set stays untouched for the final gate)?
             shortlist = sqnr_shortlist(fp32, int8, search_t[:8], cfg.fallback_candidates, excluded)  # all activations kept: few images
             log_step(f"INT8 missed the gate ({'; '.join(e['reasons'])}); trying {len(shortlist)} layers in float")
-            f_ref, _ = _ort_eval(fp32, search_t)
+            if f_ref is None:
+                f_ref, _ = _ort_eval(fp32, search_t)
             best: tuple[float, str] | None = None
             trial = pix_dir / "trial.int8.onnx"
             for node, _lost in shortlist:

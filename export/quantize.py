@@ -134,7 +134,17 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     return dst
 
 
-def correct_output_bias(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],
+def model_logits(path: str | os.PathLike[str], data: Sequence[np.ndarray]) -> np.ndarray:
+    """Raw outputs of an ONNX model, one image at a time (sizes may differ), as (N, outputs) float64."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([np.asarray(sess.run(None, {name: t[None].astype(np.float32)})[0], np.float64).reshape(1, -1)
+                           for t in data])
+
+
+def correct_output_bias(float_logits: np.ndarray, qdq_model: str | os.PathLike[str],
                         data: Sequence[np.ndarray]) -> float:
     """Output bias correction: add the mean logit shift (FP32 - INT8) on label-free calibration images to
     the INT8 model's output, in place. Returns the correction.
@@ -142,18 +152,12 @@ def correct_output_bias(float_model: str | os.PathLike[str], qdq_model: str | os
     uint8 rounding of activations that sit mostly near zero (ReLU outputs feeding a global mean pool) is
     biased, and the pooled bias moves every logit the same way; this removes that shift without touching
     the per-image variation (the standard bias-correction step of post-training quantization).
+    ``float_logits`` are the FP32 model's outputs on ``data`` (:func:`model_logits`), computed once by the caller.
     """
     import onnx
-    import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    def logits(path: str | os.PathLike[str]) -> np.ndarray:
-        sess = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        return np.concatenate([np.asarray(sess.run(None, {name: t[None].astype(np.float32)})[0], np.float64).reshape(1, -1)
-                               for t in data])
-
-    delta = float(np.mean(logits(float_model) - logits(qdq_model)))
+    delta = float(np.mean(float_logits - model_logits(qdq_model, data)))
     if not np.isfinite(delta) or abs(delta) < 1e-6:
         return 0.0
     model = onnx.load(os.fspath(qdq_model))

@@ -113,8 +113,8 @@ def _find_sdist(version: str) -> Path:
     if env and Path(env).is_file():
         return Path(env)
     recorded = Path(sys.prefix) / "etc" / "llama_cpp_sdist"  # written by setup.sh
-    if recorded.is_file() and Path(recorded.read_text().strip()).is_file():
-        return Path(recorded.read_text().strip())
+    if recorded.is_file() and (path := Path(recorded.read_text().strip())).is_file():
+        return path
     cache = default_cache_dir() / "sdist"
     name = f"llama_cpp_python-{version}.tar.gz"
     if (cache / name).is_file():

@@ -183,7 +183,7 @@ def run_bench(bundle: str, *, data: str | None = None, device: str = "cpu", thre
     if data:
         import random
 
-        samples = [s for s in load_collection(data) if s.source not in exclude_sources]
+        samples = load_collection(data, exclude_sources)
         random.Random(0).shuffle(samples)
         samples = samples[:max_images]
         images, labels = [os.fspath(s.path) for s in samples], [s.label for s in samples]

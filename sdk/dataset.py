@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,12 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in out if p.is_file())
 
 
-def load_collection(spec: str | os.PathLike[str]) -> list[Sample]:
-    """Read a labelled collection (directory with real/ and fake/, or CSV)."""
-    p = Path(spec)
+def load_collection(spec: str | os.PathLike[str], exclude_sources: Sequence[str] = ()) -> list[Sample]:
+    """Read a labelled collection (directory with real/ and fake/, or CSV), leaving out ``exclude_sources``."""
+    return [s for s in _read_collection(Path(spec)) if s.source not in exclude_sources]
+
+
+def _read_collection(p: Path) -> list[Sample]:
     if p.is_file() and p.suffix.lower() == ".csv":
         out = []
         with open(p, newline="", encoding="utf-8") as fh:

@@ -141,7 +141,7 @@ def evaluate(bundle: str, data: str, *, out: str | None = None, workers: int = 1
              exclude_sources: Sequence[str] = (), **opts: Any) -> dict[str, Any]:
     from .bundle import Bundle
 
-    samples = [s for s in load_collection(data) if s.source not in exclude_sources]
+    samples = load_collection(data, exclude_sources)
     b = Bundle.open(bundle)
     rows = run_rows(os.fspath(b.root), samples, workers=workers, backend=backend, **opts)
     rep = report(rows, b.manifest.bundle_id)

@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.dataset import load_collection
-from aligngemini_sdk.export.quantize import DEFAULT_OP_TYPES, _chunk, correct_output_bias, quantize_int8
+from aligngemini_sdk.export.quantize import DEFAULT_OP_TYPES, _chunk, correct_output_bias, model_logits, quantize_int8
 from aligngemini_sdk.image import load_image, preprocess
 
 
@@ -20,9 +20,10 @@ def test_bias_correction_removes_the_mean_logit_shift(ladeda_bundle, collection,
     q = quantize_int8(fp32, tmp_path / "q.onnx", data)
     ops = {n.op_type for n in onnx.load(str(q)).graph.node}
     assert "QuantizeLinear" in ops and set(DEFAULT_OP_TYPES) >= {"Conv"}
-    delta = correct_output_bias(fp32, q, data)
+    f_logits = model_logits(fp32, data)
+    delta = correct_output_bias(f_logits, q, data)
     assert delta != 0.0
-    residual = correct_output_bias(fp32, q, data)  # measured again after the fix: nothing left to correct
+    residual = correct_output_bias(f_logits, q, data)  # measured again after the fix: nothing left to correct
     assert abs(residual) < 1e-4
     assert any(n.name == "output_bias_correction" for n in onnx.load(str(q)).graph.node)
     assert np.isfinite(delta)
