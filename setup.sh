@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a development/export environment in .venv: the SDK (editable) with every extra except [cluster] and
+# Set up a development/export environment in .venv: the SDK (editable) with every extra except
 # [tensorrt] (TensorRT cannot be installed from the package registries this project can reach).
 #
 # llama-cpp-python has no prebuilt wheel here: it is compiled once (6-12 min on 2 cores) into

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..image import preprocess
+from ..image import fit_to_spec, normalize_into
 from ..manifest import InputSpec
 
 
@@ -36,22 +36,30 @@ class BranchRuntime(Protocol):
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+    """Overflow-free logistic function, accurate in both tails: exp(-log(1 + exp(-x)))."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=np.float64)))
 
 
 def batched_tensors(images: Sequence[np.ndarray], spec: InputSpec) -> list[tuple[list[int], np.ndarray]]:
     """Preprocess images and group equal-shaped tensors into batches: [(indices, batch), ...].
 
     Fixed-size specs give one batch; full-image specs (fully convolutional models) give one per shape.
+    Each image is normalised straight into its slot of the batch buffer (no per-image tensor, no
+    ``np.stack`` copy).
     """
     groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
     for i, img in enumerate(images):
-        t = preprocess(img, spec)
-        idx, ts = groups.setdefault(t.shape, ([], []))
+        fitted = fit_to_spec(img, spec)
+        idx, fs = groups.setdefault(fitted.shape, ([], []))
         idx.append(i)
-        ts.append(t)
-    return [(idx, np.stack(ts)) for idx, ts in groups.values()]
+        fs.append(fitted)
+    out = []
+    for (h, w, _), (idx, fs) in groups.items():
+        batch = np.empty((len(fs), 3, h, w) if spec.layout == "NCHW" else (len(fs), h, w, 3), dtype=np.float32)
+        for slot, fitted in zip(batch, fs):
+            normalize_into(fitted, spec, slot)
+        out.append((idx, batch))
+    return out
 
 
 def logits_to_probability(out: np.ndarray, n: int, output: str = "logit") -> np.ndarray:

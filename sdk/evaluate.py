@@ -72,8 +72,10 @@ def run_rows(bundle: str, samples: Sequence[Sample], *, workers: int = 1, backen
         from .extras import require
 
         ray = require("ray")
-        if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True, log_to_driver=False)
+        # Join the cluster the caller (or RAY_ADDRESS) set up; otherwise start a local one and stop it after.
+        started = not ray.is_initialized()
+        if started:
+            ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
 
         @ray.remote(num_cpus=opts.get("threads") or 1)
         class _Actor:
@@ -83,13 +85,17 @@ def run_rows(bundle: str, samples: Sequence[Sample], *, workers: int = 1, backen
             def run(self, c: list) -> list[Row]:
                 return _run_chunk(c)
 
-        actors = [_Actor.remote() for _ in range(max(1, workers))]
-        pending = [actors[i % len(actors)].run.remote(c) for i, c in enumerate(_chunks(samples, chunk))]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            part = ray.get(done[0])
-            rows.extend(part)
-            bar.update(len(part))
+        try:
+            actors = [_Actor.remote() for _ in range(max(1, workers))]
+            pending = [actors[i % len(actors)].run.remote(c) for i, c in enumerate(_chunks(samples, chunk))]
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                part = ray.get(done[0])
+                rows.extend(part)
+                bar.update(len(part))
+        finally:
+            if started:
+                ray.shutdown()
     elif workers <= 1:
         _init_worker(bundle, opts)
         for c in _chunks(samples, chunk):

@@ -10,6 +10,7 @@ alpha images to 8-bit RGB; and take the first frame of animations. Every failure
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -265,16 +266,40 @@ def center_crop(img: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def normalize(fitted: np.ndarray, spec: InputSpec) -> np.ndarray:
     """uint8 RGB HWC -> float32 tensor (C, H, W) or (H, W, C), mean/std and colour order per the spec."""
-    x = fitted.astype(np.float32) * np.float32(1.0 / spec.scale)
-    if spec.color_order == "BGR":
-        x = x[:, :, ::-1]
-        mean, std = spec.mean[::-1], spec.std[::-1]
-    else:
-        mean, std = spec.mean, spec.std
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    h, w = fitted.shape[:2]
+    out = np.empty((3, h, w) if spec.layout == "NCHW" else (h, w, 3), dtype=np.float32)
+    normalize_into(fitted, spec, out)
+    return out
+
+
+def normalize_into(fitted: np.ndarray, spec: InputSpec, out: np.ndarray) -> None:
+    """Write the normalised tensor for ``fitted`` into ``out`` (one slot of a batch buffer).
+
+    The layout transpose and colour swap happen on uint8, then one multiply converts to float32 straight
+    into ``out`` and one in-place add finishes ``x * (1 / (scale * std)) - mean / std``. This is ~8x cheaper
+    than the textbook ``(x / 255 - mean) / std`` chain with its four temporaries, which matters because
+    preprocessing sits on the critical path of every ``detect`` call (the bench's SDK-overhead figure).
+    """
+    src = fitted[:, :, ::-1] if spec.color_order == "BGR" else fitted
+    mul, add = _affine(tuple(spec.mean), tuple(spec.std), float(spec.scale), spec.color_order, spec.layout)
     if spec.layout == "NCHW":
-        x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x, dtype=np.float32)
+        src = np.ascontiguousarray(src.transpose(2, 0, 1))  # transpose while still uint8: 4x fewer bytes moved
+    np.multiply(src, mul, out=out, casting="unsafe")
+    out += add
+
+
+@functools.lru_cache(maxsize=64)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...], scale: float, color_order: str,
+            layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, offset) so that normalised = pixel * mul + add, shaped for the layout."""
+    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    if color_order == "BGR":
+        m, s = m[::-1], s[::-1]
+    mul, add = (np.float32(1.0 / scale) / s).astype(np.float32), (-m / s).astype(np.float32)
+    if layout == "NCHW":
+        mul, add = mul[:, None, None], add[:, None, None]
+    mul.flags.writeable = add.flags.writeable = False  # shared by every call
+    return mul, add
 
 
 def preprocess(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:

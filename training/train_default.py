@@ -12,6 +12,8 @@ Recipe (DDA/AlignGemini pixel-supervision lessons, scaled to a 2-core CPU):
   quality range as fakes are re-compressed, so "was it a JPEG" cannot separate the classes.
 - augment with JPEG, Gaussian blur, down/up-resize and noise so the model is robust to ordinary
   processing; class-balanced batches.
+- ``--strip-frames`` removes uniform frames before cropping (the shared cnndetection canvases carry a
+  class-coloured border); off by default because the shipped model was trained without it (see README).
 - data: ../shared/data (CIFAKE excluded: 32 px thumbnails carry no usable pixel artifacts). A fixed hash
   split keeps 25 % of every seen source aside for testing; whole generator families (gaugan, stylegan
   and their paired reals; sdxl-turbo) are never trained on and are reported as unseen generators.
@@ -75,13 +77,26 @@ def split_rows(data: Path) -> dict[str, list[dict]]:
     return out
 
 
-def write_csv(rows: list[dict], path: Path, source_key: str = "source") -> Path:
+def write_csv(rows: list[dict], path: Path, source_key: str = "source", relative: bool = False) -> Path:
+    """A collection CSV (path,label,source). ``relative`` writes paths relative to the CSV's folder (how
+    ``load_collection`` resolves them), so committed split files work from any clone beside ../shared."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "label", "source"])
         for r in rows:
-            w.writerow([r["abs"], r["label"], r[source_key]])
+            p = os.path.relpath(r["abs"], path.parent) if relative else r["abs"]
+            w.writerow([Path(p).as_posix(), r["label"], r[source_key]])
     return path
+
+
+def write_splits(splits: dict[str, list[dict]], folder: Path = ROOT / "training" / "splits") -> None:
+    """The held-aside test and unseen-generator lists, committed so anyone can evaluate the shipped bundle
+    on exactly the images it was never trained on: ``aligngemini eval sdk/default_bundle training/splits/test.csv``."""
+    write_csv(splits["test"], folder / "test.csv", relative=True)
+    write_csv(splits["unseen"], folder / "unseen.csv", source_key="family", relative=True)
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -89,6 +104,26 @@ def load_rgb(path: str) -> np.ndarray:
     from aligngemini_sdk.image import load_image
 
     return load_image(path).rgb
+
+
+def strip_frame(img: np.ndarray, tol: int = 24, min_frame: int = 4) -> np.ndarray:
+    """Remove a uniform-colour frame (letterbox/padding), keeping only whole 8x8 JPEG blocks of content.
+
+    The shared cnndetection images are 256 px pictures pasted on a 356 px canvas whose border colour
+    encodes the class (grey for every real, one colour per GAN for the fakes). A random training crop
+    that touches the border teaches the colour, not the generator; and JPEG blocks that straddle the
+    border mix its colour into the content, so the cut moves inward to the next block boundary.
+    """
+    h, w = img.shape[:2]
+    corner = img[0, 0].astype(np.int16)
+    far = np.abs(img.astype(np.int16) - corner).max(axis=2) > tol
+    rows, cols = np.where(far.any(axis=1))[0], np.where(far.any(axis=0))[0]
+    if not len(rows) or min(rows[0], cols[0], h - 1 - rows[-1], w - 1 - cols[-1]) < min_frame:
+        return img  # no frame on all four sides: leave the image alone
+    # first block wholly below/right of the detected edge, last block wholly above/left of it
+    top, left = (int(rows[0]) // 8 + 1) * 8, (int(cols[0]) // 8 + 1) * 8
+    bottom, right = ((int(rows[-1]) + 1) // 8 - 1) * 8, ((int(cols[-1]) + 1) // 8 - 1) * 8
+    return img[top:bottom, left:right] if bottom - top >= 64 and right - left >= 64 else img
 
 
 def jpeg(img: np.ndarray, q: int) -> np.ndarray:
@@ -170,17 +205,25 @@ def best_threshold(labels: list[int], probs: np.ndarray) -> float:
         return 0.5 * ((~pred[~y]).mean() + pred[y].mean())
     return float(max(cands, key=lambda t: (bacc(t), -abs(t - 0.5))))
 
-def evaluate(model: nn.Module, rows: list[dict], images: dict[str, np.ndarray]) -> np.ndarray:
+def evaluate(model: nn.Module, rows: list[dict], images: dict[str, np.ndarray],
+             shifts: tuple[tuple[int, int], ...] = ((0, 0),)) -> np.ndarray:
+    """P(fake) of the inference crop (centre, or centre moved by each of ``shifts``): shape (rows, shifts)."""
     model.eval()
     out = []
     with torch.no_grad():
         for r in rows:
             img = images[r["abs"]]
             h, w = img.shape[:2]
-            crop = random_crop(img, random.Random(0), CROP) if min(h, w) < CROP else \
-                img[(h - CROP) // 2:(h - CROP) // 2 + CROP, (w - CROP) // 2:(w - CROP) // 2 + CROP]
-            out.append(float(torch.sigmoid(model(to_tensor([crop]))[0, 0])))
-    return np.asarray(out)
+            if min(h, w) < CROP:
+                crops = [random_crop(img, random.Random(0), CROP)] * len(shifts)
+            else:
+                crops = []
+                for dy, dx in shifts:
+                    t = min(max(0, (h - CROP) // 2 + dy), h - CROP)
+                    left = min(max(0, (w - CROP) // 2 + dx), w - CROP)
+                    crops.append(img[t:t + CROP, left:left + CROP])
+            out.append(torch.sigmoid(model(to_tensor(crops))[:, 0]).numpy())
+    return np.asarray(out, dtype=np.float64)
 
 
 def main() -> int:
@@ -195,7 +238,24 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=str(ROOT / "runs" / "default"))
+    ap.add_argument("--strip-frames", action="store_true",
+                    help="remove uniform-colour frames before cropping (see strip_frame; not used for the shipped model)")
+    ap.add_argument("--tune-crops", type=int, choices=(1, 5), default=1,
+                    help="crop positions per tune image when choosing the threshold (5: centre + diagonals)")
+    ap.add_argument("--splits-only", action="store_true",
+                    help="write training/splits/{test,unseen}.csv (the fixed hash split) and exit")
     args = ap.parse_args()
+    if args.splits_only:
+        write_splits(split_rows(Path(args.data)))
+        return 0
+
+    # Import everything the export step needs now: a 30-minute run must not pick up half-edited sources
+    # from the working tree when it reaches the export.
+    sys.path.insert(0, str(ROOT))
+    import aligngemini_sdk.evaluate
+    import aligngemini_sdk.export.pixel
+    import aligngemini_sdk.export.quantize
+    import aligngemini_sdk.runtimes.onnxruntime  # noqa: F401
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -206,7 +266,8 @@ def main() -> int:
     splits = split_rows(data)
     print({k: len(v) for k, v in splits.items()}, file=sys.stderr)
     t_load = time.time()
-    images = {r["abs"]: load_rgb(r["abs"]) for rows in splits.values() for r in rows}
+    prep = strip_frame if args.strip_frames else (lambda img: img)
+    images = {r["abs"]: prep(load_rgb(r["abs"])) for rows in splits.values() for r in rows}
     print(f"decoded {len(images)} images in {time.time() - t_load:.0f}s", file=sys.stderr)
     train = splits["train"]
     reals = [r for r in train if r["label"] == "real"]
@@ -222,7 +283,10 @@ def main() -> int:
     t0 = time.time()
     step, losses = 0, []
     base_lrs = [g["lr"] for g in opt.param_groups]
-    while (elapsed := time.time() - t0) < budget if args.steps is None else step < args.steps:
+    while True:
+        elapsed = time.time() - t0
+        if (step >= args.steps) if args.steps is not None else (elapsed >= budget):
+            break
         frac = elapsed / budget if args.steps is None else step / args.steps
         for g, lr in zip(opt.param_groups, base_lrs):  # warm-up then cosine, on the time budget
             g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
@@ -238,20 +302,26 @@ def main() -> int:
         losses.append(float(loss))
         step += 1
         if step % 25 == 0:
-            print(f"[train] step {step} {elapsed / 60:.1f}/{args.minutes:.0f} min loss {np.mean(losses[-25:]):.4f}",
+            print(f"[train] step {step}/{args.steps or '?'} {elapsed / 60:.1f} min loss {np.mean(losses[-25:]):.4f}",
                   file=sys.stderr, flush=True)
+    train_minutes = (time.time() - t0) / 60
+    print(f"[train] {step} steps in {train_minutes:.1f} min", file=sys.stderr, flush=True)
     model.eval()
     sys.path.insert(0, str(ROOT))
     from aligngemini_sdk.metrics import binary_metrics
 
     # The decision threshold is chosen on the tune split (training data), never on test.
-    p_tune = evaluate(model, splits["tune"], images)
-    y_tune = [int(r["label"] == "fake") for r in splits["tune"]]
-    threshold = best_threshold(y_tune, p_tune)
-    print(f"threshold chosen on {len(y_tune)} tune images: {threshold:.4f}", file=sys.stderr)
+    # The tune split is small (~50 images); --tune-crops 5 scores each image at five crop positions (centre
+    # and +-24 px diagonals) so the threshold fits where crops land, not the pixels of 50 centre crops.
+    shifts = ((0, 0), (-24, -24), (-24, 24), (24, -24), (24, 24))[:args.tune_crops]
+    p_tune = evaluate(model, splits["tune"], images, shifts)
+    y_tune = [int(r["label"] == "fake") for r in splits["tune"] for _ in shifts]
+    threshold = best_threshold(y_tune, p_tune.ravel())
+    print(f"threshold chosen on {len(splits['tune'])} tune images x {len(shifts)} crops: {threshold:.4f}",
+          file=sys.stderr)
     metrics = {"threshold": threshold}
     for name in ("tune", "test", "unseen"):
-        p = evaluate(model, splits[name], images)
+        p = evaluate(model, splits[name], images)[:, 0]
         y = [int(r["label"] == "fake") for r in splits[name]]
         metrics[name] = binary_metrics(y, p, threshold)
     print(json.dumps({"torch_metrics": metrics}, indent=1), file=sys.stderr)
@@ -264,8 +334,9 @@ def main() -> int:
     calib_csv = write_csv(train, work / "train.csv")
     test_csv = write_csv(splits["test"], work / "test.csv")
     write_csv(splits["unseen"], work / "unseen.csv", source_key="family")
+    write_splits(splits)
     card = work / "MODEL_CARD.md"
-    card.write_text(model_card(n_params, step, args, {k: len(v) for k, v in splits.items()}, metrics))
+    card.write_text(model_card(n_params, step, train_minutes, args, {k: len(v) for k, v in splits.items()}, metrics))
     out = Path(args.out)
     if out.exists():
         import shutil
@@ -278,19 +349,19 @@ def main() -> int:
         description="Compact pixel-artifact expert trained by this project (EfficientNet-Lite0 truncated, "
                     "INT8). Not the full AlignGemini ViT-L expert; see MODEL_CARD.md.",
         model_card=str(card), extra_provenance={"recipe": "training/train_default.py", "train_steps": step,
-                                                "train_minutes": args.minutes, "seed": args.seed}))
+                                                "train_minutes": round(train_minutes, 1), "seed": args.seed}))
     (work / "export_report.json").write_text(json.dumps(report, indent=1, default=str))
     print(json.dumps({"bundle": str(out), "int8": report["artifacts"].get("int8")}, indent=1, default=str))
     return 0
 
 
-def model_card(n_params: int, steps: int, args: argparse.Namespace, counts: dict, metrics: dict) -> str:
+def model_card(n_params: int, steps: int, minutes: float, args: argparse.Namespace, counts: dict, metrics: dict) -> str:
     t, u, th = metrics["test"], metrics["unseen"], metrics["threshold"]
     return f"""# aligngemini default bundle: compact pixel-artifact expert
 
 **What it is.** A {n_params / 1e6:.2f} M-parameter pixel-artifact detector (ImageNet-pretrained EfficientNet-Lite0,
 truncated after its 112-channel stage, linear fake-logit head), fine-tuned on CPU by
-`training/train_default.py` ({steps} steps, {args.minutes:.0f} min, seed {args.seed}) and exported to ONNX INT8
+`training/train_default.py` ({steps} steps, {minutes:.0f} min, seed {args.seed}) and exported to ONNX INT8
 through `aligngemini export`'s accuracy gate. Input: 224x224 centre crop, no resize, ImageNet mean/std.
 
 **It is not the AlignGemini pixel expert** (a DINOv2 ViT-L/14 with LoRA). It is a compact stand-in so
@@ -302,6 +373,10 @@ learned from them): cnndetection real/fake pairs (ProGAN-era GANs), Stable Diffu
 photos (BSD100, Urban100, Kodak24, LIVE1). CIFAKE excluded (32 px). Split (hash of the path, fixed):
 {counts}.
 JPEG history aligned between classes; augmentations: JPEG q65-95, blur, resize 0.6-1.4x, noise, flips.
+Known data trap: the cnndetection images are 256 px pictures on a 356 px canvas whose border colour encodes
+the class (grey for all reals, one colour per GAN). Random training crops can touch it; the inference crop
+(centre 224 of 356) never does, so the border cannot drive this model's verdicts, but training spent
+capacity on it. `--strip-frames` removes such frames (strip frames: {args.strip_frames}).
 
 ## Metrics (PyTorch, before export, at the threshold {th:.3f} chosen on the tune split; the bundle's manifest holds the INT8 gate numbers)
 | split | balanced acc. | AUC | acc. real | acc. fake | n |

@@ -53,3 +53,28 @@ def test_recipe_split_is_fixed_and_disjoint():
                 assert not paths[x] & paths[y], (x, y)
     assert not any(r["family"] in UNSEEN_CNN_FAMILIES for r in a["train"] + a["tune"] + a["test"])
     assert not any(Path(r["path"]).parts[2] == "cifake" for rows in a.values() for r in rows)
+
+
+def test_committed_split_files_match_the_recipe_split():
+    """training/splits/*.csv are what the recipe held aside; they must not drift from ``split_rows``."""
+    sys.path.insert(0, str(ROOT / "training"))
+    from aligngemini_sdk.dataset import load_collection
+    from train_default import split_rows
+
+    splits = split_rows(SHARED)
+    for name in ("test", "unseen"):
+        committed = {p.resolve() for p in (s.path for s in load_collection(ROOT / "training" / "splits" / f"{name}.csv"))}
+        assert committed == {Path(r["abs"]).resolve() for r in splits[name]}, name
+
+
+def test_shipped_bundle_reproduces_its_recorded_held_aside_metrics():
+    """``aligngemini eval`` on the committed test split gives the numbers the export gate recorded (and the
+    README quotes): the bundle, the split and the evaluation path agree."""
+    from aligngemini_sdk.evaluate import evaluate
+
+    m = Bundle.open(default_bundle_path()).manifest
+    recorded = m.pixel.validation["artifacts"]["int8"]
+    rep = evaluate(str(default_bundle_path()), str(ROOT / "training" / "splits" / "test.csv"), workers=1)
+    assert rep["n_errors"] == 0 and rep["overall"]["n"] == m.pixel.validation["n_val"]
+    assert abs(rep["overall"]["balanced_accuracy"] - recorded["balanced_accuracy"]) < 0.01
+    assert abs(rep["overall"]["auc"] - recorded["auc"]) < 0.01
