@@ -65,6 +65,8 @@ class PixelExportConfig:
     gate: GateThresholds = field(default_factory=GateThresholds)
     fallback_rounds: int = 5
     quantize_op_types: tuple[str, ...] | None = DEFAULT_OP_TYPES  # None: every op (ORT's default)
+    #: "auto": dynamic for MatMul-dominated graphs (ViTs) on CPU, static QDQ otherwise (see int8_scheme)
+    int8_scheme: str = "auto"
     bias_correction: bool = True  # fold the mean INT8 logit shift back (label-free, calibration images)
     fallback_candidates: int = 8
     search_images: int = 96
@@ -299,7 +301,20 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             add("fp16", [fp16], "fp16")
 
     if "int8" in cfg.precisions:
-        from .quantize import correct_output_bias, model_logits, quantize_int8, sqnr_shortlist
+        from .quantize import (
+            correct_output_bias,
+            int8_scheme,
+            model_logits,
+            quantize_int8,
+            quantize_int8_dynamic,
+            sqnr_shortlist,
+        )
+
+        scheme = int8_scheme(fp32, cfg.target) if cfg.int8_scheme == "auto" else cfg.int8_scheme
+        if scheme not in ("static", "dynamic"):
+            raise ExportError(f"int8 scheme must be auto, static or dynamic, got {cfg.int8_scheme!r}")
+        if scheme == "dynamic" and cfg.target == "tensorrt":
+            raise ExportError("--target tensorrt needs the static QDQ scheme")
 
         calib_all, _ = _tensors(calib_samples, spec, "calibration images")
         # Hold a label-free search split out of the calibration images: it steers the fallback without
@@ -320,22 +335,26 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         f_calib = model_logits(fp32, calib_t) if cfg.bias_correction else None
 
         def quant(ex: list[str], dst: Path = int8) -> None:
-            quantize_int8(fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt", exclude=ex,
-                          op_types=cfg.quantize_op_types)
+            if scheme == "dynamic":
+                quantize_int8_dynamic(fp32, dst, exclude=ex)
+            else:
+                quantize_int8(fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt",
+                              exclude=ex, op_types=cfg.quantize_op_types)
             if cfg.bias_correction:
                 bias_fix[dst.name] = correct_output_bias(f_calib, dst, calib_t)
 
         f_ref: np.ndarray | None = None  # FP32 probabilities on the search split, computed on first need
         for round_ in range(cfg.fallback_rounds + 1):
-            log_step(f"quantizing INT8 ({cfg.calib_method}, {len(calib_t)} calibration images"
+            how = "dynamic, fused graph" if scheme == "dynamic" else f"static QDQ, {cfg.calib_method}"
+            log_step(f"quantizing INT8 ({how}, {len(calib_t)} calibration images"
                      f"{', ' + str(len(excluded)) + ' nodes kept in float' if excluded else ''})")
             quant(excluded)
             e = check(name, [int8], "int8")
             history.append({"excluded": list(excluded), "output_bias_correction": bias_fix.get(int8.name),
                             "agreement": e.get("agreement"),
                             "balanced_accuracy": e.get("balanced_accuracy"), "passed": e["passed"]})
-            if e["passed"] is not False or round_ == cfg.fallback_rounds:
-                break
+            if e["passed"] is not False or round_ == cfg.fallback_rounds or scheme == "dynamic":
+                break  # the SQNR search compares QDQ activations: static scheme only
             # Which single node, kept in float, best restores agreement with FP32 on *calibration* images
             # (label-free, so the validation set stays untouched for the final gate)?
             shortlist = sqnr_shortlist(fp32, int8, search_t[:8], cfg.fallback_candidates, excluded)  # all activations kept: few images
@@ -358,13 +377,16 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             log_step(f"keeping {best[1]} in float (search-split mean |Δp| vs FP32 {best[0]:.4f})")
             excluded.append(best[1])
         report["artifacts"][name]["kept_in_float"] = excluded
+        report["artifacts"][name]["scheme"] = scheme
         report["artifacts"][name]["output_bias_correction"] = bias_fix.get(int8.name)
         report["artifacts"][name]["fallback_history"] = history
         if e["passed"] is False:
             failures.append(f"{name}: {'; '.join(e['reasons'])}")
             int8.unlink()
         else:
-            add(name, [int8], "int8", calibration={"method": cfg.calib_method, "n_images": len(calib_t),
+            add(name, [int8], "int8", calibration={"scheme": scheme,
+                                                   "method": cfg.calib_method if scheme == "static" else "dynamic",
+                                                   "n_images": len(calib_t),
                                                    "op_types": list(cfg.quantize_op_types or ["all"]),
                                                    "output_bias_correction": bias_fix.get(int8.name),
                                                    "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded})

@@ -142,7 +142,7 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
         arch=args.arch, weights=args.weights, out=Path(args.out), input=spec,
         precisions=tuple(args.precisions.split(",")), calib=args.calib, val=args.val, holdout=args.holdout,
         exclude_sources=tuple(s for s in args.exclude_sources.split(",") if s),
-        calib_method=args.calib_method, target=args.target, allow_small_calib=args.allow_small_calib,
+        calib_method=args.calib_method, target=args.target, int8_scheme=args.int8_scheme, allow_small_calib=args.allow_small_calib,
         gate=GateThresholds(min_agreement=args.min_agreement, max_bacc_drop=args.max_bacc_drop / 100.0),
         trt=args.trt, ladeda_preprocess=args.ladeda_preprocess, name=args.name, model_card=args.model_card,
         max_val=args.max_val, max_calib=args.max_calib)
@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--precisions", default="fp32,fp16,int8")
     ep.add_argument("--calib-method", default="minmax", choices=["minmax", "entropy", "percentile"])
     ep.add_argument("--target", default="cpu", choices=["cpu", "tensorrt"])
+    ep.add_argument("--int8-scheme", default="auto", choices=["auto", "static", "dynamic"],
+                    help="auto: dynamic INT8 for transformer (MatMul-dominated) graphs on CPU, static QDQ otherwise")
     ep.add_argument("--allow-small-calib", action="store_true")
     ep.add_argument("--min-agreement", type=float, default=0.98)
     ep.add_argument("--max-bacc-drop", type=float, default=1.0, help="points")

@@ -75,8 +75,15 @@ def test_dinov2_directory_export_parity(tmp_path, collection):
                                          val=str(collection), allow_small_calib=True, fallback_rounds=1))
     assert rep["artifacts"]["fp32"]["max_abs_delta"] < 1e-4
     assert rep["artifacts"]["fp16"]["passed"]
-    assert "int8" in rep["artifacts"] and rep["artifacts"]["int8"]["agreement"] is not None
     imgs = real_images(2) + fake_images(2)
+    # a ViT graph on CPU gets dynamic INT8 on the fused graph (static QDQ did not speed ViTs up here)
+    q = rep["artifacts"]["int8"]
+    assert q["scheme"] == "dynamic" and q["agreement"] is not None
+    assert q["passed"]
+    ops = {n.op_type for n in __import__("onnx").load(str(out / "pixel" / "model.int8.onnx")).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    p8 = np.array([Detector(out, pixel_precision="int8").detect(p).pixel.probability for p in imgs])
+    np.testing.assert_allclose(p8, probs_torch(model, imgs), atol=0.05)
     det = Detector(out, pixel_precision="fp32")
     got = np.array([det.detect(p).pixel.probability for p in imgs])
     np.testing.assert_allclose(got, probs_torch(model, imgs), atol=1e-4)
@@ -133,3 +140,16 @@ def test_lora_merge_rules():
 def test_not_a_dinov2_checkpoint():
     with pytest.raises(ExportError):
         hub_to_hf({"foo": torch.zeros(1)})
+
+
+def test_int8_scheme_follows_the_graph(tmp_path, ladeda_bundle):
+    """MatMul-dominated graphs (ViTs) quantize dynamically on CPU; CNNs and every TensorRT target stay static QDQ."""
+    from aligngemini_sdk.export.pixel import export_onnx
+    from aligngemini_sdk.export.quantize import int8_scheme
+
+    vit = tmp_path / "vit.onnx"
+    export_onnx(tiny_dinov2(), vit, SPEC)
+    assert int8_scheme(vit) == "dynamic"
+    assert int8_scheme(vit, target="tensorrt") == "static"
+    cnn = next((ladeda_bundle / "pixel").glob("model.fp32.onnx"))
+    assert int8_scheme(cnn) == "static"
