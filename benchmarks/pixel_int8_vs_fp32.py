@@ -107,14 +107,10 @@ def main() -> int:
     # FP32 with the same ORT transformer fusions the dynamic INT8 artifact gets: how much of the INT8 gain
     # is fusion rather than integer arithmetic.
     try:
-        from onnxruntime.transformers.fusion_options import FusionOptions
-        from onnxruntime.transformers.optimizer import optimize_model
+        from aligngemini_sdk.export.quantize import fuse_transformer_graph
 
-        fo = FusionOptions("vit")
-        fo.enable_attention = False
-        fused = work / "fp32.fused.onnx"
-        optimize_model(str(b.verified_path(b.manifest.pixel.artifacts["fp32"].files["model"])), model_type="vit",
-                       num_heads=0, hidden_size=0, optimization_options=fo, opt_level=0).save_model_to_file(str(fused))
+        fused = fuse_transformer_graph(b.verified_path(b.manifest.pixel.artifacts["fp32"].files["model"]),
+                                       work / "fp32.fused.onnx")
         rt = OnnxRuntimePixel(fused, spec, device="cpu", threads=threads)
         fns["onnxruntime-fp32-fused"] = lambda rt=rt: rt.run_tensor(x)
     except Exception as exc:  # report, do not hide

@@ -29,7 +29,7 @@ from ..image import load_image, preprocess
 from ..manifest import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Artifact, InputSpec, PixelBranchSpec
 from ..metrics import binary_metrics, fmt, markdown_table
 from ..progress import log_step, track
-from .quantize import DEFAULT_OP_TYPES
+from .quantize import DEFAULT_OP_TYPES, DYNAMIC_OP_TYPES
 
 ARCHS = ("ladeda", "dinov2", "dda", "module")
 EXPORTER_VERSION = "0.1.0"
@@ -387,7 +387,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             add(name, [int8], "int8", calibration={"scheme": scheme,
                                                    "method": cfg.calib_method if scheme == "static" else "dynamic",
                                                    "n_images": len(calib_t),
-                                                   "op_types": list(cfg.quantize_op_types or ["all"]),
+                                                   "op_types": list(DYNAMIC_OP_TYPES if scheme == "dynamic"
+                                                                    else cfg.quantize_op_types or ["all"]),
                                                    "output_bias_correction": bias_fix.get(int8.name),
                                                    "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded})
 

@@ -154,11 +154,38 @@ def int8_scheme(model: str | os.PathLike[str], target: str = "cpu") -> str:
     return "dynamic" if weight_matmuls > 2 * max(1, convs) else "static"
 
 
-def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, exclude: Sequence[str] = (),
-                          fuse: bool = True) -> Path:
+#: What dynamic INT8 quantizes: the weight MatMuls (and attention MatMuls) of a transformer graph.
+DYNAMIC_OP_TYPES: tuple[str, ...] = ("MatMul",)
+
+
+def fuse_transformer_graph(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """ONNX Runtime's transformer fusions (LayerNorm + residual -> SkipLayerNormalization, bias + GELU ->
+    BiasGelu) on an exported ViT graph. Attention fusion stays off: the exporter's attention pattern is not
+    ORT's, and a half-fused graph is worse than a plain one. The result uses ``com.microsoft`` contrib ops."""
+    import logging
+
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    opts = FusionOptions("vit")
+    opts.enable_attention = False
+    ort_log = logging.getLogger("onnxruntime.transformers")
+    level = ort_log.level
+    ort_log.setLevel(logging.ERROR)  # it logs every fusion pass at INFO/WARNING
+    try:
+        m = optimize_model(os.fspath(src), model_type="vit", num_heads=0, hidden_size=0,
+                           optimization_options=opts, opt_level=0)
+    finally:
+        ort_log.setLevel(level)
+    m.save_model_to_file(os.fspath(dst))
+    return Path(dst)
+
+
+def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                          exclude: Sequence[str] = ()) -> Path:
     """Dynamic INT8 for transformer graphs: int8 weights (per tensor) and uint8 activations quantized per
-    call (no calibration ranges to go stale), after ONNX Runtime's transformer fusions (LayerNorm + residual
-    -> SkipLayerNormalization, bias + GELU -> BiasGelu) so the float glue between the integer MatMuls is fused.
+    call (no calibration ranges to go stale), on the :func:`fuse_transformer_graph` graph so the float glue
+    between the integer MatMuls is fused.
 
     The fused graph uses ``com.microsoft`` contrib ops: it is an ONNX Runtime artifact (TensorRT takes the
     static QDQ flavour). ``exclude`` names nodes of the *fused* graph to keep in float.
@@ -167,26 +194,13 @@ def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[st
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
-    base = Path(src)
     fused = dst.with_suffix(".fused.onnx")
-    if fuse:
-        from onnxruntime.transformers.fusion_options import FusionOptions
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        opts = FusionOptions("vit")
-        opts.enable_attention = False  # the exporter's attention pattern is not ORT's; keep its MatMuls plain
-        import logging
-
-        logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-        try:
-            m = optimize_model(os.fspath(src), model_type="vit", num_heads=0, hidden_size=0,
-                               optimization_options=opts, opt_level=0)
-            m.save_model_to_file(os.fspath(fused))
-            base = fused
-        except Exception:  # fusion is an optimisation; quantize the plain graph if it fails
-            base = Path(src)
+    try:
+        base = fuse_transformer_graph(src, fused)
+    except Exception:  # fusion is an optimisation; quantize the plain graph if it fails
+        base = Path(src)
     quantize_dynamic(os.fspath(base), os.fspath(dst), weight_type=QuantType.QInt8, per_channel=False,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=list(exclude),
+                     op_types_to_quantize=list(DYNAMIC_OP_TYPES), nodes_to_exclude=list(exclude),
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     fused.unlink(missing_ok=True)
     return dst

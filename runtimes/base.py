@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..image import fit_to_spec, normalize_into
+from ..image import fit_to_spec, normalize_into, tensor_shape
 from ..manifest import InputSpec
 
 
@@ -54,8 +54,8 @@ def batched_tensors(images: Sequence[np.ndarray], spec: InputSpec) -> list[tuple
         idx.append(i)
         fs.append(fitted)
     out = []
-    for (h, w, _), (idx, fs) in groups.items():
-        batch = np.empty((len(fs), 3, h, w) if spec.layout == "NCHW" else (len(fs), h, w, 3), dtype=np.float32)
+    for idx, fs in groups.values():
+        batch = np.empty((len(fs), *tensor_shape(fs[0], spec)), dtype=np.float32)
         for slot, fitted in zip(batch, fs):
             normalize_into(fitted, spec, slot)
         out.append((idx, batch))

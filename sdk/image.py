@@ -266,10 +266,15 @@ def center_crop(img: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def normalize(fitted: np.ndarray, spec: InputSpec) -> np.ndarray:
     """uint8 RGB HWC -> float32 tensor (C, H, W) or (H, W, C), mean/std and colour order per the spec."""
-    h, w = fitted.shape[:2]
-    out = np.empty((3, h, w) if spec.layout == "NCHW" else (h, w, 3), dtype=np.float32)
+    out = np.empty(tensor_shape(fitted, spec), dtype=np.float32)
     normalize_into(fitted, spec, out)
     return out
+
+
+def tensor_shape(fitted: np.ndarray, spec: InputSpec) -> tuple[int, int, int]:
+    """The model-input shape (without batch) of a fitted HWC image under the spec's layout."""
+    h, w = fitted.shape[:2]
+    return (3, h, w) if spec.layout == "NCHW" else (h, w, 3)
 
 
 def normalize_into(fitted: np.ndarray, spec: InputSpec, out: np.ndarray) -> None:

@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -34,6 +35,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from aligngemini_sdk.image import load_image
+from aligngemini_sdk.metrics import binary_metrics
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +83,6 @@ def split_rows(data: Path) -> dict[str, list[dict]]:
 def write_csv(rows: list[dict], path: Path, source_key: str = "source", relative: bool = False) -> Path:
     """A collection CSV (path,label,source). ``relative`` writes paths relative to the CSV's folder (how
     ``load_collection`` resolves them), so committed split files work from any clone beside ../shared."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -100,9 +101,6 @@ def write_splits(splits: dict[str, list[dict]], folder: Path = ROOT / "training"
 
 
 def load_rgb(path: str) -> np.ndarray:
-    sys.path.insert(0, str(ROOT))
-    from aligngemini_sdk.image import load_image
-
     return load_image(path).rgb
 
 
@@ -205,6 +203,7 @@ def best_threshold(labels: list[int], probs: np.ndarray) -> float:
         return 0.5 * ((~pred[~y]).mean() + pred[y].mean())
     return float(max(cands, key=lambda t: (bacc(t), -abs(t - 0.5))))
 
+
 def evaluate(model: nn.Module, rows: list[dict], images: dict[str, np.ndarray],
              shifts: tuple[tuple[int, int], ...] = ((0, 0),)) -> np.ndarray:
     """P(fake) of the inference crop (centre, or centre moved by each of ``shifts``): shape (rows, shifts)."""
@@ -251,7 +250,6 @@ def main() -> int:
 
     # Import everything the export step needs now: a 30-minute run must not pick up half-edited sources
     # from the working tree when it reaches the export.
-    sys.path.insert(0, str(ROOT))
     import aligngemini_sdk.evaluate
     import aligngemini_sdk.export.pixel
     import aligngemini_sdk.export.quantize
@@ -307,9 +305,6 @@ def main() -> int:
     train_minutes = (time.time() - t0) / 60
     print(f"[train] {step} steps in {train_minutes:.1f} min", file=sys.stderr, flush=True)
     model.eval()
-    sys.path.insert(0, str(ROOT))
-    from aligngemini_sdk.metrics import binary_metrics
-
     # The decision threshold is chosen on the tune split (training data), never on test.
     # The tune split is small (~50 images); --tune-crops 5 scores each image at five crop positions (centre
     # and +-24 px diagonals) so the threshold fits where crops land, not the pixels of 50 centre crops.

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from aligngemini_sdk.dataset import load_collection, split_by_hash
 from aligngemini_sdk.evaluate import evaluate, to_markdown
 
@@ -22,8 +23,6 @@ def test_eval_report_and_parallel_workers_agree(ladeda_bundle, collection, tmp_p
 
 def test_ray_backend_gives_the_same_rows_as_one_process(ladeda_bundle, collection):
     """The cluster path (Ray actors, one Detector each) must reproduce the local report row for row."""
-    import pytest
-
     pytest.importorskip("ray", reason="the Ray backend needs aligngemini-sdk[cluster] (ray)")
     from aligngemini_sdk.evaluate import report, run_rows
 

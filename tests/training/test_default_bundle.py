@@ -63,7 +63,7 @@ def test_committed_split_files_match_the_recipe_split():
 
     splits = split_rows(SHARED)
     for name in ("test", "unseen"):
-        committed = {p.resolve() for p in (s.path for s in load_collection(ROOT / "training" / "splits" / f"{name}.csv"))}
+        committed = {s.path.resolve() for s in load_collection(ROOT / "training" / "splits" / f"{name}.csv")}
         assert committed == {Path(r["abs"]).resolve() for r in splits[name]}, name
 
 
