@@ -13,10 +13,12 @@ The CLS feature is the final-layernormed CLS token (torch.hub's ``x_norm_clstoke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -41,6 +43,31 @@ class DinoV2Expert(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         cls = self.backbone(pixel_values=pixel_values).pooler_output
         return self.head(cls)
+
+    @contextlib.contextmanager
+    def fixed_input_size(self, height: int, width: int) -> Iterator[None]:
+        """Inside: position embeddings are a constant for ``height`` x ``width`` inputs.
+
+        transformers re-interpolates the position embeddings on every call while tracing, so an exported graph
+        carries a bicubic Resize of the whole embedding grid (plus its shape arithmetic) although a bundle's
+        input size is fixed. Measured with ORT profiling on the DINOv2-small-sized expert at 336 px, that one
+        Resize was 19 % of the INT8 model's time. Interpolated once here, it folds into an initializer.
+        """
+        emb = self.backbone.embeddings
+        n = (height // emb.patch_size) * (width // emb.patch_size) + 1
+        with torch.no_grad():
+            table = emb.interpolate_pos_encoding(torch.zeros(1, n, emb.position_embeddings.shape[-1]), height, width)
+
+        def constant(embeddings: torch.Tensor, h: int, w: int) -> torch.Tensor:
+            if (h, w) != (height, width):
+                raise ExportError(f"model fixed to {height}x{width} inputs, got {h}x{w}")
+            return table.to(embeddings.dtype)
+
+        emb.interpolate_pos_encoding = constant
+        try:
+            yield
+        finally:
+            del emb.interpolate_pos_encoding  # back to the class method
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ Sources (one file per family): ``ladeda`` (:mod:`.ladeda`), ``dinov2``/``dda`` (
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -132,7 +133,10 @@ def export_onnx(model: Any, path: Path, spec: InputSpec, opset: int = 17) -> lis
     h, w = (spec.height, spec.width) if spec.fixed_size else (224, 224)
     x = torch.randn(1, 3, h, w)
     axes: dict[int, str] = {0: "batch"} if spec.fixed_size else {0: "batch", 2: "height", 3: "width"}
-    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+    # A model may offer ``fixed_input_size(h, w)``: a context in which it traces without size-dependent glue
+    # (DINOv2's position-embedding interpolation); only for fixed-size specs, whose H/W the graph never changes.
+    fixed = getattr(model, "fixed_input_size", None) if spec.fixed_size else None
+    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp, (fixed(h, w) if fixed else contextlib.nullcontext()):
         raw = Path(tmp) / "raw.onnx"
         torch.onnx.export(model, (x,), os.fspath(raw), input_names=["pixel_values"], output_names=["fake_logit"],
                           dynamic_axes={"pixel_values": axes, "fake_logit": {0: "batch"}}, opset_version=opset,
@@ -345,7 +349,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
 
         f_ref: np.ndarray | None = None  # FP32 probabilities on the search split, computed on first need
         for round_ in range(cfg.fallback_rounds + 1):
-            how = "dynamic, fused graph" if scheme == "dynamic" else f"static QDQ, {cfg.calib_method}"
+            how = "dynamic" if scheme == "dynamic" else f"static QDQ, {cfg.calib_method}"
             log_step(f"quantizing INT8 ({how}, {len(calib_t)} calibration images"
                      f"{', ' + str(len(excluded)) + ' nodes kept in float' if excluded else ''})")
             quant(excluded)

@@ -1,7 +1,7 @@
 """Train the embedded default pixel expert on CPU, then export it through the pixel export path (INT8 with
 the accuracy gate) into ``sdk/default_bundle``.
 
-    python training/train_default.py --minutes 25 --out sdk/default_bundle
+    python training/train_default.py --steps 800 --out sdk/default_bundle     # how the shipped bundle was made
 
 Recipe (DDA/AlignGemini pixel-supervision lessons, scaled to a 2-core CPU):
 - backbone: ImageNet-pretrained EfficientNet-Lite0 (shipped with its weights by the
@@ -14,6 +14,9 @@ Recipe (DDA/AlignGemini pixel-supervision lessons, scaled to a 2-core CPU):
   processing; class-balanced batches.
 - ``--strip-frames`` removes uniform frames before cropping (the shared cnndetection canvases carry a
   class-coloured border); off by default because the shipped model was trained without it (see README).
+- quantization-aware fine-tuning for the last ``--qat-steps`` (200): the static INT8 export simulated in
+  PyTorch (export/qat.py), so the INT8 default agrees with its FP32 self (without it, retrained models passed
+  the 98 % agreement gate only by luck).
 - data: ../shared/data (CIFAKE excluded: 32 px thumbnails carry no usable pixel artifacts). A fixed hash
   split keeps 25 % of every seen source aside for testing; whole generator families (gaugan, stylegan
   and their paired reals; sdxl-turbo) are never trained on and are reported as unseen generators.
@@ -193,6 +196,57 @@ class CompactExpert(nn.Module):
 
 
 # -- training -----------------------------------------------------------------------------------------
+def center_crop(img: np.ndarray, size: int = CROP) -> np.ndarray:
+    """The inference crop (reflect-padded when the image is smaller)."""
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        return random_crop(img, random.Random(0), size)
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top:top + size, left:left + size]
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, reals: list[dict], fakes: list[dict],
+               images: dict[str, np.ndarray], rng: random.Random, batch: int) -> float:
+    """One class-balanced step on augmented training crops; returns the loss."""
+    half = batch // 2
+    rows = [rng.choice(reals) for _ in range(half)] + [rng.choice(fakes) for _ in range(half)]
+    x = to_tensor([augment(images[r["abs"]], r["abs"].endswith(".png"), rng) for r in rows])
+    y = torch.tensor([0.0] * half + [1.0] * half)
+    loss = F.binary_cross_entropy_with_logits(model(x)[:, 0], y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def quantization_aware_finetune(model: nn.Module, train: list[dict], images: dict[str, np.ndarray],
+                                rng: random.Random, args: argparse.Namespace) -> None:
+    """A few hundred steps with the static INT8 export simulated (export/qat.py), at a tenth of the learning rate.
+
+    Calibration mirrors the export's: inference crops of training images. The model leaves as a plain float
+    model whose weights no longer lean on detail finer than INT8 rounding, so its INT8 export agrees with it.
+    """
+    from aligngemini_sdk.export.qat import fake_quantized
+
+    cal_rows = rng.sample(train, min(192, len(train)))
+    calib = [to_tensor([center_crop(images[r["abs"]]) for r in cal_rows[i:i + args.batch]])
+             for i in range(0, len(cal_rows), args.batch)]
+    reals = [r for r in train if r["label"] == "real"]
+    fakes = [r for r in train if r["label"] == "fake"]
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr * 0.1, weight_decay=1e-4)
+    losses: list[float] = []
+    with fake_quantized(model, calib):
+        model.train()  # BatchNorm statistics stay frozen (the simulation pins them)
+        for step in range(args.qat_steps):
+            for g in opt.param_groups:
+                g["lr"] = args.lr * 0.1 * 0.5 * (1 + math.cos(math.pi * step / args.qat_steps))
+            losses.append(train_step(model, opt, reals, fakes, images, rng, args.batch))
+            if (step + 1) % 25 == 0:
+                print(f"[qat] step {step + 1}/{args.qat_steps} loss {np.mean(losses[-25:]):.4f}",
+                      file=sys.stderr, flush=True)
+    model.eval()
+
+
 def best_threshold(labels: list[int], probs: np.ndarray) -> float:
     """The threshold maximising balanced accuracy (midpoint between neighbouring scores)."""
     y = np.asarray(labels, bool)
@@ -241,8 +295,14 @@ def main() -> int:
                     help="remove uniform-colour frames before cropping (see strip_frame; not used for the shipped model)")
     ap.add_argument("--tune-crops", type=int, choices=(1, 5), default=1,
                     help="crop positions per tune image when choosing the threshold (5: centre + diagonals)")
+    ap.add_argument("--qat-steps", type=int, default=200,
+                    help="quantization-aware fine-tuning steps after training (export/qat.py: the INT8 export "
+                         "simulated in PyTorch), so the INT8 default agrees with its FP32 self; 0 turns it off")
     ap.add_argument("--splits-only", action="store_true",
                     help="write training/splits/{test,unseen}.csv (the fixed hash split) and exit")
+    ap.add_argument("--export-only", metavar="WORK_DIR",
+                    help="skip training: re-export the weights a previous run left in WORK_DIR (compact_expert.pt "
+                         "+ train_info.json), e.g. after an exporter fix; threshold and metrics are recomputed")
     args = ap.parse_args()
     if args.splits_only:
         write_splits(split_rows(Path(args.data)))
@@ -252,6 +312,7 @@ def main() -> int:
     # from the working tree when it reaches the export.
     import aligngemini_sdk.evaluate
     import aligngemini_sdk.export.pixel
+    import aligngemini_sdk.export.qat
     import aligngemini_sdk.export.quantize
     import aligngemini_sdk.runtimes.onnxruntime  # noqa: F401
 
@@ -271,13 +332,22 @@ def main() -> int:
     reals = [r for r in train if r["label"] == "real"]
     fakes = [r for r in train if r["label"] == "fake"]
 
-    model = CompactExpert(pretrained=True)
+    model = CompactExpert(pretrained=args.export_only is None)
     n_params = sum(p.numel() for p in model.parameters())
+    if args.export_only:
+        prev = Path(args.export_only)
+        model.load_state_dict(torch.load(prev / "compact_expert.pt", map_location="cpu", weights_only=True))
+        info = json.loads((prev / "train_info.json").read_text())
+        # the run's own settings, so the model card and provenance describe how these weights were trained
+        args.seed, args.strip_frames = info["seed"], info.get("strip_frames", False)
+        args.qat_steps = info.get("qat_steps", 0)
+        args.steps, budget = 0, 0.0
     head_params = list(model.head.parameters())
     body_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     opt = torch.optim.AdamW([{"params": body_params, "lr": args.lr * 0.5}, {"params": head_params, "lr": args.lr}],
                             weight_decay=1e-4)
-    budget = args.minutes * 60
+    if not args.export_only:
+        budget = args.minutes * 60
     t0 = time.time()
     step, losses = 0, []
     base_lrs = [g["lr"] for g in opt.param_groups]
@@ -289,21 +359,18 @@ def main() -> int:
         for g, lr in zip(opt.param_groups, base_lrs):  # warm-up then cosine, on the time budget
             g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
         model.train()
-        half = args.batch // 2
-        rows = [rng.choice(reals) for _ in range(half)] + [rng.choice(fakes) for _ in range(half)]
-        x = to_tensor([augment(images[r["abs"]], r["abs"].endswith(".png"), rng) for r in rows])
-        y = torch.tensor([0.0] * half + [1.0] * half)
-        loss = F.binary_cross_entropy_with_logits(model(x)[:, 0], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+        losses.append(train_step(model, opt, reals, fakes, images, rng, args.batch))
         step += 1
         if step % 25 == 0:
             print(f"[train] step {step}/{args.steps or '?'} {elapsed / 60:.1f} min loss {np.mean(losses[-25:]):.4f}",
                   file=sys.stderr, flush=True)
+    if args.qat_steps and not args.export_only:
+        quantization_aware_finetune(model, train, images, rng, args)
     train_minutes = (time.time() - t0) / 60
-    print(f"[train] {step} steps in {train_minutes:.1f} min", file=sys.stderr, flush=True)
+    if args.export_only:
+        step, train_minutes = info["steps"], info["minutes"]
+    else:
+        print(f"[train] {step} steps in {train_minutes:.1f} min", file=sys.stderr, flush=True)
     model.eval()
     # The decision threshold is chosen on the tune split (training data), never on test.
     # The tune split is small (~50 images); --tune-crops 5 scores each image at five crop positions (centre
@@ -320,7 +387,11 @@ def main() -> int:
         y = [int(r["label"] == "fake") for r in splits[name]]
         metrics[name] = binary_metrics(y, p, threshold)
     print(json.dumps({"torch_metrics": metrics}, indent=1), file=sys.stderr)
-    torch.save(model.state_dict(), work / "compact_expert.pt")
+    if not args.export_only:
+        torch.save(model.state_dict(), work / "compact_expert.pt")
+        (work / "train_info.json").write_text(json.dumps({"steps": step, "minutes": round(train_minutes, 1),
+                                                          "seed": args.seed, "strip_frames": args.strip_frames,
+                                                          "qat_steps": args.qat_steps}))
 
     # -- export through the product's pixel export path (INT8 + accuracy gate) ----------------------------
     from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
@@ -344,7 +415,8 @@ def main() -> int:
         description="Compact pixel-artifact expert trained by this project (EfficientNet-Lite0 truncated, "
                     "INT8). Not the full AlignGemini ViT-L expert; see MODEL_CARD.md.",
         model_card=str(card), extra_provenance={"recipe": "training/train_default.py", "train_steps": step,
-                                                "train_minutes": round(train_minutes, 1), "seed": args.seed}))
+                                                "train_minutes": round(train_minutes, 1), "seed": args.seed,
+                                                "qat_steps": args.qat_steps}))
     (work / "export_report.json").write_text(json.dumps(report, indent=1, default=str))
     print(json.dumps({"bundle": str(out), "int8": report["artifacts"].get("int8")}, indent=1, default=str))
     return 0
@@ -356,8 +428,8 @@ def model_card(n_params: int, steps: int, minutes: float, args: argparse.Namespa
 
 **What it is.** A {n_params / 1e6:.2f} M-parameter pixel-artifact detector (ImageNet-pretrained EfficientNet-Lite0,
 truncated after its 112-channel stage, linear fake-logit head), fine-tuned on CPU by
-`training/train_default.py` ({steps} steps, {minutes:.0f} min, seed {args.seed}) and exported to ONNX INT8
-through `aligngemini export`'s accuracy gate. Input: 224x224 centre crop, no resize, ImageNet mean/std.
+`training/train_default.py` ({steps} steps, {minutes:.0f} min, seed {args.seed}; the last {args.qat_steps} of them
+quantization-aware, see export/qat.py) and exported to ONNX INT8 through `aligngemini export`'s accuracy gate. Input: 224x224 centre crop, no resize, ImageNet mean/std.
 
 **It is not the AlignGemini pixel expert** (a DINOv2 ViT-L/14 with LoRA). It is a compact stand-in so
 `aligngemini detect` works out of the box; export the real expert with `aligngemini export pixel --arch dda`.

@@ -76,12 +76,18 @@ def test_dinov2_directory_export_parity(tmp_path, collection):
     assert rep["artifacts"]["fp32"]["max_abs_delta"] < 1e-4
     assert rep["artifacts"]["fp16"]["passed"]
     imgs = real_images(2) + fake_images(2)
-    # a ViT graph on CPU gets dynamic INT8 on the fused graph (static QDQ did not speed ViTs up here)
+    # a ViT graph on CPU gets dynamic INT8 (static QDQ did not speed ViTs up here)
     q = rep["artifacts"]["int8"]
     assert q["scheme"] == "dynamic" and q["agreement"] is not None
     assert q["passed"]
-    ops = {n.op_type for n in __import__("onnx").load(str(out / "pixel" / "model.int8.onnx")).graph.node}
+    onnx = __import__("onnx")
+    ops = {n.op_type for n in onnx.load(str(out / "pixel" / "model.int8.onnx")).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    # both graphs are standard ONNX (plus ORT's integer MatMul ops in INT8), and neither re-interpolates the
+    # position embeddings for the bundle's fixed input size
+    fp32_nodes = onnx.load(str(out / "pixel" / "model.fp32.onnx")).graph.node
+    assert all(n.domain in ("", "ai.onnx") for n in fp32_nodes)
+    assert "Resize" not in ops and not any(n.op_type == "Resize" for n in fp32_nodes)
     p8 = np.array([Detector(out, pixel_precision="int8").detect(p).pixel.probability for p in imgs])
     np.testing.assert_allclose(p8, probs_torch(model, imgs), atol=0.05)
     det = Detector(out, pixel_precision="fp32")
