@@ -68,7 +68,7 @@ class FakeQuantHandle:
     """The attached simulation: per-module activation ranges, and :meth:`remove` to detach it."""
 
     def __init__(self) -> None:
-        self.ranges: dict[str, dict[str, tuple[float, float]]] = {}
+        self.ranges: dict[str, dict[str, Any]] = {}  # module -> {"in": (lo, hi), "out": (lo, hi), "out_after": name}
         self._hooks: list[Any] = []
         self._parametrized: list[Any] = []
         self._bn_modes: list[tuple[Any, bool]] = []
