@@ -64,3 +64,14 @@ def test_human_output(ladeda_bundle):
 @pytest.mark.parametrize("args", [["detect"], ["export", "pixel", "--arch", "nope"], ["bench", "compare", "a.json"]])
 def test_usage_errors(args):
     assert cli(*args, check=False).returncode != 0
+
+
+def test_detect_stops_quietly_when_the_reader_goes_away(ladeda_bundle):
+    # `aligngemini detect DIR --json | head -1`: the first line arrives, then the pipe closes
+    p = subprocess.Popen([sys.executable, "-m", "aligngemini_sdk.cli", "detect", str(KODAK), "--bundle",
+                          str(ladeda_bundle), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(p.stdout.readline())["branches"]["pixel"]["ran"]
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141
+    assert "Traceback" not in err
