@@ -127,9 +127,14 @@ def _output_chains(model: Any, x: Any, targets: dict[str, Any]) -> dict[str, str
             h.remove()
     modules = dict(model.named_modules())
     chains = {}
+    first_call = {}
+    for i, c in enumerate(calls):
+        first_call.setdefault(c[0], i)
     for name in targets:
+        if name not in first_call:
+            continue  # never runs in forward(): nothing to simulate
         end = name
-        idx = next(i for i, c in enumerate(calls) if c[0] == name)
+        idx = first_call[name]
         out = calls[idx][2]
         for nxt_name, nxt_in, nxt_out in calls[idx + 1:]:
             if nxt_in is not out or type(modules[nxt_name]).__name__ not in FOLDED_MODULES:
@@ -158,6 +163,7 @@ def attach_fake_quant(model: Any, calib: Iterable[Any], *, symmetric: bool = Fal
     was_training = model.training
     model.eval()
     chains = _output_chains(model, batches[0], targets)
+    targets = {n: m for n, m in targets.items() if n in chains}
     seen: dict[str, list[float]] = {}
 
     def observer(key: str, use_input: bool):

@@ -17,6 +17,8 @@ import numpy as np
 from ..errors import ExportError
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
+#: Activations ORT's QDQ quantizer removes after a quantized op (their range becomes that op's output range).
+FOLDED_ACTIVATIONS: tuple[str, ...] = ("Relu", "Clip")
 #: Quantize the compute-heavy ops, plus the activations ORT folds into them. Quantizing everything (ORT's
 #: default) wraps Add/Softmax/Mul/pooling in Q/DQ pairs: on a ViT that erased the INT8 speed-up and most of its
 #: accuracy. Relu and Clip (ReLU6) must be listed, though: ORT then removes them and gives the Conv output the
@@ -24,7 +26,7 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 #: rounded on a grid many times coarser, then clipped: on the compact default expert that alone cut FP32/INT8
 #: decision agreement from 98.6 % to 90.5 % and made INT8 slower than FP32 (3.8 vs 2.9 ms; 1.9 ms with them).
 #: None = every op type.
-DEFAULT_OP_TYPES: tuple[str, ...] = ("Conv", "MatMul", "Gemm", "Relu", "Clip")
+DEFAULT_OP_TYPES: tuple[str, ...] = ("Conv", "MatMul", "Gemm", *FOLDED_ACTIVATIONS)
 
 
 class _DropMessages:
@@ -217,8 +219,6 @@ def correct_output_bias(float_logits: np.ndarray, qdq_model: str | os.PathLike[s
 
 #: SQNR cap: identical tensors have an infinite SQNR; the float input of both models is exact.
 MAX_SQNR_DB = 100.0
-#: Activations ORT's QDQ quantizer removes after a quantized op (their range becomes that op's output range).
-FOLDED_ACTIVATIONS = ("Relu", "Clip")
 
 
 def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],

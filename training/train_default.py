@@ -196,13 +196,15 @@ class CompactExpert(nn.Module):
 
 
 # -- training -----------------------------------------------------------------------------------------
-def center_crop(img: np.ndarray, size: int = CROP) -> np.ndarray:
-    """The inference crop (reflect-padded when the image is smaller)."""
+def inference_crop(img: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
+    """The CROP x CROP inference crop, its centre moved by (dy, dx) and kept inside the image; images smaller
+    than CROP are padded (one fixed crop of the padded image, whatever the shift)."""
     h, w = img.shape[:2]
-    if min(h, w) < size:
-        return random_crop(img, random.Random(0), size)
-    top, left = (h - size) // 2, (w - size) // 2
-    return img[top:top + size, left:left + size]
+    if min(h, w) < CROP:
+        return random_crop(img, random.Random(0), CROP)
+    top = min(max(0, (h - CROP) // 2 + dy), h - CROP)
+    left = min(max(0, (w - CROP) // 2 + dx), w - CROP)
+    return img[top:top + CROP, left:left + CROP]
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, reals: list[dict], fakes: list[dict],
@@ -219,8 +221,8 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, reals: list[dict], 
     return float(loss.detach())
 
 
-def quantization_aware_finetune(model: nn.Module, train: list[dict], images: dict[str, np.ndarray],
-                                rng: random.Random, args: argparse.Namespace) -> None:
+def quantization_aware_finetune(model: nn.Module, train: list[dict], reals: list[dict], fakes: list[dict],
+                                images: dict[str, np.ndarray], rng: random.Random, args: argparse.Namespace) -> None:
     """A few hundred steps with the static INT8 export simulated (export/qat.py), at a tenth of the learning rate.
 
     Calibration mirrors the export's: inference crops of training images. The model leaves as a plain float
@@ -229,10 +231,8 @@ def quantization_aware_finetune(model: nn.Module, train: list[dict], images: dic
     from aligngemini_sdk.export.qat import fake_quantized
 
     cal_rows = rng.sample(train, min(192, len(train)))
-    calib = [to_tensor([center_crop(images[r["abs"]]) for r in cal_rows[i:i + args.batch]])
+    calib = [to_tensor([inference_crop(images[r["abs"]]) for r in cal_rows[i:i + args.batch]])
              for i in range(0, len(cal_rows), args.batch)]
-    reals = [r for r in train if r["label"] == "real"]
-    fakes = [r for r in train if r["label"] == "fake"]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr * 0.1, weight_decay=1e-4)
     losses: list[float] = []
     with fake_quantized(model, calib):
@@ -265,16 +265,7 @@ def evaluate(model: nn.Module, rows: list[dict], images: dict[str, np.ndarray],
     out = []
     with torch.no_grad():
         for r in rows:
-            img = images[r["abs"]]
-            h, w = img.shape[:2]
-            if min(h, w) < CROP:
-                crops = [random_crop(img, random.Random(0), CROP)] * len(shifts)
-            else:
-                crops = []
-                for dy, dx in shifts:
-                    t = min(max(0, (h - CROP) // 2 + dy), h - CROP)
-                    left = min(max(0, (w - CROP) // 2 + dx), w - CROP)
-                    crops.append(img[t:t + CROP, left:left + CROP])
+            crops = [inference_crop(images[r["abs"]], dy, dx) for dy, dx in shifts]
             out.append(torch.sigmoid(model(to_tensor(crops))[:, 0]).numpy())
     return np.asarray(out, dtype=np.float64)
 
@@ -341,13 +332,12 @@ def main() -> int:
         # the run's own settings, so the model card and provenance describe how these weights were trained
         args.seed, args.strip_frames = info["seed"], info.get("strip_frames", False)
         args.qat_steps = info.get("qat_steps", 0)
-        args.steps, budget = 0, 0.0
+        args.steps = 0  # no training steps
     head_params = list(model.head.parameters())
     body_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     opt = torch.optim.AdamW([{"params": body_params, "lr": args.lr * 0.5}, {"params": head_params, "lr": args.lr}],
                             weight_decay=1e-4)
-    if not args.export_only:
-        budget = args.minutes * 60
+    budget = args.minutes * 60
     t0 = time.time()
     step, losses = 0, []
     base_lrs = [g["lr"] for g in opt.param_groups]
@@ -365,7 +355,7 @@ def main() -> int:
             print(f"[train] step {step}/{args.steps or '?'} {elapsed / 60:.1f} min loss {np.mean(losses[-25:]):.4f}",
                   file=sys.stderr, flush=True)
     if args.qat_steps and not args.export_only:
-        quantization_aware_finetune(model, train, images, rng, args)
+        quantization_aware_finetune(model, train, reals, fakes, images, rng, args)
     train_minutes = (time.time() - t0) / 60
     if args.export_only:
         step, train_minutes = info["steps"], info["minutes"]
