@@ -33,7 +33,7 @@ def main() -> int:
     from aligngemini_sdk.export.dinov2 import DinoV2Expert
     from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
     from aligngemini_sdk.image import load_image, preprocess
-    from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
+    from aligngemini_sdk.runtimes import open_pixel
     from transformers import Dinov2Config, Dinov2Model
 
     out = Path(args.out)
@@ -109,9 +109,9 @@ def main() -> int:
         fns["pytorch-eager-fp32"] = lambda: model(xt)
     for name in ("fp32", "int8"):
         if name in b.manifest.pixel.artifacts:
-            rt = OnnxRuntimePixel(b.verified_path(b.manifest.pixel.artifacts[name].files["model"]), spec,
-                                  device="cpu", threads=threads)
-            fns[f"onnxruntime-{name}"] = lambda rt=rt: rt.run_tensor(x)
+            rt = open_pixel(b, b.manifest.pixel, device="cpu", threads=threads, precision=name)
+            [(_, xr)] = rt.prepare([img])  # the artifact's own input (uint8 for a static INT8 artifact)
+            fns[f"onnxruntime-{name}"] = lambda rt=rt, xr=xr: rt.run_tensor(xr)
     results = time_interleaved(fns)
     med = {k: statistics.median(v) for k, v in results.items()}
     summary = {

@@ -26,7 +26,7 @@ import numpy as np
 from ..bundle import file_entry, put_branch
 from ..dataset import Sample, load_collection, split_by_hash
 from ..errors import ExportError, GateFailedError, ImageError
-from ..image import load_image, preprocess
+from ..image import QuantizedInput, fit_to_spec, load_image, normalize
 from ..manifest import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Artifact, InputSpec, PixelBranchSpec
 from ..metrics import binary_metrics, fmt, markdown_table
 from ..progress import log_step, track
@@ -69,6 +69,9 @@ class PixelExportConfig:
     #: "auto": dynamic for MatMul-dominated graphs (ViTs) on CPU, static QDQ otherwise (see int8_scheme)
     int8_scheme: str = "auto"
     bias_correction: bool = True  # fold the mean INT8 logit shift back (label-free, calibration images)
+    #: static INT8 on CPU: the artifact takes the quantized uint8 NHWC input the SDK computes from the crop's
+    #: bytes (bit-identical outputs, a quarter of the input bytes; see quantize.to_uint8_input)
+    uint8_input: bool = True
     fallback_candidates: int = 8
     search_images: int = 96
     threshold: float = 0.5
@@ -151,11 +154,12 @@ def export_onnx(model: Any, path: Path, spec: InputSpec, opset: int = 17) -> lis
     return [path]
 
 
-def _tensors(samples: list[Sample], spec: InputSpec, desc: str) -> tuple[list[np.ndarray], list[Sample]]:
+def _fitted(samples: list[Sample], spec: InputSpec, desc: str) -> tuple[list[np.ndarray], list[Sample]]:
+    """The model-sized uint8 crops of the readable samples (copies: the decoded images are not kept)."""
     out, kept = [], []
     for s in track(samples, desc=desc):
         try:
-            out.append(preprocess(load_image(s.path).rgb, spec))
+            out.append(np.ascontiguousarray(fit_to_spec(load_image(s.path).rgb, spec)))
             kept.append(s)
         except ImageError as exc:
             log_step(f"skipping unreadable image {exc}")
@@ -184,16 +188,19 @@ def _torch_probs(model: Any, tensors: list[np.ndarray]) -> np.ndarray:
     return np.asarray(out)
 
 
-def _ort_eval(path: Path, tensors: list[np.ndarray], threads: int | None = None) -> tuple[np.ndarray, float]:
-    """Probabilities and median batch-1 latency (ms) of an ONNX file on the validation tensors."""
+def _ort_eval(path: Path, crops: list[np.ndarray], spec: InputSpec, quantized: QuantizedInput | None = None,
+              threads: int | None = None) -> tuple[np.ndarray, float]:
+    """Probabilities and median batch-1 latency (ms, model call only) of an ONNX file on fitted crops,
+    through the SDK's own runtime and input preparation."""
     from ..runtimes.base import logits_to_probability
     from ..runtimes.onnxruntime import OnnxRuntimePixel
 
-    rt = OnnxRuntimePixel(path, InputSpec(), device="cpu", threads=threads)
+    rt = OnnxRuntimePixel(path, spec, device="cpu", threads=threads, input_quantization=quantized)
     probs, times = [], []
-    for t in tensors:
+    for crop in crops:
+        [(_, batch)] = rt.prepare([crop])
         t0 = time.perf_counter()
-        y = rt.run_tensor(t[None])
+        y = rt.run_tensor(batch)
         times.append((time.perf_counter() - t0) * 1e3)
         probs.append(float(logits_to_probability(y, 1)[0]))
     return np.asarray(probs), statistics.median(times[1:] or times)
@@ -242,7 +249,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                               "for a trustworthy INT8 calibration (--allow-small-calib to override)")
     calib_samples = _stratified(calib_samples, cfg.max_calib, cfg.seed)
     val_samples = _stratified(val_samples, cfg.max_val, cfg.seed + 1)
-    val_t, val_kept = _tensors(val_samples, spec, "validation images")
+    val_fit, val_kept = _fitted(val_samples, spec, "validation images")
+    val_t = [normalize(f, spec) for f in val_fit]
     labels = np.asarray([s.label for s in val_kept])
 
     # -- FP32 ----------------------------------------------------------------------------------------
@@ -259,10 +267,11 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
     failures: list[str] = []
     ref_bacc = report.get("reference", {}).get("balanced_accuracy")
 
-    def check(name: str, files: list[Path], precision: str, is_fp32: bool = False) -> dict[str, Any]:
+    def check(name: str, files: list[Path], precision: str, is_fp32: bool = False,
+              quantized: QuantizedInput | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {"size_mb": round(sum(f.stat().st_size for f in files) / 1e6, 3)}
         if val_t:
-            probs, ms = _ort_eval(files[0], val_t)
+            probs, ms = _ort_eval(files[0], val_fit, spec, quantized)
             entry.update(gate_report(ref, probs, labels, cfg.threshold), latency_ms_p50=round(ms, 3))
             reasons = []
             if is_fp32 and entry["max_abs_delta"] > cfg.gate.fp32_max_delta:
@@ -312,6 +321,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             quantize_int8,
             quantize_int8_dynamic,
             sqnr_shortlist,
+            to_uint8_input,
         )
 
         scheme = int8_scheme(fp32, cfg.target) if cfg.int8_scheme == "auto" else cfg.int8_scheme
@@ -320,21 +330,23 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         if scheme == "dynamic" and cfg.target == "tensorrt":
             raise ExportError("--target tensorrt needs the static QDQ scheme")
 
-        calib_all, _ = _tensors(calib_samples, spec, "calibration images")
+        calib_fit, _ = _fitted(calib_samples, spec, "calibration images")
+        calib_all = [normalize(f, spec) for f in calib_fit]
         # Hold a label-free search split out of the calibration images: it steers the fallback without
         # touching validation, and is not used for the ranges (ranges fit their own images too well).
         n_search = min(cfg.search_images, max(0, len(calib_all) - cfg.min_calib))
         rng = random.Random(cfg.seed)
         order = list(range(len(calib_all)))
         rng.shuffle(order)
-        search_t = [calib_all[i] for i in order[:n_search]]
+        search_fit = [calib_fit[i] for i in order[:n_search]]
         calib_t = [calib_all[i] for i in order[n_search:]] if n_search else calib_all
         name = "int8-trt" if cfg.target == "tensorrt" else "int8"
         int8 = pix_dir / f"model.{name}.onnx"
         excluded: list[str] = []
         history = []
-        if not search_t:
-            search_t = calib_t[: cfg.search_images]
+        if not search_fit:
+            search_fit = calib_fit[: cfg.search_images]
+        search_t = [normalize(f, spec) for f in search_fit[:8]]  # the SQNR shortlist's float inputs
         bias_fix: dict[str, float] = {}
         f_calib = model_logits(fp32, calib_t) if cfg.bias_correction else None
 
@@ -361,25 +373,41 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 break  # the SQNR search compares QDQ activations: static scheme only
             # Which single node, kept in float, best restores agreement with FP32 on *calibration* images
             # (label-free, so the validation set stays untouched for the final gate)?
-            shortlist = sqnr_shortlist(fp32, int8, search_t[:8], cfg.fallback_candidates, excluded)  # all activations kept: few images
+            shortlist = sqnr_shortlist(fp32, int8, search_t, cfg.fallback_candidates, excluded,  # few images: all
+                                       op_types=cfg.quantize_op_types)                        # activations kept
             log_step(f"INT8 missed the gate ({'; '.join(e['reasons'])}); trying {len(shortlist)} layers in float")
             if f_ref is None:
-                f_ref, _ = _ort_eval(fp32, search_t)
+                f_ref, _ = _ort_eval(fp32, search_fit, spec)
+            now = float(np.mean(np.abs(_ort_eval(int8, search_fit, spec)[0] - f_ref)))
             best: tuple[float, str] | None = None
             trial = pix_dir / "trial.int8.onnx"
             for node, _lost in shortlist:
                 quant([*excluded, node], trial)
-                probs, _ = _ort_eval(trial, search_t)
+                probs, _ = _ort_eval(trial, search_fit, spec)
                 # Agreement on ~100 images moves in 1 % steps and saturates; the mean |Δp| to FP32 is a
                 # continuous, lower-variance surrogate for it. Lower is better.
                 err = float(np.mean(np.abs(probs - f_ref)))
                 if best is None or err < best[0]:
                     best = (err, node)
             trial.unlink(missing_ok=True)
-            if best is None:
-                break
+            if best is None or best[0] >= now:
+                log_step(f"no single node kept in float brings INT8 closer to FP32 on the search split "
+                         f"(mean |Δp| {now:.4f}); stopping the search")
+                break  # the gated file is untouched: trials were written beside it
             log_step(f"keeping {best[1]} in float (search-split mean |Δp| vs FP32 {best[0]:.4f})")
             excluded.append(best[1])
+        quantized = None
+        if scheme == "static" and cfg.target != "tensorrt" and cfg.uint8_input and e["passed"] is not False:
+            quantized = to_uint8_input(int8, int8)
+            if quantized is not None:
+                # The gate's verdict is re-earned by the file that ships, through the uint8 input path.
+                log_step(f"INT8 takes uint8 NHWC input (scale {quantized.scale:.6g}, zero point "
+                         f"{quantized.zero_point}); re-checking the gate on it")
+                before = e
+                e = check(name, [int8], "int8", quantized=quantized)
+                e["float_input_agreement"] = before.get("agreement")
+            else:
+                log_step("INT8 graph does not start with a per-tensor uint8 QuantizeLinear: keeping float input")
         report["artifacts"][name]["kept_in_float"] = excluded
         report["artifacts"][name]["scheme"] = scheme
         report["artifacts"][name]["output_bias_correction"] = bias_fix.get(int8.name)
@@ -394,7 +422,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                                                    "op_types": list(DYNAMIC_OP_TYPES if scheme == "dynamic"
                                                                     else cfg.quantize_op_types or ["all"]),
                                                    "output_bias_correction": bias_fix.get(int8.name),
-                                                   "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded})
+                                                   "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded},
+                **({"input": quantized.to_options()} if quantized else {}))
 
     if cfg.trt:
         from .tensorrt_build import build_engine

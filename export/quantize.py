@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError
+from ..image import QuantizedInput
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 #: Activations ORT's QDQ quantizer removes after a quantized op (their range becomes that op's output range).
@@ -222,12 +223,17 @@ MAX_SQNR_DB = 100.0
 
 
 def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],
-                   data: Sequence[np.ndarray], k: int, exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
+                   data: Sequence[np.ndarray], k: int, exclude: Sequence[str] = (),
+                   op_types: Sequence[str] | None = DEFAULT_OP_TYPES) -> list[tuple[str, float]]:
     """Up to ``k`` float-model nodes that *add* the most quantization error, as (name, noise added).
 
     ORT's ``qdq_loss_debug`` collects every activation of both models; the SQNR of each (float vs QDQ) gives
     a noise-to-signal ratio. Error compounds downstream, so a node is ranked by the relative noise power it
     adds over its worst input, not by its own SQNR (which would always blame the last layers).
+
+    Candidates are the nodes the quantizer quantizes (``op_types``, as passed to :func:`quantize_int8`; None:
+    any node reading an activation): keeping anything else "in float" changes nothing, and on the default
+    expert the search once spent three rounds keeping a Clip's Constant bounds in float.
     """
     import tempfile
 
@@ -278,19 +284,65 @@ def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.Path
         folded = [c.output[0] for c in consumers.get(t, []) if c.op_type in FOLDED_ACTIVATIONS and c.output[0] in sqnr]
         return sqnr[folded[0]] if folded else None
 
+    quantized = None if op_types is None else set(op_types) - set(FOLDED_ACTIVATIONS)
     scored = []
     for node in graph.node:
-        if not node.name or node.name in exclude:
+        if not node.name or node.name in exclude or (quantized is not None and node.op_type not in quantized):
             continue
         if node.op_type in FOLDED_ACTIVATIONS and node.input[0] not in sqnr:
             continue  # folded into its producer, which is scored (and excluded) for it
         outs = [v for o in node.output if (v := out_sqnr(o)) is not None]
         ins = [v for i in node.input if (v := in_sqnr(i)) is not None]
-        if not outs:
-            continue
+        if not outs or not ins:
+            continue  # no activation in (a Constant, a shape computation): nothing of it is quantized
         # Relative noise power this node adds (NSR out - NSR in): a first conv going from the exact input to
         # 40 dB adds 1e-4, a node falling from 30 to 10 dB adds 0.1. (Differences in dB would rank the first
         # conv worst of all, merely because its input is exact.)
         scored.append((node.name, 10 ** (-min(outs) / 10) - 10 ** (-(min(ins) if ins else MAX_SQNR_DB) / 10)))
     scored.sort(key=lambda x: -x[1])
     return scored[:k]
+
+
+def to_uint8_input(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> QuantizedInput | None:
+    """Make a static QDQ model take the quantized uint8 input in NHWC layout; return its parameters.
+
+    A static QDQ graph begins ``input (float NCHW) -> QuantizeLinear -> DequantizeLinear -> Conv``: the model
+    rounds the normalised float tensor straight back to uint8. We remove that QuantizeLinear and feed its
+    output directly, computed by the SDK from the crop's bytes (:class:`~aligngemini_sdk.image.InputQuantizer`,
+    byte-exact). The input is NHWC with a ``Transpose`` in the graph because that is the crop's own layout
+    and ONNX Runtime's NHWC transformer for QLinearConv cancels the transpose (measured: no slower than
+    NCHW). Everything after the first QuantizeLinear is untouched, so outputs are bit-identical.
+
+    Returns None (and writes nothing) when the graph does not have that shape: a float input with other
+    consumers, a per-channel or non-uint8 input quantization, a dynamic (float-input) INT8 model.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(os.fspath(src))
+    g = model.graph
+    if len(g.input) != 1 or g.input[0].type.tensor_type.elem_type != TensorProto.FLOAT:
+        return None
+    x = g.input[0]
+    dims = list(x.type.tensor_type.shape.dim)
+    consumers = [n for n in g.node if x.name in n.input]
+    if len(dims) != 4 or len(consumers) != 1 or consumers[0].op_type != "QuantizeLinear":
+        return None
+    q = consumers[0]
+    inits = {i.name: i for i in g.initializer}
+    if len(q.input) < 3 or q.input[1] not in inits or q.input[2] not in inits:
+        return None
+    scale, zp = numpy_helper.to_array(inits[q.input[1]]), numpy_helper.to_array(inits[q.input[2]])
+    if scale.size != 1 or zp.size != 1 or zp.dtype != np.uint8 or any(o.name == q.output[0] for o in g.output):
+        return None
+    nchw = [d.dim_param if d.HasField("dim_param") else (d.dim_value or None) for d in dims]
+    if nchw[1] != 3:
+        return None
+    g.node.remove(q)
+    g.input.remove(x)
+    g.input.insert(0, helper.make_tensor_value_info(x.name, TensorProto.UINT8, [nchw[0], nchw[2], nchw[3], 3]))
+    g.node.insert(0, helper.make_node("Transpose", [x.name], [q.output[0]], perm=[0, 3, 1, 2],
+                                      name="input_nhwc_to_nchw"))
+    onnx.checker.check_model(model)
+    onnx.save(model, os.fspath(dst))
+    return QuantizedInput(scale=float(scale.reshape(())), zero_point=int(zp.reshape(())))

@@ -10,8 +10,9 @@ import logging
 from typing import Any
 
 from ..bundle import Bundle
-from ..errors import RuntimeUnavailableError
+from ..errors import BundleFormatError, RuntimeUnavailableError
 from ..extras import available
+from ..image import QuantizedInput
 from ..manifest import Artifact, PixelBranchSpec, SemanticBranchSpec
 from .base import BranchRuntime
 
@@ -54,6 +55,13 @@ def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", t
     name = select_artifact(spec, device, precision)
     art = spec.artifacts[name]
     output = str(art.options.get("output", "logit"))
+    try:
+        quantized = QuantizedInput.from_options(art.options)
+    except ValueError as exc:
+        raise BundleFormatError(f"pixel artifact {name!r}: {exc}") from None
+    if quantized is not None and art.runtime != "onnxruntime":
+        raise RuntimeUnavailableError(f"pixel artifact {name!r}: a quantized uint8 input is only supported on "
+                                      f"onnxruntime, not {art.runtime!r}")
     if art.runtime == "tensorrt":
         from .tensorrt import TensorRTPixel
 
@@ -65,7 +73,7 @@ def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", t
         path = bundle.verified_path(art.files["model"])
         ort_device = "cuda" if device == "tensorrt" else device
         return OnnxRuntimePixel(path, spec.input, artifact=name, device=ort_device, threads=threads,
-                                output=output)
+                                output=output, input_quantization=quantized)
     raise RuntimeUnavailableError(f"pixel artifact {name!r} uses runtime {art.runtime!r}, which cannot run pixels")
 
 

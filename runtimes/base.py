@@ -8,12 +8,13 @@ only plans, times and fuses. Pixel runtimes share the manifest-driven preprocess
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..image import fit_to_spec, normalize_into, tensor_shape
+from ..image import InputQuantizer, fit_to_spec, normalize_into, tensor_shape
 from ..manifest import InputSpec
 
 
@@ -40,13 +41,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=np.float64)))
 
 
-def batched_tensors(images: Sequence[np.ndarray], spec: InputSpec) -> list[tuple[list[int], np.ndarray]]:
+def batched_tensors(images: Sequence[np.ndarray], spec: InputSpec,
+                    quantizer: InputQuantizer | None = None) -> list[tuple[list[int], np.ndarray]]:
     """Preprocess images and group equal-shaped tensors into batches: [(indices, batch), ...].
 
     Fixed-size specs give one batch; full-image specs (fully convolutional models) give one per shape.
     Each image is normalised straight into its slot of the batch buffer (no per-image tensor, no
-    ``np.stack`` copy).
+    ``np.stack`` copy). With a ``quantizer`` (uint8-input INT8 artifacts) the slots are the quantized
+    uint8 NHWC input instead of the float tensor.
     """
+    if len(images) == 1 and quantizer is not None:  # detect()'s case: the least Python on the hot path
+        return [([0], quantizer(fit_to_spec(images[0], spec))[None])]
     groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
     for i, img in enumerate(images):
         fitted = fit_to_spec(img, spec)
@@ -55,11 +60,27 @@ def batched_tensors(images: Sequence[np.ndarray], spec: InputSpec) -> list[tuple
         fs.append(fitted)
     out = []
     for idx, fs in groups.values():
-        batch = np.empty((len(fs), *tensor_shape(fs[0], spec)), dtype=np.float32)
-        for slot, fitted in zip(batch, fs):
-            normalize_into(fitted, spec, slot)
+        if quantizer is not None:
+            batch = np.empty((len(fs), *fs[0].shape[:2], 3), dtype=np.uint8)
+            for slot, fitted in zip(batch, fs):
+                quantizer.into(fitted, slot)
+        else:
+            batch = np.empty((len(fs), *tensor_shape(fs[0], spec)), dtype=np.float32)
+            for slot, fitted in zip(batch, fs):
+                normalize_into(fitted, spec, slot)
         out.append((idx, batch))
     return out
+
+
+def sigmoid_scalar(x: float) -> float:
+    """The logistic function of one float in plain Python, with the same tails as :func:`sigmoid`.
+
+    Why not numpy: right after a model call its array machinery runs cold; measured ~20 µs of ``detect()``'s
+    overhead, against ~4 µs for this."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
 
 
 def logits_to_probability(out: np.ndarray, n: int, output: str = "logit") -> np.ndarray:
@@ -80,12 +101,22 @@ class TensorPixelRuntime:
 
     spec: InputSpec
     output: str = "logit"
+    #: set for artifacts that take the quantized uint8 input (see :class:`~aligngemini_sdk.image.QuantizedInput`)
+    quantizer: InputQuantizer | None = None
 
     def run_tensor(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def prepare(self, images: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+        """The model-input batches for RGB uint8 images, exactly as ``predict`` builds them."""
+        return batched_tensors(images, self.spec, self.quantizer)
+
     def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
         out = np.empty(len(images), dtype=np.float64)
-        for idx, batch in batched_tensors(images, self.spec):
-            out[idx] = logits_to_probability(self.run_tensor(batch), len(idx), self.output)
+        for idx, batch in self.prepare(images):
+            y = self.run_tensor(batch)
+            if len(idx) == 1 and self.output == "logit" and y.size == 1:  # detect()'s one image: no ufuncs
+                out[idx[0]] = sigmoid_scalar(y.item())
+            else:
+                out[idx] = logits_to_probability(y, len(idx), self.output)
         return out

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RuntimeUnavailableError
+from ..errors import BundleFormatError, RuntimeUnavailableError
+from ..image import InputQuantizer, QuantizedInput
 from ..manifest import InputSpec
 from .base import TensorPixelRuntime
 
@@ -59,7 +60,8 @@ class OnnxRuntimePixel(TensorPixelRuntime):
     backend = "onnxruntime"
 
     def __init__(self, model_path: str | os.PathLike[str], spec: InputSpec, *, artifact: str = "",
-                 device: str = "auto", threads: int | None = None, output: str = "logit") -> None:
+                 device: str = "auto", threads: int | None = None, output: str = "logit",
+                 input_quantization: QuantizedInput | None = None) -> None:
         import onnxruntime as ort
 
         self.spec = spec
@@ -80,7 +82,14 @@ class OnnxRuntimePixel(TensorPixelRuntime):
             raise RuntimeUnavailableError(f"onnxruntime could not load {model_path}: {exc}") from exc
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        self.input_dtype = np.float16 if "float16" in inp.type else np.float32
+        takes_uint8 = inp.type == "tensor(uint8)"
+        if takes_uint8 != (input_quantization is not None):
+            have = "uint8" if takes_uint8 else inp.type
+            said = "a quantized uint8 input" if input_quantization else "a float input"
+            raise BundleFormatError(f"{model_path} takes {have} but its manifest describes {said}; "
+                                    "the model and the manifest do not belong together")
+        self.input_dtype = np.uint8 if takes_uint8 else np.float16 if "float16" in inp.type else np.float32
+        self.quantizer = InputQuantizer(spec, input_quantization) if input_quantization else None
         self.dynamic_batch = not isinstance(inp.shape[0], int)
         self.output_name = self.session.get_outputs()[0].name
         self.threads = threads
@@ -94,9 +103,12 @@ class OnnxRuntimePixel(TensorPixelRuntime):
                                for b in batch])
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, "artifact": self.artifact,
-                "providers": self.session.get_providers(), "threads": self.threads,
-                "fallback": self.fallbacks, "input_dtype": np.dtype(self.input_dtype).name}
+        d = {"backend": self.backend, "artifact": self.artifact,
+             "providers": self.session.get_providers(), "threads": self.threads,
+             "fallback": self.fallbacks, "input_dtype": np.dtype(self.input_dtype).name}
+        if self.quantizer is not None:
+            d["input_quantization"] = {**self.quantizer.params.to_options(), "method": self.quantizer.method}
+        return d
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

@@ -147,7 +147,7 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
         calib_method=args.calib_method, target=args.target, int8_scheme=args.int8_scheme, allow_small_calib=args.allow_small_calib,
         gate=GateThresholds(min_agreement=args.min_agreement, max_bacc_drop=args.max_bacc_drop / 100.0),
         trt=args.trt, ladeda_preprocess=args.ladeda_preprocess, name=args.name, model_card=args.model_card,
-        max_val=args.max_val, max_calib=args.max_calib)
+        max_val=args.max_val, max_calib=args.max_calib, uint8_input=not args.float_input)
     try:
         report = export_pixel(cfg)
     except GateFailedError as exc:
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--target", default="cpu", choices=["cpu", "tensorrt"])
     ep.add_argument("--int8-scheme", default="auto", choices=["auto", "static", "dynamic"],
                     help="auto: dynamic INT8 for transformer (MatMul-dominated) graphs on CPU, static QDQ otherwise")
+    ep.add_argument("--float-input", action="store_true",
+                    help="static INT8: keep the float NCHW input instead of the quantized uint8 NHWC one the SDK "
+                         "computes from the crop (for callers that feed their own tensors)")
     ep.add_argument("--allow-small-calib", action="store_true")
     ep.add_argument("--min-agreement", type=float, default=0.98)
     ep.add_argument("--max-bacc-drop", type=float, default=1.0, help="points")

@@ -238,7 +238,7 @@ class Detector:
         plan = plan_semantic(available=self.semantic is not None, power=pwr,
                              can_change=(p_pixel is None) or can_change_verdict(m.fusion, pixel_fake),
                              budget_ms=budget, elapsed_ms=elapsed_before,
-                             predicted_p90_ms=self.latency.p90(self.semantic_key))
+                             predicted_p90_ms=self.latency.p90(self.semantic_key) if self.semantic else None)
         semantic = BranchResult("semantic", ran=False, skip_reason=plan.skip_reason,
                                 detail=plan.detail if self.semantic or not self.semantic_error
                                 else self.semantic_error,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .dataset import Sample, load_collection
-from .metrics import binary_metrics, fmt, markdown_table, per_source
+from .metrics import binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
 from .progress import Progress
 
 
@@ -122,7 +122,8 @@ def report(rows: Sequence[Row], bundle_id: str = "", threshold: float = 0.5) -> 
     preds = [bool(r.is_fake) for r in ok]
     rep: dict[str, Any] = {
         "bundle_id": bundle_id, "n": len(rows), "n_errors": len(rows) - len(ok),
-        "overall": binary_metrics(labels, scores, threshold, preds),
+        "overall": {**binary_metrics(labels, scores, threshold, preds),
+                    "ci": bootstrap_ci(labels, scores, threshold, preds)},
         "by_source": per_source(labels, scores, [r.source for r in ok], threshold, preds),
         "errors": [{"path": r.path, "error": r.error} for r in rows if r.error][:50],
     }
@@ -140,6 +141,11 @@ def to_markdown(rep: dict[str, Any], title: str = "Evaluation") -> str:
         rows.append([src, m["n"], fmt(m["balanced_accuracy"], True), fmt(m["auc"]), fmt(m["acc_real"], True),
                      fmt(m["acc_fake"], True)])
     lines.append(markdown_table(["source", "n", "balanced acc.", "AUC", "acc. real", "acc. fake"], rows))
+    ci = o.get("ci")
+    if ci:
+        (b_lo, b_hi), (a_lo, a_hi) = ci["balanced_accuracy"], ci["auc"]
+        lines += ["", f"{100 * ci['level']:.0f} % confidence intervals ({ci['method']}, {ci['n_boot']} resamples): "
+                      f"balanced accuracy {100 * b_lo:.1f}-{100 * b_hi:.1f} %, AUC {a_lo:.3f}-{a_hi:.3f}."]
     return "\n".join(lines) + "\n"
 
 

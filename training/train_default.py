@@ -11,7 +11,8 @@ Recipe (DDA/AlignGemini pixel-supervision lessons, scaled to a 2-core CPU):
 - align JPEG history: real PNG photos are JPEG-compressed (q 65-95) with the same probability and
   quality range as fakes are re-compressed, so "was it a JPEG" cannot separate the classes.
 - augment with JPEG, Gaussian blur, down/up-resize and noise so the model is robust to ordinary
-  processing; class-balanced batches.
+  processing; class-balanced batches (``--sampling source`` also equalises the paired cnndetection source's
+  share between classes; tried, not better, see README).
 - ``--strip-frames`` removes uniform frames before cropping (the shared cnndetection canvases carry a
   class-coloured border); off by default because the shipped model was trained without it (see README).
 - quantization-aware fine-tuning for the last ``--qat-steps`` (200): the static INT8 export simulated in
@@ -32,6 +33,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -207,11 +209,55 @@ def inference_crop(img: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
     return img[top:top + CROP, left:left + CROP]
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, reals: list[dict], fakes: list[dict],
+Sampler = Callable[[random.Random, int], tuple[list[dict], list[dict]]]
+#: the source whose real and fake images are paired (same datasets, real photos and the GAN images of them)
+PAIRED_SOURCE = "cnndetection"
+
+
+def class_balanced(train: list[dict]) -> Sampler:
+    """Half real, half fake, each drawn uniformly from its class."""
+    reals = [r for r in train if r["label"] == "real"]
+    fakes = [r for r in train if r["label"] == "fake"]
+    return lambda rng, k: ([rng.choice(reals) for _ in range(k)], [rng.choice(fakes) for _ in range(k)])
+
+
+def source_balanced(train: list[dict]) -> Sampler:
+    """Half real, half fake, and the paired source makes up the same share of both halves.
+
+    Why: the training pool's fakes are ~85 % cnndetection and its reals only ~40 % (the other reals are
+    lossless photo sets, the other fakes a few Stable Diffusion images), so class-balanced batches make
+    "looks like a cnndetection image" (356 px JPEG canvases, faces, scenes of those datasets) evidence of
+    *fake*, a source shortcut instead of a generator artifact. Drawing the paired source with one
+    probability for both classes makes the source independent of the label, the DDA lesson (compare like
+    with like) applied to sampling.
+    """
+    pools = {(lab, paired): [r for r in train if r["label"] == lab and (r["source"] == PAIRED_SOURCE) == paired]
+             for lab in ("real", "fake") for paired in (True, False)}
+    if not all(pools.values()):
+        return class_balanced(train)
+    share = sum(r["source"] == PAIRED_SOURCE for r in train) / len(train)
+
+    def draw(rng: random.Random, k: int) -> tuple[list[dict], list[dict]]:
+        real = [rng.choice(pools[("real", rng.random() < share)]) for _ in range(k)]
+        fake = [rng.choice(pools[("fake", rng.random() < share)]) for _ in range(k)]
+        return real, fake
+    return draw
+
+
+SAMPLERS: dict[str, Callable[[list[dict]], Sampler]] = {"class": class_balanced, "source": source_balanced}
+SAMPLING_CARD = {
+    "class": "half real, half fake (the paired cnndetection source is ~85 % of the fakes but ~40 % of the reals).",
+    "source": "half real, half fake, with the paired cnndetection source at the same share in both halves "
+              "(so the source itself carries no label).",
+}
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, sample: Sampler,
                images: dict[str, np.ndarray], rng: random.Random, batch: int) -> float:
-    """One class-balanced step on augmented training crops; returns the loss."""
+    """One step on a balanced batch (``sample``) of augmented training crops; returns the loss."""
     half = batch // 2
-    rows = [rng.choice(reals) for _ in range(half)] + [rng.choice(fakes) for _ in range(half)]
+    real, fake = sample(rng, half)
+    rows = real + fake
     x = to_tensor([augment(images[r["abs"]], r["abs"].endswith(".png"), rng) for r in rows])
     y = torch.tensor([0.0] * half + [1.0] * half)
     loss = F.binary_cross_entropy_with_logits(model(x)[:, 0], y)
@@ -221,7 +267,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, reals: list[dict], 
     return float(loss.detach())
 
 
-def quantization_aware_finetune(model: nn.Module, train: list[dict], reals: list[dict], fakes: list[dict],
+def quantization_aware_finetune(model: nn.Module, train: list[dict], sample: Sampler,
                                 images: dict[str, np.ndarray], rng: random.Random, args: argparse.Namespace) -> None:
     """A few hundred steps with the static INT8 export simulated (export/qat.py), at a tenth of the learning rate.
 
@@ -240,7 +286,7 @@ def quantization_aware_finetune(model: nn.Module, train: list[dict], reals: list
         for step in range(args.qat_steps):
             for g in opt.param_groups:
                 g["lr"] = args.lr * 0.1 * 0.5 * (1 + math.cos(math.pi * step / args.qat_steps))
-            losses.append(train_step(model, opt, reals, fakes, images, rng, args.batch))
+            losses.append(train_step(model, opt, sample, images, rng, args.batch))
             if (step + 1) % 25 == 0:
                 print(f"[qat] step {step + 1}/{args.qat_steps} loss {np.mean(losses[-25:]):.4f}",
                       file=sys.stderr, flush=True)
@@ -286,6 +332,10 @@ def main() -> int:
                     help="remove uniform-colour frames before cropping (see strip_frame; not used for the shipped model)")
     ap.add_argument("--tune-crops", type=int, choices=(1, 5), default=1,
                     help="crop positions per tune image when choosing the threshold (5: centre + diagonals)")
+    ap.add_argument("--sampling", choices=tuple(SAMPLERS), default="class",
+                    help="batch composition: 'class' (the shipped model) balances classes only; 'source' also "
+                         "draws the paired cnndetection source at one rate for both classes, so the source "
+                         "carries no label (tried: worse on every split and failed the INT8 gate, see README)")
     ap.add_argument("--qat-steps", type=int, default=200,
                     help="quantization-aware fine-tuning steps after training (export/qat.py: the INT8 export "
                          "simulated in PyTorch), so the INT8 default agrees with its FP32 self; 0 turns it off")
@@ -320,8 +370,6 @@ def main() -> int:
     images = {r["abs"]: prep(load_rgb(r["abs"])) for rows in splits.values() for r in rows}
     print(f"decoded {len(images)} images in {time.time() - t_load:.0f}s", file=sys.stderr)
     train = splits["train"]
-    reals = [r for r in train if r["label"] == "real"]
-    fakes = [r for r in train if r["label"] == "fake"]
 
     model = CompactExpert(pretrained=args.export_only is None)
     n_params = sum(p.numel() for p in model.parameters())
@@ -331,8 +379,10 @@ def main() -> int:
         info = json.loads((prev / "train_info.json").read_text())
         # the run's own settings, so the model card and provenance describe how these weights were trained
         args.seed, args.strip_frames = info["seed"], info.get("strip_frames", False)
+        args.sampling = info.get("sampling", "class")
         args.qat_steps = info.get("qat_steps", 0)
         args.steps = 0  # no training steps
+    sample = SAMPLERS[args.sampling](train)
     head_params = list(model.head.parameters())
     body_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     opt = torch.optim.AdamW([{"params": body_params, "lr": args.lr * 0.5}, {"params": head_params, "lr": args.lr}],
@@ -349,13 +399,13 @@ def main() -> int:
         for g, lr in zip(opt.param_groups, base_lrs):  # warm-up then cosine, on the time budget
             g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
         model.train()
-        losses.append(train_step(model, opt, reals, fakes, images, rng, args.batch))
+        losses.append(train_step(model, opt, sample, images, rng, args.batch))
         step += 1
         if step % 25 == 0:
             print(f"[train] step {step}/{args.steps or '?'} {elapsed / 60:.1f} min loss {np.mean(losses[-25:]):.4f}",
                   file=sys.stderr, flush=True)
     if args.qat_steps and not args.export_only:
-        quantization_aware_finetune(model, train, reals, fakes, images, rng, args)
+        quantization_aware_finetune(model, train, sample, images, rng, args)
     train_minutes = (time.time() - t0) / 60
     if args.export_only:
         step, train_minutes = info["steps"], info["minutes"]
@@ -381,6 +431,7 @@ def main() -> int:
         torch.save(model.state_dict(), work / "compact_expert.pt")
         (work / "train_info.json").write_text(json.dumps({"steps": step, "minutes": round(train_minutes, 1),
                                                           "seed": args.seed, "strip_frames": args.strip_frames,
+                                                          "sampling": args.sampling,
                                                           "qat_steps": args.qat_steps}))
 
     # -- export through the product's pixel export path (INT8 + accuracy gate) ----------------------------
@@ -430,6 +481,7 @@ learned from them): cnndetection real/fake pairs (ProGAN-era GANs), Stable Diffu
 photos (BSD100, Urban100, Kodak24, LIVE1). CIFAKE excluded (32 px). Split (hash of the path, fixed):
 {counts}.
 JPEG history aligned between classes; augmentations: JPEG q65-95, blur, resize 0.6-1.4x, noise, flips.
+Batches: {SAMPLING_CARD[args.sampling]}
 Known data trap: the cnndetection images are 256 px pictures on a 356 px canvas whose border colour encodes
 the class (grey for all reals, one colour per GAN). Random training crops can touch it; the inference crop
 (centre 224 of 356) never does, so the border cannot drive this model's verdicts, but training spent

@@ -70,6 +70,25 @@ def test_fallback_keeps_layers_in_float_and_reports_them(tmp_path, collection):
     assert art["fallback_history"][1]["excluded"] == art["kept_in_float"]
 
 
+@pytest.mark.parametrize("uint8_input", [True, False])
+def test_static_int8_ships_with_the_quantized_uint8_input_unless_asked_not_to(tmp_path, collection, uint8_input):
+    cfg = PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=tmp_path / "b", calib=str(collection),
+                            val=str(collection), allow_small_calib=True, precisions=("int8",), fallback_rounds=0,
+                            int8_scheme="static", uint8_input=uint8_input,
+                            gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0))  # about the input, not accuracy
+    rep = export_pixel(cfg)["artifacts"]["int8"]
+    art = Bundle.open(tmp_path / "b").manifest.pixel.artifacts["int8"]
+    det = Detector(tmp_path / "b")
+    assert det.detect(real_images(1)[0]).pixel.ran
+    if uint8_input:
+        assert art.options["input"]["dtype"] == "uint8" and art.options["input"]["layout"] == "NHWC"
+        assert det.pixel.describe()["input_dtype"] == "uint8"
+        # the gate was re-run on the shipped uint8 file and agrees with the float-input check it replaced
+        assert rep["agreement"] == rep["float_input_agreement"]
+    else:
+        assert "input" not in art.options and det.pixel.describe()["input_dtype"] == "float32"
+
+
 class Tiny(torch.nn.Module):
     def __init__(self):
         super().__init__()

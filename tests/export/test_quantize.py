@@ -97,6 +97,11 @@ def test_shortlist_blames_the_node_that_adds_the_error(tmp_path):
     head = next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Gemm")
     assert ranked[0][0] == head, ranked
     assert all(np.isfinite(score) for _, score in ranked)
+    # only what the quantizer quantizes is a candidate: keeping a Constant, a pooling or the Mul "in float"
+    # would change nothing
+    op_of = {n.name: n.op_type for n in onnx.load(str(fp32)).graph.node}
+    everything = sqnr_shortlist(fp32, q, data[:8], k=50)
+    assert {op_of[n] for n, _ in everything} == {"Conv", "Gemm"}
 
 
 def test_default_leaves_elementwise_ops_in_float(tmp_path):
@@ -120,3 +125,35 @@ def test_bias_correction_removes_the_mean_logit_shift(ladeda_bundle, collection,
     assert abs(residual) < 1e-4
     assert any(n.name == "output_bias_correction" for n in onnx.load(str(q)).graph.node)
     assert np.isfinite(delta)
+
+
+def test_uint8_input_artifact_gives_bit_identical_outputs(ladeda_bundle, collection, tmp_path):
+    """Removing the input QuantizeLinear and feeding the SDK's quantized bytes changes nothing downstream."""
+    from aligngemini_sdk.export.quantize import to_uint8_input
+    from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
+
+    fp32, data = _ladeda_data(ladeda_bundle, collection)
+    spec = Bundle.open(ladeda_bundle).manifest.pixel.input
+    q_float = quantize_int8(fp32, tmp_path / "q.onnx", data)
+    q = to_uint8_input(q_float, tmp_path / "q8.onnx")
+    assert q is not None and q.layout == "NHWC" and 0 <= q.zero_point <= 255
+    g = onnx.load(str(tmp_path / "q8.onnx")).graph
+    assert g.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert not any(n.op_type == "QuantizeLinear" and g.input[0].name in n.input for n in g.node)
+    float_rt = OnnxRuntimePixel(q_float, spec, device="cpu")
+    uint8_rt = OnnxRuntimePixel(tmp_path / "q8.onnx", spec, device="cpu", input_quantization=q)
+    images = [load_image(s.path).rgb for s in load_collection(collection)]  # full images, several sizes
+    a, b = float_rt.predict(images), uint8_rt.predict(images)
+    assert len(set(a.round(6))) > 3  # a real spread of scores, not one constant
+    np.testing.assert_array_equal(a, b)
+
+
+def test_uint8_input_declines_graphs_that_do_not_start_with_a_quantize(ladeda_bundle, tmp_path):
+    from aligngemini_sdk.export.quantize import quantize_int8_dynamic, to_uint8_input
+
+    b = Bundle.open(ladeda_bundle)
+    fp32 = b.verified_path(b.manifest.pixel.artifacts["fp32"].files["model"])
+    dyn = quantize_int8_dynamic(fp32, tmp_path / "dyn.onnx")
+    for src in (fp32, dyn):
+        assert to_uint8_input(src, tmp_path / "out.onnx") is None
+        assert not (tmp_path / "out.onnx").exists()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from aligngemini_sdk.errors import RuntimeUnavailableError
-from aligngemini_sdk.runtimes.base import logits_to_probability, sigmoid
+from aligngemini_sdk.runtimes.base import logits_to_probability, sigmoid, sigmoid_scalar
 from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel, choose_providers
 
 
@@ -26,6 +26,8 @@ def test_output_conventions():
     assert logits_to_probability(two, 1)[0] == pytest.approx(sigmoid(np.array([2.0]))[0])
     with pytest.raises(ValueError):
         logits_to_probability(np.zeros((2, 3)), 2)
+    xs = [-1000.0, -745.0, -30.0, -1.5, 0.0, 1e-9, 2.0, 40.0, 1000.0]  # both tails, no overflow
+    np.testing.assert_allclose([sigmoid_scalar(x) for x in xs], sigmoid(np.array(xs)), rtol=1e-12, atol=0)
 
 
 def test_dynamic_shapes_and_grouping(ladeda_bundle):
@@ -50,3 +52,28 @@ def test_unloadable_model_is_typed(tmp_path):
 
     with pytest.raises(RuntimeUnavailableError, match="could not load"):
         OnnxRuntimePixel(bad, InputSpec(), device="cpu")
+
+
+def test_input_type_must_match_what_the_manifest_says(tmp_path):
+    """A uint8-input model opened as float (or the reverse) is a broken bundle, refused before any inference."""
+    import onnx
+    from aligngemini_sdk.errors import BundleFormatError
+    from aligngemini_sdk.image import QuantizedInput
+    from aligngemini_sdk.manifest import InputSpec
+    from onnx import TensorProto, helper
+
+    def model(elem, path):
+        g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "m",
+                              [helper.make_tensor_value_info("x", elem, [1, 8, 8, 3])],
+                              [helper.make_tensor_value_info("y", elem, [1, 8, 8, 3])])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return path
+
+    spec = InputSpec(height=8, width=8)
+    with pytest.raises(BundleFormatError, match="takes uint8 but its manifest describes a float input"):
+        OnnxRuntimePixel(model(TensorProto.UINT8, tmp_path / "u8.onnx"), spec, device="cpu")
+    with pytest.raises(BundleFormatError, match="describes a quantized uint8 input"):
+        OnnxRuntimePixel(model(TensorProto.FLOAT, tmp_path / "f.onnx"), spec, device="cpu",
+                         input_quantization=QuantizedInput(0.02, 100))
+    rt = OnnxRuntimePixel(tmp_path / "u8.onnx", spec, device="cpu", input_quantization=QuantizedInput(0.02, 100))
+    assert rt.describe()["input_dtype"] == "uint8" and rt.describe()["input_quantization"]["zero_point"] == 100

@@ -239,3 +239,80 @@ def test_full_image_spec_caps_huge_inputs():
 def test_image_wrapper_reports_size():
     im = Image.from_array(np.zeros((5, 7), np.uint8), "GRAY")
     assert (im.height, im.width) == (5, 7)
+
+
+# -- quantized uint8 input (static INT8 artifacts) -------------------------------------------------------------
+QUANT_CASES = [  # (mean, std, colour order, scale, zero point): the default bundle's, CLIP's, BGR, saturating
+    ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB", 0.018658448, 114),
+    ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), "RGB", 0.0152, 121),
+    ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "BGR", 0.02, 100),
+    ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB", 0.1, 255),  # most values saturate at 255
+    ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "RGB", 0.0078125, 128),
+]
+
+
+@pytest.mark.parametrize("mean,std,order,scale,zp", QUANT_CASES)
+def test_quantization_lut_is_what_onnxruntime_quantizelinear_computes(mean, std, order, scale, zp):
+    """The uint8-input artifact must see the bytes the float-input one computed internally: the SDK's float
+    normalisation of every byte value, then ORT's own QuantizeLinear."""
+    import onnxruntime as ort
+    from aligngemini_sdk.image import QuantizedInput, quantization_lut
+    from onnx import TensorProto, helper
+
+    spec = InputSpec(mean=mean, std=std, color_order=order, layout="NHWC")
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)  # (256, 1, 3)
+    x = normalize(ramp, spec).reshape(256, 3)
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])], "q",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [256, 3])],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [scale]), helper.make_tensor("z", TensorProto.UINT8, [], [zp])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(quantization_lut(spec, QuantizedInput(scale, zp)), sess.run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("mean,std,order,scale,zp", QUANT_CASES)
+def test_input_quantizer_is_byte_exact_and_uses_opencv_only_where_it_is(mean, std, order, scale, zp):
+    import cv2
+    from aligngemini_sdk.image import InputQuantizer, QuantizedInput
+
+    spec = InputSpec(height=224, width=224, mean=mean, std=std, color_order=order)
+    q = InputQuantizer(spec, QuantizedInput(scale, zp))
+    crop = fit_to_spec(photo_rgb(), spec)  # a non-contiguous view into the photo, as in the SDK
+    src = crop[:, :, ::-1] if order == "BGR" else crop
+    expected = np.stack([q.lut[src[:, :, c], c] for c in range(3)], axis=-1)  # model channel c from its byte
+    np.testing.assert_array_equal(q(crop), expected)
+    # the fast OpenCV kernel is used only where it reproduces the lookup table (it rounds differently for
+    # some coefficients: the saturating case here); the exact lookup serves the rest
+    ramp = np.stack([np.arange(256, dtype=np.uint8)] * 3, axis=-1)[None]
+    if not np.array_equal(cv2.transform(ramp, q._matrix), q._lookup(ramp)):
+        assert q.method == "lut"
+    if q.method == "transform":
+        np.testing.assert_array_equal(cv2.transform(np.ascontiguousarray(crop), q._matrix), expected)
+
+
+def test_quantized_input_options_are_validated():
+    from aligngemini_sdk.image import QuantizedInput
+
+    q = QuantizedInput(0.02, 114)
+    assert QuantizedInput.from_options({"input": q.to_options()}) == q
+    assert QuantizedInput.from_options({}) is None
+    for bad in ({"scale": 0.02}, {"scale": -1, "zero_point": 3}, {"scale": 0.02, "zero_point": 300},
+                {"scale": 0.02, "zero_point": 3, "layout": "NCHW"}, {"scale": "x", "zero_point": 3}):
+        with pytest.raises(ValueError):
+            QuantizedInput.from_options({"input": bad})
+
+
+def test_quantized_batches_are_written_per_slot():
+    from aligngemini_sdk.image import InputQuantizer, QuantizedInput
+    from aligngemini_sdk.runtimes.base import batched_tensors
+
+    spec = InputSpec(height=64, width=64, crop="center", resize="none")
+    q = InputQuantizer(spec, QuantizedInput(0.02, 110))
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(80, 90), (64, 64), (100, 70)]]
+    [(idx, batch)] = batched_tensors(imgs, spec, q)
+    assert idx == [0, 1, 2] and batch.shape == (3, 64, 64, 3) and batch.dtype == np.uint8
+    for i, im in enumerate(imgs):
+        np.testing.assert_array_equal(batch[i], q(fit_to_spec(im, spec)))

@@ -25,6 +25,14 @@ def test_default_bundle_is_trained_gated_and_documented():
     assert set(b.verify().values()) == {"ok"}
 
 
+def test_default_int8_takes_the_quantized_input_on_the_fast_exact_path():
+    """The shipped static-INT8 model reads the uint8 bytes the SDK computes from the crop; on this OpenCV the
+    one-pass kernel reproduces the lookup table exactly, so it is the one in use."""
+    det = Detector()
+    d = det.pixel.describe()
+    assert d["input_dtype"] == "uint8" and d["input_quantization"]["method"] == "transform"
+
+
 def test_detector_with_no_arguments_uses_the_default():
     det = Detector()
     assert det.bundle.manifest.bundle_id == Bundle.open(default_bundle_path()).manifest.bundle_id
@@ -78,3 +86,29 @@ def test_shipped_bundle_reproduces_its_recorded_held_aside_metrics():
     assert rep["n_errors"] == 0 and rep["overall"]["n"] == m.pixel.validation["n_val"]
     assert abs(rep["overall"]["balanced_accuracy"] - recorded["balanced_accuracy"]) < 0.01
     assert abs(rep["overall"]["auc"] - recorded["auc"]) < 0.01
+
+
+def test_source_balanced_batches_make_the_paired_source_carry_no_label():
+    """With class-balanced batches alone, "is a cnndetection image" predicts "fake" in this pool; the recipe's
+    ``--sampling source`` gives the paired source the same share of reals and fakes."""
+    import random
+
+    sys.path.insert(0, str(ROOT / "training"))
+    from train_default import PAIRED_SOURCE, SAMPLERS, split_rows
+
+    train = split_rows(SHARED)["train"]
+
+    def shares(kind: str) -> tuple[float, float]:
+        draw, rng = SAMPLERS[kind](train), random.Random(0)
+        real, fake = [], []
+        for _ in range(400):
+            r, f = draw(rng, 12)
+            real += r
+            fake += f
+        assert {x["label"] for x in real} == {"real"} and {x["label"] for x in fake} == {"fake"}
+        return tuple(sum(x["source"] == PAIRED_SOURCE for x in rows) / len(rows) for rows in (real, fake))
+
+    real_c, fake_c = shares("class")
+    assert fake_c - real_c > 0.3  # the shortcut the source sampler removes
+    real_s, fake_s = shares("source")
+    assert abs(real_s - fake_s) < 0.03
