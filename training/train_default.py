@@ -245,6 +245,16 @@ def source_balanced(train: list[dict]) -> Sampler:
 
 
 SAMPLERS: dict[str, Callable[[list[dict]], Sampler]] = {"class": class_balanced, "source": source_balanced}
+def mix_fakes(sample: Sampler, extra: list[dict], share: float) -> Sampler:
+    """``sample``, with each fake draw replaced by one of ``extra`` with probability ``share``."""
+    def draw(rng: random.Random, k: int) -> tuple[list[dict], list[dict]]:
+        real, fake = sample(rng, k)
+        return real, [rng.choice(extra) if rng.random() < share else f for f in fake]
+    return draw
+
+
+RECON_CARD = (" Self-made fakes: the training split's PNG reals passed through an autoencoder trained here "
+              "(training/reconstruct.py), drawn as part of the fakes.")
 SAMPLING_CARD = {
     "class": "half real, half fake (the paired cnndetection source is ~85 % of the fakes but ~40 % of the reals).",
     "source": "half real, half fake, with the paired cnndetection source at the same share in both halves "
@@ -258,7 +268,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, sample: Sampler,
     half = batch // 2
     real, fake = sample(rng, half)
     rows = real + fake
-    x = to_tensor([augment(images[r["abs"]], r["abs"].endswith(".png"), rng) for r in rows])
+    x = to_tensor([augment(images[r["abs"]], r.get("lossless", r["abs"].endswith(".png")), rng) for r in rows])
     y = torch.tensor([0.0] * half + [1.0] * half)
     loss = F.binary_cross_entropy_with_logits(model(x)[:, 0], y)
     opt.zero_grad()
@@ -336,6 +346,10 @@ def main() -> int:
                     help="batch composition: 'class' (the shipped model) balances classes only; 'source' also "
                          "draws the paired cnndetection source at one rate for both classes, so the source "
                          "carries no label (tried: worse on every split and failed the INT8 gate, see README)")
+    ap.add_argument("--reconstruction-fakes", type=float, default=0.0, metavar="SHARE",
+                    help="train an autoencoder on the training split's PNG reals (training/reconstruct.py) and draw "
+                         "its reconstructions as this share of the fakes (DDA's real-vs-reconstruction pairs, with "
+                         "a decoder trained here); 0 (the shipped model) turns it off")
     ap.add_argument("--qat-steps", type=int, default=200,
                     help="quantization-aware fine-tuning steps after training (export/qat.py: the INT8 export "
                          "simulated in PyTorch), so the INT8 default agrees with its FP32 self; 0 turns it off")
@@ -380,9 +394,17 @@ def main() -> int:
         # the run's own settings, so the model card and provenance describe how these weights were trained
         args.seed, args.strip_frames = info["seed"], info.get("strip_frames", False)
         args.sampling = info.get("sampling", "class")
+        args.reconstruction_fakes = info.get("reconstruction_fakes", 0.0)
         args.qat_steps = info.get("qat_steps", 0)
         args.steps = 0  # no training steps
     sample = SAMPLERS[args.sampling](train)
+    if args.reconstruction_fakes and not args.export_only:
+        from reconstruct import reconstruction_fakes
+
+        recon = reconstruction_fakes(train, images, random.Random(args.seed + 1))
+        print(f"[reconstruct] {len(recon)} reconstruction fakes; {args.reconstruction_fakes:.0%} of fake draws",
+              file=sys.stderr, flush=True)
+        sample = mix_fakes(sample, recon, args.reconstruction_fakes)
     head_params = list(model.head.parameters())
     body_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
     opt = torch.optim.AdamW([{"params": body_params, "lr": args.lr * 0.5}, {"params": head_params, "lr": args.lr}],
@@ -432,6 +454,7 @@ def main() -> int:
         (work / "train_info.json").write_text(json.dumps({"steps": step, "minutes": round(train_minutes, 1),
                                                           "seed": args.seed, "strip_frames": args.strip_frames,
                                                           "sampling": args.sampling,
+                                                          "reconstruction_fakes": args.reconstruction_fakes,
                                                           "qat_steps": args.qat_steps}))
 
     # -- export through the product's pixel export path (INT8 + accuracy gate) ----------------------------
@@ -481,7 +504,7 @@ learned from them): cnndetection real/fake pairs (ProGAN-era GANs), Stable Diffu
 photos (BSD100, Urban100, Kodak24, LIVE1). CIFAKE excluded (32 px). Split (hash of the path, fixed):
 {counts}.
 JPEG history aligned between classes; augmentations: JPEG q65-95, blur, resize 0.6-1.4x, noise, flips.
-Batches: {SAMPLING_CARD[args.sampling]}
+Batches: {SAMPLING_CARD[args.sampling]}{RECON_CARD if args.reconstruction_fakes else ""}
 Known data trap: the cnndetection images are 256 px pictures on a 356 px canvas whose border colour encodes
 the class (grey for all reals, one colour per GAN). Random training crops can touch it; the inference crop
 (centre 224 of 356) never does, so the border cannot drive this model's verdicts, but training spent
