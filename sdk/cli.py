@@ -88,7 +88,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         out["branches"][name] = {
             "arch": spec.arch, "default_artifact": spec.default_artifact, "threshold": spec.threshold,
             "artifacts": {a: {"runtime": art.runtime, "precision": art.precision,
-                              "size_mb": round(sum(f.bytes for f in art.files.values()) / 1e6, 3)}
+                              "size_mb": round(sum(f.bytes for f in art.files.values()) / 1e6, 3),
+                              **({"input": art.options["input"]} if "input" in art.options else {})}
                           for a, art in spec.artifacts.items()},
             **({"input": m.pixel.input.__dict__} if name == "pixel" and m.pixel else {}),
             **({"labels": m.semantic.labels} if name == "semantic" and m.semantic else {}),
@@ -106,7 +107,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, br in out["branches"].items():
         print(f"{name:8} arch={br['arch']} default={br['default_artifact']} threshold={br['threshold']}")
         for a, art in br["artifacts"].items():
-            print(f"         - {a:10} {art['runtime']:12} {art['precision']:8} {art['size_mb']:.2f} MB")
+            q = art.get("input")
+            takes = f"  input {q['dtype']} {q['layout']} (scale {q['scale']:.4g}, zero point {q['zero_point']})" if q else ""
+            print(f"         - {a:10} {art['runtime']:12} {art['precision']:8} {art['size_mb']:.2f} MB{takes}")
     print(f"checksums: {len(checks)} files verified (sha256)")
     for dev, stats in out["device_profiles"].items():
         print(f"profile  {dev}: " + ", ".join(f"{k} p90 {v['p90_ms']:.1f} ms" for k, v in stats.items()))

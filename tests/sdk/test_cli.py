@@ -75,3 +75,11 @@ def test_detect_stops_quietly_when_the_reader_goes_away(ladeda_bundle):
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141
     assert "Traceback" not in err
+
+
+def test_info_says_how_each_artifact_takes_its_input():
+    """Vendors feeding their own tensors need to know the default INT8 artifact reads uint8 NHWC bytes."""
+    out = json.loads(cli("info", "--json").stdout)
+    q = out["branches"]["pixel"]["artifacts"]["int8"]["input"]
+    assert q["dtype"] == "uint8" and q["layout"] == "NHWC" and 0 <= q["zero_point"] <= 255
+    assert "input uint8 NHWC" in cli("info").stdout
