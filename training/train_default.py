@@ -13,6 +13,9 @@ Recipe (DDA/AlignGemini pixel-supervision lessons, scaled to a 2-core CPU):
 - augment with JPEG, Gaussian blur, down/up-resize and noise so the model is robust to ordinary
   processing; class-balanced batches (``--sampling source`` also equalises the paired cnndetection source's
   share between classes; tried, not better, see README).
+- fakes it makes itself, optional (``--reconstruction-fakes SHARE``, off for the shipped model): the training
+  split's PNG reals passed through an autoencoder trained here (training/reconstruct.py), DDA's
+  real-vs-reconstruction pairs with our own decoder; tried, not better with this small decoder (README).
 - ``--strip-frames`` removes uniform frames before cropping (the shared cnndetection canvases carry a
   class-coloured border); off by default because the shipped model was trained without it (see README).
 - quantization-aware fine-tuning for the last ``--qat-steps`` (200): the static INT8 export simulated in
@@ -245,6 +248,8 @@ def source_balanced(train: list[dict]) -> Sampler:
 
 
 SAMPLERS: dict[str, Callable[[list[dict]], Sampler]] = {"class": class_balanced, "source": source_balanced}
+
+
 def mix_fakes(sample: Sampler, extra: list[dict], share: float) -> Sampler:
     """``sample``, with each fake draw replaced by one of ``extra`` with probability ``share``."""
     def draw(rng: random.Random, k: int) -> tuple[list[dict], list[dict]]:
