@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "pixel_int8"))
     args = ap.parse_args()
+    from aligngemini_sdk.bench import time_interleaved
     from aligngemini_sdk.dataset import load_collection, split_by_hash
     from aligngemini_sdk.export.dinov2 import DinoV2Expert
     from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
@@ -80,29 +81,6 @@ def main() -> int:
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
 
-    def time_interleaved(fns: dict, block: int = 5) -> dict[str, list[float]]:
-        """Short blocks of each runtime in turn (ABCABC...), the first call of every block untimed.
-
-        Round-robin so load drift on a shared machine hits all runtimes alike (one long block per runtime
-        biased the ratios); blocks rather than single calls because a runtime's worker threads keep spinning
-        for a while after a call, and on 2 cores that steals time from whichever runtime runs next -- with
-        single-call interleaving that made the INT8 model look 1.33x faster than FP32 in a run whose
-        back-to-back timing said 1.9x.
-        """
-        with torch.no_grad():
-            for fn in fns.values():
-                for _ in range(5):
-                    fn()
-            ms: dict[str, list[float]] = {k: [] for k in fns}
-            for _ in range(max(1, args.runs // block)):
-                for k, fn in fns.items():
-                    fn()  # absorbs the previous runtime's spinning threads
-                    for _ in range(block):
-                        t = time.perf_counter()
-                        fn()
-                        ms[k].append((time.perf_counter() - t) * 1e3)
-        return ms
-
     fns: dict = {}
     with torch.no_grad():
         xt = torch.from_numpy(x)
@@ -112,7 +90,11 @@ def main() -> int:
             rt = open_pixel(b, b.manifest.pixel, device="cpu", threads=threads, precision=name)
             [(_, xr)] = rt.prepare([img])  # the artifact's own input (uint8 for a static INT8 artifact)
             fns[f"onnxruntime-{name}"] = lambda rt=rt, xr=xr: rt.run_tensor(xr)
-    results = time_interleaved(fns)
+    with torch.no_grad():
+        for fn in fns.values():  # warm-up
+            for _ in range(5):
+                fn()
+        results = time_interleaved(fns, blocks=max(1, args.runs // 5))
     med = {k: statistics.median(v) for k, v in results.items()}
     summary = {
         "model": "DINOv2-small-sized expert (384 hidden, 12 layers, 6 heads, patch 14), 336x336, batch 1",

@@ -18,6 +18,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -149,21 +150,33 @@ def pipeline_sweep(bundle_dir: str, images: list[str], labels: list[int], budget
     return {"budgets": rows, "sdk_overhead": overhead}
 
 
-def sdk_overhead(det: Any, im: Any, blocks: int = 24, block: int = 5) -> dict[str, Any]:
-    """detect() on a decoded image vs the raw runtime call on the artifact's ready input tensor, both in the
-    same process on the same session. Timed in alternating blocks (first call of each block untimed): single
-    alternating calls let one loop's leftovers (ORT's spinning worker threads, cache state) bias the other."""
-    [(_, tensor)] = det.pixel.prepare([im.rgb])
-    raw: list[float] = []
-    full: list[float] = []
+def time_interleaved(fns: dict[str, Callable[[], Any]], blocks: int, block: int = 5) -> dict[str, list[float]]:
+    """Milliseconds per call of each function, timed in short blocks in turn (ABCABC...), the first call of
+    every block untimed.
+
+    Round-robin so load drift on a shared machine hits all of them alike (one long block per function biased
+    ratios); blocks rather than single calls because a runtime's worker threads keep spinning for a while after
+    a call and leave caches in their own state, which on 2 cores slows whatever runs next -- with single-call
+    interleaving the INT8 model once looked 1.33x faster than FP32 in a run whose back-to-back timing said 1.9x.
+    """
+    ms: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(blocks):
-        for fn, acc in ((lambda: det.pixel.run_tensor(tensor), raw), (lambda: det.detect(im, power="low"), full)):
-            fn()
+        for k, fn in fns.items():
+            fn()  # absorbs the previous function's leftovers
             for _ in range(block):
                 t = time.perf_counter()
                 fn()
-                acc.append((time.perf_counter() - t) * 1e3)
-    r50, f50 = statistics.median(raw), statistics.median(full)
+                ms[k].append((time.perf_counter() - t) * 1e3)
+    return ms
+
+
+def sdk_overhead(det: Any, im: Any, blocks: int = 24) -> dict[str, Any]:
+    """detect() on a decoded image vs the raw runtime call on the artifact's ready input tensor, both in the
+    same process on the same session, timed by :func:`time_interleaved`."""
+    [(_, tensor)] = det.pixel.prepare([im.rgb])
+    ms = time_interleaved({"raw": lambda: det.pixel.run_tensor(tensor),
+                           "detect": lambda: det.detect(im, power="low")}, blocks)
+    r50, f50 = statistics.median(ms["raw"]), statistics.median(ms["detect"])
     return {"raw_runtime_ms_p50": r50, "detect_ms_p50": f50, "overhead_ms": f50 - r50,
             "overhead_pct": 100.0 * (f50 - r50) / r50, "target_pct": 5.0,
             "input": f"{tensor.dtype.name} {'x'.join(map(str, tensor.shape))}",
