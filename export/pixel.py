@@ -360,6 +360,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 bias_fix[dst.name] = correct_output_bias(f_calib, dst, calib_t)
 
         f_ref: np.ndarray | None = None  # FP32 probabilities on the search split, computed on first need
+        now = 0.0  # the current INT8 model's mean |Δp| to them
         for round_ in range(cfg.fallback_rounds + 1):
             how = "dynamic" if scheme == "dynamic" else f"static QDQ, {cfg.calib_method}"
             log_step(f"quantizing INT8 ({how}, {len(calib_t)} calibration images"
@@ -378,7 +379,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             log_step(f"INT8 missed the gate ({'; '.join(e['reasons'])}); trying {len(shortlist)} layers in float")
             if f_ref is None:
                 f_ref, _ = _ort_eval(fp32, search_fit, spec)
-            now = float(np.mean(np.abs(_ort_eval(int8, search_fit, spec)[0] - f_ref)))
+                now = float(np.mean(np.abs(_ort_eval(int8, search_fit, spec)[0] - f_ref)))
             best: tuple[float, str] | None = None
             trial = pix_dir / "trial.int8.onnx"
             for node, _lost in shortlist:
@@ -395,6 +396,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                          f"(mean |Δp| {now:.4f}); stopping the search")
                 break  # the gated file is untouched: trials were written beside it
             log_step(f"keeping {best[1]} in float (search-split mean |Δp| vs FP32 {best[0]:.4f})")
+            now = best[0]  # next round's model is this trial's (quantization is deterministic)
             excluded.append(best[1])
         quantized = None
         if scheme == "static" and cfg.target != "tensorrt" and cfg.uint8_input and e["passed"] is not False:

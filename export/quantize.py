@@ -298,7 +298,7 @@ def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.Path
         # Relative noise power this node adds (NSR out - NSR in): a first conv going from the exact input to
         # 40 dB adds 1e-4, a node falling from 30 to 10 dB adds 0.1. (Differences in dB would rank the first
         # conv worst of all, merely because its input is exact.)
-        scored.append((node.name, 10 ** (-min(outs) / 10) - 10 ** (-(min(ins) if ins else MAX_SQNR_DB) / 10)))
+        scored.append((node.name, 10 ** (-min(outs) / 10) - 10 ** (-min(ins) / 10)))
     scored.sort(key=lambda x: -x[1])
     return scored[:k]
 

@@ -379,8 +379,7 @@ class InputQuantizer:
             m[c, src] = float(mul[c]) / q.scale
             m[c, 3] = float(add[c]) / q.scale + q.zero_point
         self._matrix = m
-        self._lut3 = np.ascontiguousarray(self.lut[:, None, ::-1] if spec.color_order == "BGR"
-                                          else self.lut[:, None, :])  # indexed by RGB input channel
+        self._lut3 = np.ascontiguousarray(self.lut[:, None, :])
         self._bgr = spec.color_order == "BGR"
         self.method = "transform" if self._transform_is_exact() else "lut"
 
@@ -397,8 +396,7 @@ class InputQuantizer:
         return all(np.array_equal(cv2.transform(x, self._matrix), self._lookup(x)) for x in (body, one_per_row))
 
     def _lookup(self, fitted: np.ndarray) -> np.ndarray:
-        out = cv2.LUT(np.ascontiguousarray(fitted), self._lut3)
-        return out[:, :, ::-1] if self._bgr else out
+        return cv2.LUT(np.ascontiguousarray(fitted[:, :, ::-1] if self._bgr else fitted), self._lut3)
 
     def _transform(self, fitted: np.ndarray, out: np.ndarray) -> None:
         res = cv2.transform(np.ascontiguousarray(fitted), self._matrix, dst=out)
