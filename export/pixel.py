@@ -72,6 +72,9 @@ class PixelExportConfig:
     #: static INT8 on CPU: the artifact takes the quantized uint8 NHWC input the SDK computes from the crop's
     #: bytes (bit-identical outputs, a quarter of the input bytes; see quantize.to_uint8_input)
     uint8_input: bool = True
+    #: ...and, better still, the crop's own bytes: mean/std folded into the first Conv (quantize.fold_input_normalization),
+    #: shipped only if that file passes the gate and is no further from FP32 (see _pixel_input_candidate)
+    pixel_input: bool = True
     fallback_candidates: int = 8
     search_images: int = 96
     threshold: float = 0.5
@@ -204,6 +207,60 @@ def _ort_eval(path: Path, crops: list[np.ndarray], spec: InputSpec, quantized: Q
         times.append((time.perf_counter() - t0) * 1e3)
         probs.append(float(logits_to_probability(y, 1)[0]))
     return np.asarray(probs), statistics.median(times[1:] or times)
+
+
+def _pixel_input_candidate(fp32: Path, int8: Path, spec: InputSpec, calib_crops: list[np.ndarray],
+                           entry: dict[str, Any], quantized: QuantizedInput, *, check: Any, quantize: Any,
+                           bias: Any, bias_fix: dict[str, float], distance: Any) -> tuple[dict[str, Any], QuantizedInput]:
+    """One more INT8 candidate after the quantized-input file passed: the same quantization (same calibration
+    images, same nodes kept in float, same bias correction) of a graph that reads the crop's bytes
+    (:func:`~.quantize.fold_input_normalization`). It replaces ``int8`` only if it passes the same gate *and*
+    is no further from FP32 on the label-free search split (``distance``: mean |Δp|) than ``int8`` -- a faster
+    input must not cost fidelity; else ``int8`` stays as it is. Returns the gate entry and the input
+    description of the file that ships."""
+    from ..image import InputQuantizer
+    from .quantize import fold_input_normalization, to_uint8_input
+
+    folded, cand = int8.with_name("folded.fp32.onnx"), int8.with_name("pixels." + int8.name)
+    try:
+        pixels = fold_input_normalization(fp32, folded, spec)
+        if pixels is None:
+            log_step("first node is not a plain Conv on the input: keeping the quantized input")
+            return entry, quantized
+        log_step(f"folding mean/std into the first Conv (input = RGB pixel - {pixels.zero_point}, border "
+                 f"{pixels.pad} of RGB {pixels.fill}); quantizing and gating it")
+        canvas = InputQuantizer(spec, pixels)
+        z = np.float32(pixels.zero_point)
+        calib_u = [canvas(c).transpose(2, 0, 1).astype(np.float32) - z for c in calib_crops]
+        quantize(folded, cand, calib_u, pixels)
+        if bias is not None:
+            bias_fix[cand.name] = bias(cand, calib_u)
+        got = to_uint8_input(cand, cand)
+        if got is None or (got.scale, got.zero_point) != (pixels.scale, pixels.zero_point):
+            log_step(f"pixel-input graph did not quantize its input as (1, {pixels.zero_point}): keeping the "
+                     "quantized input")
+            return entry, quantized
+        near = {"quantized": distance(int8, quantized), "pixels": distance(cand, pixels)}
+        e = check(cand, pixels)
+        e["quantized_input_agreement"] = entry.get("agreement")
+        e["float_input_agreement"] = entry.get("float_input_agreement")
+        e["search_mean_abs_dp"] = near
+        if near["pixels"] > near["quantized"]:
+            e["passed"], e["reasons"] = False, [f"search-split mean |Δp| to FP32 {near['pixels']:.4f} > "
+                                                f"{near['quantized']:.4f} with the quantized input"]
+        if not e["passed"]:
+            log_step(f"pixel input not shipped ({'; '.join(e['reasons'])}): keeping the quantized input")
+            entry["pixel_input"] = {"rejected": e["reasons"], "agreement": e["agreement"], "search_mean_abs_dp": near}
+            return entry, quantized
+        cand.replace(int8)
+        if cand.name in bias_fix:
+            bias_fix[int8.name] = bias_fix.pop(cand.name)
+        log_step(f"INT8 takes the crop's RGB bytes (agreement {e['agreement']:.2%}, search-split mean |Δp| "
+                 f"{near['pixels']:.4f}; quantized input {entry.get('agreement', 0):.2%}, {near['quantized']:.4f})")
+        return e, pixels
+    finally:
+        folded.unlink(missing_ok=True)
+        cand.unlink(missing_ok=True)
 
 
 def gate_report(ref: np.ndarray, probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -340,6 +397,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         rng.shuffle(order)
         search_fit = [calib_fit[i] for i in order[:n_search]]
         calib_t = [calib_all[i] for i in order[n_search:]] if n_search else calib_all
+        calib_crops = [calib_fit[i] for i in order[n_search:]] if n_search else calib_fit
         name = "int8-trt" if cfg.target == "tensorrt" else "int8"
         int8 = pix_dir / f"model.{name}.onnx"
         excluded: list[str] = []
@@ -410,6 +468,23 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 e["float_input_agreement"] = before.get("agreement")
             else:
                 log_step("INT8 graph does not start with a per-tensor uint8 QuantizeLinear: keeping float input")
+
+        def search_distance(path: Path, q: QuantizedInput | None) -> float:
+            """Mean |Δp| to FP32 on the label-free search split: the fallback search's measure of fidelity."""
+            nonlocal f_ref
+            if f_ref is None:
+                f_ref, _ = _ort_eval(fp32, search_fit, spec)
+            return float(np.mean(np.abs(_ort_eval(path, search_fit, spec, q)[0] - f_ref)))
+
+        if quantized is not None and cfg.pixel_input and val_t:
+            e, quantized = _pixel_input_candidate(
+                fp32, int8, spec, calib_crops, e, quantized, check=lambda path, q: check(name, [path], "int8", quantized=q),
+                quantize=lambda src, dst, calib, q: quantize_int8(src, dst, calib, method=cfg.calib_method,
+                                                                  exclude=excluded, op_types=cfg.quantize_op_types,
+                                                                  input_qparams=(q.scale, q.zero_point)),
+                bias=(lambda dst, calib: correct_output_bias(f_calib, dst, calib)) if cfg.bias_correction else None,
+                bias_fix=bias_fix, distance=search_distance)
+            report["artifacts"][name] = e
         report["artifacts"][name]["kept_in_float"] = excluded
         report["artifacts"][name]["scheme"] = scheme
         report["artifacts"][name]["output_bias_correction"] = bias_fix.get(int8.name)

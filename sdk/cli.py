@@ -74,6 +74,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .bundle import Bundle
     from .detector import default_bundle_path
+    from .image import QuantizedInput
 
     b = Bundle.open(args.bundle or default_bundle_path())
     m = b.manifest
@@ -107,8 +108,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, br in out["branches"].items():
         print(f"{name:8} arch={br['arch']} default={br['default_artifact']} threshold={br['threshold']}")
         for a, art in br["artifacts"].items():
-            q = art.get("input")
-            takes = f"  input {q['dtype']} {q['layout']} (scale {q['scale']:.4g}, zero point {q['zero_point']})" if q else ""
+            q = QuantizedInput.from_options(art)
+            takes = f"  input {q.describe()}" if q else ""
             print(f"         - {a:10} {art['runtime']:12} {art['precision']:8} {art['size_mb']:.2f} MB{takes}")
     print(f"checksums: {len(checks)} files verified (sha256)")
     for dev, stats in out["device_profiles"].items():
@@ -150,7 +151,8 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
         calib_method=args.calib_method, target=args.target, int8_scheme=args.int8_scheme, allow_small_calib=args.allow_small_calib,
         gate=GateThresholds(min_agreement=args.min_agreement, max_bacc_drop=args.max_bacc_drop / 100.0),
         trt=args.trt, ladeda_preprocess=args.ladeda_preprocess, name=args.name, model_card=args.model_card,
-        max_val=args.max_val, max_calib=args.max_calib, uint8_input=not args.float_input)
+        max_val=args.max_val, max_calib=args.max_calib, uint8_input=not args.float_input,
+        pixel_input=not (args.float_input or args.quantized_input))
     try:
         report = export_pixel(cfg)
     except GateFailedError as exc:
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--float-input", action="store_true",
                     help="static INT8: keep the float NCHW input instead of the quantized uint8 NHWC one the SDK "
                          "computes from the crop (for callers that feed their own tensors)")
+    ep.add_argument("--quantized-input", action="store_true",
+                    help="static INT8: do not try folding mean/std into the first Conv (the artifact taking the "
+                         "crop's own bytes, shipped when it passes the gate and is no further from FP32)")
     ep.add_argument("--allow-small-calib", action="store_true")
     ep.add_argument("--min-agreement", type=float, default=0.98)
     ep.add_argument("--max-bacc-drop", type=float, default=1.0, help="points")

@@ -214,8 +214,9 @@ class Detector:
         p: float | None = None
         pixel_ms = 0.0
         if self.pixel is not None:
+            one = getattr(self.pixel, "predict_one", None)  # tensor runtimes' single-image fast path
             t = time.perf_counter()
-            p = float(self.pixel.predict([img.rgb])[0])
+            p = one(img.rgb) if one is not None else float(self.pixel.predict([img.rgb])[0])
             pixel_ms = (time.perf_counter() - t) * 1e3
             self.latency.record(self.pixel_key, pixel_ms)
         return self._finish(img, p, pixel_ms, 0.0, budget_ms, power, t0=t0)

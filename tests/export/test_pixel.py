@@ -89,6 +89,54 @@ def test_static_int8_ships_with_the_quantized_uint8_input_unless_asked_not_to(tm
         assert "input" not in art.options and det.pixel.describe()["input_dtype"] == "float32"
 
 
+@pytest.mark.parametrize("seed,pixel_input,ships", [(5, True, "pixels"), (3, True, "quantized"),
+                                                    (5, False, "quantized")])
+def test_a_conv_first_model_takes_the_crops_bytes_only_when_that_is_no_further_from_fp32(
+        tmp_path, collection, seed, pixel_input, ships):
+    """Static INT8 of a model whose first op is a Conv: mean/std fold into it and the artifact takes the crop's RGB
+    bytes on a padded canvas -- shipped only if it passes the gate *and* is no further from FP32 on the search
+    split than the quantized input, both measured and reported; a faster input must not cost fidelity. (Seeds
+    picked so that each outcome occurs, with margins of 24-40 % between the two distances.)"""
+    from aligngemini_sdk.image import fit_to_spec, load_image
+
+    torch.manual_seed(seed)
+    spec = InputSpec(height=96, width=96)
+    export_pixel(PixelExportConfig(arch="module", module=Tiny().eval(), out=tmp_path / "b", input=spec,
+                                   calib=str(collection), val=str(collection), allow_small_calib=True,
+                                   precisions=("int8",), fallback_rounds=0, pixel_input=pixel_input))
+    b = Bundle.open(tmp_path / "b")
+    opts = b.manifest.pixel.artifacts["int8"].options["input"]
+    rep = b.manifest.pixel.validation["artifacts"]["int8"]
+    det = Detector(tmp_path / "b")
+    photo = load_image(real_images(1)[0]).rgb
+    [(_, tensor)] = det.pixel.prepare([photo])
+    assert opts["values"] == ships
+    if ships == "pixels":
+        near = rep["search_mean_abs_dp"]
+        assert near["pixels"] <= near["quantized"] and rep["passed"] and "quantized_input_agreement" in rep
+        assert opts["pad"] == [1, 1, 1, 1] and det.pixel.describe()["input_quantization"]["method"] == "copy"
+        assert tensor.shape == (1, 98, 98, 3)  # the crop's own bytes inside a one-pixel border
+        np.testing.assert_array_equal(tensor[0, 1:-1, 1:-1], fit_to_spec(photo, spec))
+    elif pixel_input:  # tried, measured, not shipped: the reason and both distances are in the report
+        near = rep["pixel_input"]["search_mean_abs_dp"]
+        assert near["pixels"] > near["quantized"]
+        assert "search-split mean |Δp|" in rep["pixel_input"]["rejected"][0]
+        assert tensor.shape == (1, 96, 96, 3)
+    else:
+        assert "pixel_input" not in rep and "search_mean_abs_dp" not in rep
+    assert [f.name for f in (tmp_path / "b" / "pixel").iterdir()] == ["model.int8.onnx"]  # no trial left behind
+    assert det.detect(real_images(1)[0]).pixel.ran
+
+
+def test_models_that_do_not_start_with_a_conv_keep_the_quantized_input(tmp_path, collection):
+    # LaDeDa computes its fixed gradient filter first: nothing to fold mean/std into
+    cfg = PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=tmp_path / "b", calib=str(collection),
+                            val=str(collection), allow_small_calib=True, precisions=("int8",), fallback_rounds=0,
+                            int8_scheme="static", gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0))
+    export_pixel(cfg)
+    assert Bundle.open(tmp_path / "b").manifest.pixel.artifacts["int8"].options["input"]["values"] == "quantized"
+
+
 class Tiny(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -1,8 +1,10 @@
 """INT8 quantization helpers: calibration over every image, activations folded into their op, output bias
-correction, compute-op selection, and the fallback search's ranking of the nodes that lose the most."""
+correction, compute-op selection, the fallback search's ranking of the nodes that lose the most, and the input
+side (uint8 input, normalisation folded into the first Conv)."""
 
 import numpy as np
 import onnx
+import pytest
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.dataset import load_collection
 from aligngemini_sdk.export.quantize import (
@@ -12,6 +14,7 @@ from aligngemini_sdk.export.quantize import (
     sqnr_shortlist,
 )
 from aligngemini_sdk.image import load_image, preprocess
+from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 
 def _quantized_op_types(path) -> set[str]:
@@ -157,3 +160,120 @@ def test_uint8_input_declines_graphs_that_do_not_start_with_a_quantize(ladeda_bu
     for src in (fp32, dyn):
         assert to_uint8_input(src, tmp_path / "out.onnx") is None
         assert not (tmp_path / "out.onnx").exists()
+
+
+# -- folding the input normalisation into the first Conv (artifacts that take the crop's bytes) ------------------
+def _conv_first_model(tmp_path, lead=None, groups=1):
+    """[lead] -> Conv(3->8, 3x3, stride 2) -> ReLU -> mean -> Linear, exported by torch; ``lead`` is a module
+    run before the Conv (a ZeroPad2d makes the "same"-padding subgraph exporters emit)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 3, stride=2, padding=0 if lead is not None else 1, groups=groups)
+    model = nn.Sequential(*([lead] if lead is not None else []), conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(6, 1)).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 64, 64),), str(path), input_names=["x"], output_names=["y"],
+                      dynamo=False)
+    return path
+
+
+def _conv_output(path, feed):
+    """The first Conv's raw output (before ReLU), by exposing it as a graph output."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    model.graph.output.append(onnx.helper.make_tensor_value_info(conv.output[0], onnx.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run([conv.output[0]], {sess.get_inputs()[0].name: feed})[0]
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+@pytest.mark.parametrize("lead", ["conv padding", "ZeroPad2d"])
+def test_folded_graph_reads_rgb_pixels_on_a_canvas_and_computes_the_same_conv(tmp_path, order, lead):
+    """With a mean whose pixel value is a whole byte, the canvas border holds the normalised zero exactly: the
+    folded Conv equals the original everywhere, padding included, up to float rounding."""
+    from aligngemini_sdk.export.quantize import fold_input_normalization
+    from aligngemini_sdk.image import InputQuantizer, normalize
+    from torch import nn
+
+    fp32 = _conv_first_model(tmp_path, nn.ZeroPad2d((0, 1, 0, 1)) if lead == "ZeroPad2d" else None)
+    spec = InputSpec(height=64, width=64, mean=(0.4, 0.6, 0.2), std=(0.2, 0.25, 0.3), color_order=order)
+    q = fold_input_normalization(fp32, tmp_path / "folded.onnx", spec)
+    pad = (0, 0, 1, 1) if lead == "ZeroPad2d" else (1, 1, 1, 1)
+    assert q is not None and q.values == "pixels" and q.scale == 1.0 and q.pad == pad
+    assert q.fill == (102, 153, 51)  # 255 * mean, in RGB order whatever the model's colour order
+    g = onnx.load(str(tmp_path / "folded.onnx")).graph
+    conv = next(n for n in g.node if n.op_type == "Conv")
+    assert g.node[0] is conv or g.node[0].op_type == "Conv"  # the Pad is gone: its padding is the SDK's canvas
+    assert list(next(a for a in conv.attribute if a.name == "pads").ints) == [0, 0, 0, 0]
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        crop = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        ref = _conv_output(fp32, normalize(crop, spec)[None])
+        u = (InputQuantizer(spec, q)(crop).transpose(2, 0, 1).astype(np.float32) - q.zero_point)[None]
+        np.testing.assert_allclose(_conv_output(tmp_path / "folded.onnx", u), ref, atol=2e-4)
+
+
+def test_folding_imagenet_mean_leaves_at_most_half_a_grey_level_on_the_border(tmp_path):
+    """ImageNet's mean is no whole byte (123.675, 116.28, 103.53): the border is the nearest byte, so the
+    folded Conv is exact inside and off by at most the weights times half a grey level where it reads the
+    border -- not by the weights times the whole mean, as padding the pixels with zero would be."""
+    from aligngemini_sdk.export.quantize import fold_input_normalization
+    from aligngemini_sdk.image import InputQuantizer, normalize
+
+    fp32 = _conv_first_model(tmp_path)
+    spec = InputSpec(height=64, width=64, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    q = fold_input_normalization(fp32, tmp_path / "folded.onnx", spec)
+    assert q is not None and q.fill == (124, 116, 104)
+    crop = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ref = _conv_output(fp32, normalize(crop, spec)[None])[0]
+    u = (InputQuantizer(spec, q)(crop).transpose(2, 0, 1).astype(np.float32) - q.zero_point)[None]
+    got = _conv_output(tmp_path / "folded.onnx", u)[0]
+    inner = (slice(None), slice(1, -1), slice(1, -1))  # outputs whose window never reaches the border
+    np.testing.assert_allclose(got[inner], ref[inner], atol=2e-4)
+    w = numpy_weights(fp32)
+    half_level = 0.5 / (255 * np.asarray(IMAGENET_STD))  # normalised size of half a grey level per channel
+    bound = (np.abs(w) * half_level[None, :, None, None]).sum(axis=(1, 2, 3))[:, None, None] + 2e-4
+    assert (np.abs(got - ref) <= bound).all()
+    assert np.abs(got - ref).max() > 1e-3  # the border does differ: this bound is what is being tested
+
+
+def numpy_weights(path):
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    conv = next(n for n in g.node if n.op_type == "Conv")
+    return numpy_helper.to_array(next(i for i in g.initializer if i.name == conv.input[1])).astype(np.float64)
+
+
+def test_fold_declines_graphs_that_do_not_start_with_a_plain_conv(tmp_path):
+    import torch
+    from aligngemini_sdk.export.quantize import fold_input_normalization
+    from torch import nn
+
+    class Scale(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2.0
+
+    spec = InputSpec(height=64, width=64)
+    grouped = _conv_first_model(tmp_path, groups=3)
+    assert fold_input_normalization(grouped, tmp_path / "out.onnx", spec) is None
+    (tmp_path / "m.onnx").unlink()
+    scaled = _conv_first_model(tmp_path, Scale())
+    assert fold_input_normalization(scaled, tmp_path / "out.onnx", spec) is None
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_input_qparams_fix_the_input_quantization_to_whole_bytes(tmp_path):
+    from aligngemini_sdk.export.quantize import fold_input_normalization, to_uint8_input
+
+    fp32 = _conv_first_model(tmp_path)
+    q = fold_input_normalization(fp32, tmp_path / "folded.onnx", InputSpec(height=64, width=64))
+    rng = np.random.default_rng(0)
+    calib = [rng.integers(20, 200, (3, 66, 66)).astype(np.float32) - q.zero_point for _ in range(8)]  # no 0 or 255
+    qdq = quantize_int8(tmp_path / "folded.onnx", tmp_path / "q.onnx", calib, input_qparams=(1.0, q.zero_point))
+    got = to_uint8_input(qdq, tmp_path / "q8.onnx")
+    assert got is not None and (got.scale, got.zero_point) == (1.0, q.zero_point)

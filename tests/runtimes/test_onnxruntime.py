@@ -77,3 +77,25 @@ def test_input_type_must_match_what_the_manifest_says(tmp_path):
                          input_quantization=QuantizedInput(0.02, 100))
     rt = OnnxRuntimePixel(tmp_path / "u8.onnx", spec, device="cpu", input_quantization=QuantizedInput(0.02, 100))
     assert rt.describe()["input_dtype"] == "uint8" and rt.describe()["input_quantization"]["zero_point"] == 100
+
+
+@pytest.mark.parametrize("bundle", ["default", "ladeda"])
+def test_predict_one_is_predict_of_one_image_also_across_threads(bundle, ladeda_bundle):
+    """detect()'s single-image path (a reused per-thread canvas for pixel-input artifacts, no batch lists) gives
+    exactly ``predict([image])[0]``; threads running it at once each get their own image's answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aligngemini_sdk import Detector
+    from aligngemini_sdk.image import load_image
+
+    from tests.conftest import fake_images, real_images
+
+    det = Detector(None if bundle == "default" else ladeda_bundle)
+    rt = det.pixel
+    images = [load_image(p).rgb for p in real_images(3) + fake_images(3)]
+    expected = [float(rt.predict([im])[0]) for im in images]
+    assert len(set(expected)) > 3
+    assert [rt.predict_one(im) for im in images] == expected
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            assert list(pool.map(rt.predict_one, images * 4)) == expected * 4

@@ -298,10 +298,52 @@ def test_quantized_input_options_are_validated():
     q = QuantizedInput(0.02, 114)
     assert QuantizedInput.from_options({"input": q.to_options()}) == q
     assert QuantizedInput.from_options({}) is None
+    pixels = QuantizedInput(1.0, 128, values="pixels", pad=(0, 0, 1, 1), fill=(124, 116, 104))
+    assert QuantizedInput.from_options({"input": pixels.to_options()}) == pixels
+    assert "pad" not in q.to_options()  # only pixel inputs have a canvas
     for bad in ({"scale": 0.02}, {"scale": -1, "zero_point": 3}, {"scale": 0.02, "zero_point": 300},
-                {"scale": 0.02, "zero_point": 3, "layout": "NCHW"}, {"scale": "x", "zero_point": 3}):
+                {"scale": 0.02, "zero_point": 3, "layout": "NCHW"}, {"scale": "x", "zero_point": 3},
+                {"scale": 0.02, "zero_point": 3, "values": "logits"},
+                {"scale": 0.5, "zero_point": 128, "values": "pixels"},  # pixels are on the integer grid
+                {"scale": 0.02, "zero_point": 3, "pad": [0, 0, 1, 1]},  # a quantized input has no canvas
+                {"scale": 1.0, "zero_point": 128, "values": "pixels", "pad": [0, 1]},
+                {"scale": 1.0, "zero_point": 128, "values": "pixels", "pad": [0, 0, 0, -1]},
+                {"scale": 1.0, "zero_point": 128, "values": "pixels", "fill": [0, 0, 256]}):
         with pytest.raises(ValueError):
             QuantizedInput.from_options({"input": bad})
+
+
+@pytest.mark.parametrize("pad", [(0, 0, 0, 0), (0, 0, 1, 1), (1, 2, 3, 1)])
+def test_pixel_input_is_the_crop_itself_on_its_padded_canvas(pad):
+    """An artifact that folded its normalisation takes the crop's RGB bytes; the first Conv's padding becomes a
+    border of the fill colour around them. Whatever the colour order the model was trained in."""
+    from aligngemini_sdk.image import InputQuantizer, QuantizedInput
+    from aligngemini_sdk.runtimes.base import batched_tensors
+
+    fill = (124, 116, 104)
+    spec = InputSpec(height=224, width=224, color_order="BGR")
+    q = InputQuantizer(spec, QuantizedInput(1.0, 128, values="pixels", pad=pad, fill=fill))
+    assert q.method == "copy"
+    crop = fit_to_spec(photo_rgb(), spec)
+    top, left, bottom, right = pad
+    out = q(crop)
+    assert out.shape == (224 + top + bottom, 224 + left + right, 3) == q.shape(224, 224) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out[top:top + 224, left:left + 224], crop)  # RGB, untouched
+    border = np.ones(out.shape[:2], bool)
+    border[top:top + 224, left:left + 224] = False
+    assert border.sum() == out.shape[0] * out.shape[1] - 224 * 224
+    assert (out[border] == fill).all()
+    # the single-image path writes into this thread's canvas: same bytes, border filled once, crop overwritten
+    first = q.reused(crop)
+    np.testing.assert_array_equal(first, out)
+    flipped = np.ascontiguousarray(crop[::-1])
+    assert q.reused(flipped) is first
+    np.testing.assert_array_equal(first, q(flipped))
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(230, 260), (224, 224)]]
+    [(_, batch)] = batched_tensors(imgs, spec, q)  # the batch path writes the same canvas into each slot
+    for slot, im in zip(batch, imgs):
+        np.testing.assert_array_equal(slot, q(fit_to_spec(im, spec)))
 
 
 def test_quantized_batches_are_written_per_slot():

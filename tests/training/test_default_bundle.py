@@ -25,12 +25,16 @@ def test_default_bundle_is_trained_gated_and_documented():
     assert set(b.verify().values()) == {"ok"}
 
 
-def test_default_int8_takes_the_quantized_input_on_the_fast_exact_path():
-    """The shipped static-INT8 model reads the uint8 bytes the SDK computes from the crop; on this OpenCV the
-    one-pass kernel reproduces the lookup table exactly, so it is the one in use."""
+def test_default_int8_takes_the_crops_own_bytes():
+    """The shipped static-INT8 model folded mean/std into its first Conv: the SDK hands it the crop (plus the
+    one-pixel bottom/right border its stem's "same" padding became). It replaced the quantized-input file
+    because it passed the same gate and came out no further from FP32 on the label-free search split."""
     det = Detector()
     d = det.pixel.describe()
-    assert d["input_dtype"] == "uint8" and d["input_quantization"]["method"] == "transform"
+    assert d["input_dtype"] == "uint8" and d["input_quantization"]["method"] == "copy"
+    assert d["input_quantization"]["pad"] == [0, 0, 1, 1]
+    gate = det.bundle.manifest.pixel.validation["artifacts"]["int8"]
+    assert gate["passed"] and gate["search_mean_abs_dp"]["pixels"] <= gate["search_mean_abs_dp"]["quantized"]
 
 
 def test_detector_with_no_arguments_uses_the_default():
