@@ -330,6 +330,9 @@ def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike
     what remains is at most half a grey level on the border, against a full step of the quantized-normalised
     input everywhere (the exporter's gate measures both). Z is therefore free: any value represents every byte.
 
+    A ViT's patch embedding (a stride-14 Conv without padding) folds exactly; the input may also feed
+    ``Shape`` there, which is allowed only when the canvas has no border.
+
     The graph is first put through ONNX Runtime's basic (standard-ops) optimizations, as the quantizer's own
     pre-processing does: exporters often compute a "same" padding in a small subgraph (a ``Pad`` fed by
     ``ConstantOfShape``/``Concat``/``Slice``) that only constant folding and Pad fusion turn into the Conv's pads.
@@ -353,25 +356,27 @@ def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike
     x = g.input[0]
     dims = x.type.tensor_type.shape.dim
     consumers = [n for n in g.node if x.name in n.input]
+    # Besides the Conv, only Shape may read the input (ViT exports take the patch grid from it), and only if the
+    # canvas keeps the input's size (checked below, once the padding is known)
+    convs = [n for n in consumers if n.op_type != "Shape"]
+    shape_readers = len(consumers) - len(convs)
     inits = {i.name: i for i in g.initializer}
-    if len(dims) != 4 or len(consumers) != 1 or consumers[0].op_type != "Conv" or consumers[0].input[0] != x.name:
+    if len(dims) != 4 or len(convs) != 1 or convs[0].op_type != "Conv" or convs[0].input[0] != x.name:
         return None
-    conv = consumers[0]
+    conv = convs[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
     if attrs.get("group", 1) != 1 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
         return None
     has_bias = len(conv.input) > 2 and bool(conv.input[2])
-    params = [conv.input[1], *([conv.input[2]] if has_bias else [])]
-    if any(p not in inits or sum(list(n.input).count(p) for n in g.node) != 1 for p in params):
-        return None  # computed or shared weights: not ours to rewrite
-    w_init = inits[conv.input[1]]
-    w = numpy_helper.to_array(w_init).astype(np.float64)
+    if any(p not in inits for p in conv.input[1:] if p):
+        return None  # computed weights: not ours to rewrite
+    w = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
     if w.ndim != 4 or w.shape[1] != 3:
         return None
     b = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64) if has_bias else np.zeros(w.shape[0])
     pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])] if attrs.get("auto_pad", b"NOTSET") == b"NOTSET" \
         else [0, 0, 0, 0]
-    if len(pads) != 4 or min(pads) < 0:
+    if len(pads) != 4 or min(pads) < 0 or (shape_readers and any(pads)):
         return None
     rgb_of = [2 - c if spec.color_order == "BGR" else c for c in range(3)]  # model channel c reads RGB channel
     # the spec's mean/std are in RGB order (as in image.normalize_into); m, s: per *model* channel
@@ -385,14 +390,18 @@ def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike
         w_new[:, rgb_of[c]] = w[:, c] / (scale * s[c])
         fill[rgb_of[c]] = int(np.clip(np.rint(scale * m[c]), 0, 255))
     b_new = b + (w.sum(axis=(2, 3)) * d).sum(axis=1)
-    w_init.CopyFrom(numpy_helper.from_array(w_new.astype(np.float32), w_init.name))
-    bias_name = conv.input[2] if has_bias else conv.name + "_folded_input_bias"
-    bias = numpy_helper.from_array(b_new.astype(np.float32), bias_name)
-    if has_bias:
-        inits[bias_name].CopyFrom(bias)
-    else:
-        g.initializer.append(bias)
-        conv.input.append(bias_name)
+    # New initializers for this Conv alone: the originals may be shared (ORT's optimizer merges equal constants,
+    # e.g. all-zero biases); those no other node reads are dropped.
+    old_params = [p for p in conv.input[1:] if p]
+    names = (conv.name or "input_conv") + "_folded_weight", (conv.name or "input_conv") + "_folded_bias"
+    g.initializer.extend([numpy_helper.from_array(w_new.astype(np.float32), names[0]),
+                          numpy_helper.from_array(b_new.astype(np.float32), names[1])])
+    del conv.input[1:]
+    conv.input.extend(names)
+    still_read = {i for n in g.node for i in n.input}
+    for p in old_params:
+        if p not in still_read:
+            g.initializer.remove(inits[p])
     for a in conv.attribute:
         if a.name == "pads":
             a.CopyFrom(helper.make_attribute("pads", [0, 0, 0, 0]))

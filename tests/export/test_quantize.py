@@ -277,3 +277,30 @@ def test_input_qparams_fix_the_input_quantization_to_whole_bytes(tmp_path):
     qdq = quantize_int8(tmp_path / "folded.onnx", tmp_path / "q.onnx", calib, input_qparams=(1.0, q.zero_point))
     got = to_uint8_input(qdq, tmp_path / "q8.onnx")
     assert got is not None and (got.scale, got.zero_point) == (1.0, q.zero_point)
+
+
+def test_a_vit_patch_embedding_folds_exactly(tmp_path):
+    """DINOv2's patch embedding is a stride-14 Conv without padding, and its export also reads the input's Shape:
+    the fold is exact (no canvas border), the Shape reader is kept, and equal constants ORT merged (zero biases)
+    are not rewritten for their other readers."""
+    import onnxruntime as ort
+    from aligngemini_sdk.export.pixel import export_onnx
+    from aligngemini_sdk.export.quantize import fold_input_normalization
+    from aligngemini_sdk.image import InputQuantizer, normalize
+
+    from tests.export.test_dinov2 import SPEC, tiny_dinov2
+
+    fp32 = tmp_path / "vit.onnx"
+    export_onnx(tiny_dinov2(), fp32, SPEC)
+    q = fold_input_normalization(fp32, tmp_path / "folded.onnx", SPEC)
+    assert q is not None and q.pad == (0, 0, 0, 0)
+    g = onnx.load(str(tmp_path / "folded.onnx")).graph
+    assert {n.op_type for n in g.node if g.input[0].name in n.input} == {"Shape", "Conv"}
+    a = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(tmp_path / "folded.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        crop = rng.integers(0, 256, (SPEC.height, SPEC.width, 3), dtype=np.uint8)
+        u = (InputQuantizer(SPEC, q)(crop).transpose(2, 0, 1).astype(np.float32) - q.zero_point)[None]
+        ref = a.run(None, {a.get_inputs()[0].name: normalize(crop, SPEC)[None]})[0]
+        np.testing.assert_allclose(b.run(None, {b.get_inputs()[0].name: u})[0], ref, atol=1e-4, rtol=1e-4)
