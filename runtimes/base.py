@@ -50,8 +50,6 @@ def batched_tensors(images: Sequence[np.ndarray], spec: InputSpec,
     ``np.stack`` copy). With a ``quantizer`` (uint8-input INT8 artifacts) the slots are the quantized
     uint8 NHWC input instead of the float tensor.
     """
-    if len(images) == 1 and quantizer is not None:  # detect()'s case: the least Python on the hot path
-        return [([0], quantizer(fit_to_spec(images[0], spec))[None])]
     groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
     for i, img in enumerate(images):
         fitted = fit_to_spec(img, spec)
@@ -123,7 +121,7 @@ class TensorPixelRuntime:
         out = np.empty(len(images), dtype=np.float64)
         for idx, batch in self.prepare(images):
             y = self.run_tensor(batch)
-            if len(idx) == 1 and self.output == "logit" and y.size == 1:  # detect()'s one image: no ufuncs
+            if len(idx) == 1 and self.output == "logit" and y.size == 1:  # the math predict_one uses: same float
                 out[idx[0]] = sigmoid_scalar(y.item())
             else:
                 out[idx] = logits_to_probability(y, len(idx), self.output)
