@@ -388,16 +388,15 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             raise ExportError("--target tensorrt needs the static QDQ scheme")
 
         calib_fit, _ = _fitted(calib_samples, spec, "calibration images")
-        calib_all = [normalize(f, spec) for f in calib_fit]
         # Hold a label-free search split out of the calibration images: it steers the fallback without
         # touching validation, and is not used for the ranges (ranges fit their own images too well).
-        n_search = min(cfg.search_images, max(0, len(calib_all) - cfg.min_calib))
+        n_search = min(cfg.search_images, max(0, len(calib_fit) - cfg.min_calib))
         rng = random.Random(cfg.seed)
-        order = list(range(len(calib_all)))
+        order = list(range(len(calib_fit)))
         rng.shuffle(order)
         search_fit = [calib_fit[i] for i in order[:n_search]]
-        calib_t = [calib_all[i] for i in order[n_search:]] if n_search else calib_all
         calib_crops = [calib_fit[i] for i in order[n_search:]] if n_search else calib_fit
+        calib_t = [normalize(f, spec) for f in calib_crops]
         name = "int8-trt" if cfg.target == "tensorrt" else "int8"
         int8 = pix_dir / f"model.{name}.onnx"
         excluded: list[str] = []
