@@ -282,6 +282,38 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, sample: Sampler,
     return float(loss.detach())
 
 
+def train_loop(model: nn.Module, sample: Sampler, images: dict[str, np.ndarray], rng: random.Random,
+               args: argparse.Namespace) -> int:
+    """The recipe's training: AdamW (body at half the head's learning rate), 50-step warm-up, then cosine over
+    ``args.steps`` steps (or over ``args.minutes`` when ``steps`` is None). Returns the steps taken.
+
+    One function for the recipe and for its cross-validation (training/cv.py), so what is validated is
+    exactly what ships.
+    """
+    head_params = list(model.head.parameters())
+    body_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    opt = torch.optim.AdamW([{"params": body_params, "lr": args.lr * 0.5}, {"params": head_params, "lr": args.lr}],
+                            weight_decay=1e-4)
+    budget = args.minutes * 60
+    t0 = time.time()
+    step, losses = 0, []
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    while True:
+        elapsed = time.time() - t0
+        if (step >= args.steps) if args.steps is not None else (elapsed >= budget):
+            break
+        frac = elapsed / budget if args.steps is None else step / args.steps
+        for g, lr in zip(opt.param_groups, base_lrs):  # warm-up then cosine, on the time budget
+            g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
+        model.train()
+        losses.append(train_step(model, opt, sample, images, rng, args.batch))
+        step += 1
+        if step % 25 == 0:
+            print(f"[train] step {step}/{args.steps or '?'} {elapsed / 60:.1f} min loss {np.mean(losses[-25:]):.4f}",
+                  file=sys.stderr, flush=True)
+    return step
+
+
 def quantization_aware_finetune(model: nn.Module, train: list[dict], sample: Sampler,
                                 images: dict[str, np.ndarray], rng: random.Random, args: argparse.Namespace) -> None:
     """A few hundred steps with the static INT8 export simulated (export/qat.py), at a tenth of the learning rate.
@@ -410,27 +442,8 @@ def main() -> int:
         print(f"[reconstruct] {len(recon)} reconstruction fakes; {args.reconstruction_fakes:.0%} of fake draws",
               file=sys.stderr, flush=True)
         sample = mix_fakes(sample, recon, args.reconstruction_fakes)
-    head_params = list(model.head.parameters())
-    body_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
-    opt = torch.optim.AdamW([{"params": body_params, "lr": args.lr * 0.5}, {"params": head_params, "lr": args.lr}],
-                            weight_decay=1e-4)
-    budget = args.minutes * 60
     t0 = time.time()
-    step, losses = 0, []
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    while True:
-        elapsed = time.time() - t0
-        if (step >= args.steps) if args.steps is not None else (elapsed >= budget):
-            break
-        frac = elapsed / budget if args.steps is None else step / args.steps
-        for g, lr in zip(opt.param_groups, base_lrs):  # warm-up then cosine, on the time budget
-            g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
-        model.train()
-        losses.append(train_step(model, opt, sample, images, rng, args.batch))
-        step += 1
-        if step % 25 == 0:
-            print(f"[train] step {step}/{args.steps or '?'} {elapsed / 60:.1f} min loss {np.mean(losses[-25:]):.4f}",
-                  file=sys.stderr, flush=True)
+    step = 0 if args.export_only else train_loop(model, sample, images, rng, args)
     if args.qat_steps and not args.export_only:
         quantization_aware_finetune(model, train, sample, images, rng, args)
     train_minutes = (time.time() - t0) / 60

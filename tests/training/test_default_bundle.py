@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aligngemini_sdk import Bundle, Detector, default_bundle_path
 
-from tests.conftest import ROOT, SHARED, fake_images, real_images
+from tests.conftest import CNN_FAKE, CNN_REAL, ROOT, SHARED, fake_images, real_images
 
 
 def test_default_bundle_is_trained_gated_and_documented():
@@ -116,3 +116,30 @@ def test_source_balanced_batches_make_the_paired_source_carry_no_label():
     assert fake_c - real_c > 0.3  # the shortcut the source sampler removes
     real_s, fake_s = shares("source")
     assert abs(real_s - fake_s) < 0.03
+
+
+def test_strip_frame_cuts_the_class_coded_border_to_whole_jpeg_blocks():
+    """The shared cnndetection canvases carry a border whose colour is the label (one grey for every real, a
+    colour per GAN for fakes). ``strip_frame`` keeps only content, cut at 8x8 JPEG-block boundaries so no block
+    that mixed border into content survives; images without a frame pass through untouched."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "training"))
+    from train_default import load_rgb, strip_frame
+
+    corners = {}
+    for label, folder in (("real", CNN_REAL), ("fake", CNN_FAKE)):
+        for p in sorted(folder.iterdir())[:4]:
+            img = load_rgb(str(p))
+            out = strip_frame(img)
+            assert np.shares_memory(out, img)  # a view: a crop, no resampling
+            top, left = divmod((out.__array_interface__["data"][0] - img.__array_interface__["data"][0]) // 3,
+                               img.shape[1])
+            assert top % 8 == 0 and left % 8 == 0 and 64 <= out.shape[0] < img.shape[0]
+            frame = np.abs(out.astype(int) - img[0, 0].astype(int)).max(axis=2) <= 24
+            for edge in (frame[0], frame[-1], frame[:, 0], frame[:, -1]):
+                assert not edge.all()  # no border row or column left
+            corners.setdefault(label, set()).add(tuple(int(v) // 32 for v in img[0, 0]))
+    assert not corners["real"] & corners["fake"]  # the border colour alone tells the classes apart
+    kodak = load_rgb(str(real_images(1)[0]))
+    assert strip_frame(kodak) is kodak
