@@ -75,13 +75,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .bundle import Bundle
     from .detector import default_bundle_path
     from .image import QuantizedInput
+    from .manifest import required_features
 
     b = Bundle.open(args.bundle or default_bundle_path())
     m = b.manifest
     checks = b.verify()
     out: dict[str, Any] = {"bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder,
                            "description": m.description, "path": str(b.source), "fusion": m.fusion.rule,
-                           "files_verified": checks, "branches": {}}
+                           "requires": required_features(m), "files_verified": checks, "branches": {}}
     for name in ("pixel", "semantic"):
         spec = m.branch(name)
         if spec is None:
@@ -105,6 +106,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if m.description:
         print(f"about    {m.description}")
     print(f"fusion   {m.fusion.rule}")
+    if out["requires"]:
+        print(f"requires {', '.join(out['requires'])} (SDK features)")
     for name, br in out["branches"].items():
         print(f"{name:8} arch={br['arch']} default={br['default_artifact']} threshold={br['threshold']}")
         for a, art in br["artifacts"].items():

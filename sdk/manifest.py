@@ -8,6 +8,7 @@ Schema (version 1)::
 
     {
       "schema_version": 1,
+      "requires": ["pixel-input"],           # features a reader must have (see FEATURES); absent when none
       "bundle_id": "ag-...",                 # stable: derived from the model files' hashes
       "name": "...", "description": "...", "placeholder": false,
       "branches": {
@@ -52,6 +53,17 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Features a reader must implement to run a bundle correctly, by the name a manifest lists in ``requires``.
+#: Why: schema 1 readers ignore keys they do not know, so a bundle whose artifact wants, say, raw pixels on a
+#: bordered canvas would be fed normalised floats by an older SDK and give wrong verdicts without an error.
+#: Writers list every feature their artifacts use (derived from the artifacts, see ``required_features``);
+#: readers refuse a bundle that lists one they lack. Adding a feature never needs a new schema version.
+FEATURES: dict[str, str] = {
+    "uint8-input": "a static-INT8 artifact takes its input already quantized (options.input.values = quantized)",
+    "pixel-input": "a static-INT8 artifact takes the crop's RGB bytes on a bordered canvas "
+                   "(options.input.values = pixels)",
+}
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,7 @@ class Manifest:
             branches["semantic"] = asdict(self.semantic)
         return {
             "schema_version": self.schema_version,
+            **({"requires": required_features(self)} if required_features(self) else {}),
             "bundle_id": self.bundle_id,
             "name": self.name,
             "description": self.description,
@@ -210,6 +223,18 @@ class Manifest:
                 for role, entry in art.files.items():
                     out[f"{bname}/{aname}/{role}"] = entry
         return out
+
+
+def required_features(manifest: Manifest) -> list[str]:
+    """The ``FEATURES`` a reader needs for this manifest's artifacts, sorted."""
+    used = set()
+    for name in BRANCHES:
+        spec = manifest.branch(name)
+        for art in (spec.artifacts.values() if spec is not None else ()):
+            inp = art.options.get("input")
+            if isinstance(inp, dict):
+                used.add("pixel-input" if inp.get("values") == "pixels" else "uint8-input")
+    return sorted(used)
 
 
 def _require(cond: bool, message: str) -> None:
@@ -270,6 +295,12 @@ def _parse_manifest(data: Any) -> Manifest:
     version = data.get("schema_version")
     _require(version == SCHEMA_VERSION,
              f"unsupported manifest schema_version {version!r}; this SDK reads version {SCHEMA_VERSION}")
+    requires = data.get("requires", [])
+    _require(isinstance(requires, list) and all(isinstance(f, str) for f in requires),
+             "requires must be a list of feature names")
+    missing = sorted(set(requires) - set(FEATURES))
+    _require(not missing, f"this bundle needs features this SDK does not have: {missing} (known: {sorted(FEATURES)}); "
+                          "upgrade aligngemini-sdk")
     _require(isinstance(data.get("bundle_id"), str) and data["bundle_id"], "bundle_id missing")
     branches = data.get("branches", {})
     _require(isinstance(branches, dict), "branches must be an object")

@@ -93,6 +93,8 @@ def test_symlink_escaping_the_bundle_is_refused(bundle_copy):
     (lambda d: d["branches"]["pixel"]["input"].update(crop="zoom"), "crop"),
     (lambda d: d.update(fusion={"rule": "xor"}), "fusion.rule"),
     (lambda d: d.update(branches={}), "no branches"),
+    (lambda d: d.update(requires=["hologram-input"]), "needs features this SDK does not have"),
+    (lambda d: d.update(requires="pixel-input"), "list of feature names"),
 ])
 def test_malformed_manifests_raise_format_errors(bundle_copy, mutate, match):
     data = manifest_json(bundle_copy)
@@ -151,3 +153,17 @@ def test_device_profile_is_written_atomically_and_read_back(bundle_copy):
     m = Bundle.open(bundle_copy).manifest
     assert m.device_profiles["x86_64-test-2t-cpu"]["pixel/fp32"].p90_ms == 2.0
     assert not list(bundle_copy.glob(".manifest-*"))  # no temp files left behind
+
+
+def test_a_bundle_lists_the_features_its_artifacts_need(bundle_copy):
+    """An SDK that ignored an artifact's raw-pixel input would feed it normalised floats and give wrong verdicts
+    silently; so the manifest names every feature its artifacts use, derived from the artifacts, and a reader
+    refuses features it lacks (tested above). The default INT8 takes the crop's bytes; a float ONNX needs none."""
+    from aligngemini_sdk import default_bundle_path
+
+    default = Bundle.open(default_bundle_path()).manifest
+    assert default.to_dict()["requires"] == ["pixel-input"]
+    assert "requires" not in Bundle.open(bundle_copy).manifest.to_dict()  # LaDeDa FP32 takes floats
+    data = manifest_json(bundle_copy)
+    data["branches"]["pixel"]["artifacts"]["fp32"]["options"] = {"input": {"scale": 0.02, "zero_point": 120}}
+    assert Manifest.from_dict(data).to_dict()["requires"] == ["uint8-input"]
