@@ -163,6 +163,7 @@ def test_a_bundle_lists_the_features_its_artifacts_need(bundle_copy):
 
     default = Bundle.open(default_bundle_path()).manifest
     assert default.to_dict()["requires"] == ["pixel-input"]
+    assert manifest_json(default_bundle_path())["requires"] == ["pixel-input"]  # as shipped, on disk
     assert "requires" not in Bundle.open(bundle_copy).manifest.to_dict()  # LaDeDa FP32 takes floats
     data = manifest_json(bundle_copy)
     data["branches"]["pixel"]["artifacts"]["fp32"]["options"] = {"input": {"scale": 0.02, "zero_point": 120}}

@@ -22,6 +22,10 @@ def test_default_bundle_is_trained_gated_and_documented():
     assert sum(f.bytes for f in m.pixel.artifacts["int8"].files.values()) < 4_000_000  # "a few MB at most"
     card = b.model_card()
     assert card and "Known limits" in card and "not the AlignGemini pixel expert" in card
+    # trained by the recipe's default command, which strips the class-coded frames (chosen by training/cv.py)
+    prov = m.provenance["pixel"]
+    assert prov["recipe"] == "training/train_default.py" and prov["seed"] == 0 and prov["strip_frames"] is True
+    assert "Frames were stripped before cropping" in card
     assert set(b.verify().values()) == {"ok"}
 
 
