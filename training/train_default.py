@@ -538,8 +538,9 @@ inference crop (centre 224 of 356) never does. {"Frames were stripped before cro
 | unseen generators (gaugan, stylegan, sdxl-turbo) | {u['balanced_accuracy']:.3f} | {u['auc']:.3f} | {u['acc_real']:.3f} | {u['acc_fake']:.3f} | {u['n']} |
 
 ## Known limits
-- Generators it never trained on: balanced accuracy {u['balanced_accuracy']:.0%} (row above), near chance;
-  do not rely on it for GAN families or diffusion models beyond those in the training data.
+- Generators it never trained on: balanced accuracy {u['balanced_accuracy']:.0%} (row above) against
+  {t['balanced_accuracy']:.0%} on seen sources; do not rely on it for GAN families or diffusion models beyond
+  those in its training data.
 - Trained on a few hundred images: expect weak results on generators far from ProGAN-era GANs and
   SD 1.x/2.x/XL (FLUX, Imagen, GPT-4o, Gemini...), on heavily re-compressed or resized web images, and
   on screenshots. Pixel artifacts do not survive strong resizing.
