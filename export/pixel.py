@@ -417,7 +417,17 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 bias_fix[dst.name] = correct_output_bias(f_calib, dst, calib_t)
 
         f_ref: np.ndarray | None = None  # FP32 probabilities on the search split, computed on first need
-        now = 0.0  # the current INT8 model's mean |Δp| to them
+
+        def search_distance(path: Path, q: QuantizedInput | None = None) -> float:
+            """Mean |Δp| to FP32 on the label-free search split: the fallback search's measure of fidelity.
+            Agreement on ~100 images moves in 1 % steps and saturates; this is a continuous, lower-variance
+            surrogate for it. Lower is better."""
+            nonlocal f_ref
+            if f_ref is None:
+                f_ref, _ = _ort_eval(fp32, search_fit, spec)
+            return float(np.mean(np.abs(_ort_eval(path, search_fit, spec, q)[0] - f_ref)))
+
+        now: float | None = None  # the current INT8 model's search_distance, measured on first need
         for round_ in range(cfg.fallback_rounds + 1):
             how = "dynamic" if scheme == "dynamic" else f"static QDQ, {cfg.calib_method}"
             log_step(f"quantizing INT8 ({how}, {len(calib_t)} calibration images"
@@ -434,17 +444,13 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             shortlist = sqnr_shortlist(fp32, int8, search_t, cfg.fallback_candidates, excluded,  # few images: all
                                        op_types=cfg.quantize_op_types)                        # activations kept
             log_step(f"INT8 missed the gate ({'; '.join(e['reasons'])}); trying {len(shortlist)} layers in float")
-            if f_ref is None:
-                f_ref, _ = _ort_eval(fp32, search_fit, spec)
-                now = float(np.mean(np.abs(_ort_eval(int8, search_fit, spec)[0] - f_ref)))
+            if now is None:
+                now = search_distance(int8)
             best: tuple[float, str] | None = None
             trial = pix_dir / "trial.int8.onnx"
             for node, _lost in shortlist:
                 quant([*excluded, node], trial)
-                probs, _ = _ort_eval(trial, search_fit, spec)
-                # Agreement on ~100 images moves in 1 % steps and saturates; the mean |Δp| to FP32 is a
-                # continuous, lower-variance surrogate for it. Lower is better.
-                err = float(np.mean(np.abs(probs - f_ref)))
+                err = search_distance(trial)
                 if best is None or err < best[0]:
                     best = (err, node)
             trial.unlink(missing_ok=True)
@@ -467,13 +473,6 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 e["float_input_agreement"] = before.get("agreement")
             else:
                 log_step("INT8 graph does not start with a per-tensor uint8 QuantizeLinear: keeping float input")
-
-        def search_distance(path: Path, q: QuantizedInput | None) -> float:
-            """Mean |Δp| to FP32 on the label-free search split: the fallback search's measure of fidelity."""
-            nonlocal f_ref
-            if f_ref is None:
-                f_ref, _ = _ort_eval(fp32, search_fit, spec)
-            return float(np.mean(np.abs(_ort_eval(path, search_fit, spec, q)[0] - f_ref)))
 
         if quantized is not None and cfg.pixel_input and val_t:
             e, quantized = _pixel_input_candidate(

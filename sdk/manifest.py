@@ -188,9 +188,10 @@ class Manifest:
             branches["pixel"] = asdict(self.pixel)
         if self.semantic is not None:
             branches["semantic"] = asdict(self.semantic)
+        requires = required_features(self)
         return {
             "schema_version": self.schema_version,
-            **({"requires": required_features(self)} if required_features(self) else {}),
+            **({"requires": requires} if requires else {}),
             "bundle_id": self.bundle_id,
             "name": self.name,
             "description": self.description,
