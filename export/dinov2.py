@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from .checkpoint import load_tensors
 
 HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1536: 24}
 _WRAPPERS = ("module.", "model.", "base_model.model.", "backbone.", "dinov2.", "net.")  # training wrappers
@@ -85,7 +86,7 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
             state.update(load_file(os.fspath(f)))
         else:
-            obj = torch.load(f, map_location="cpu", weights_only=True)
+            obj = load_tensors(f)
             for key in ("state_dict", "model", "module"):
                 if isinstance(obj, dict) and isinstance(obj.get(key), dict):
                     obj = obj[key]

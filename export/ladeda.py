@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import load_tensors
+
 PREPROCESS = ("raw", "npr", "grad_x", "grad_y", "grad_diag", "grad_antidiag")
 
 
@@ -75,7 +77,7 @@ class _Bottleneck(nn.Module):
 
 def load_ladeda(weights: str | os.PathLike[str], preprocess: str = "grad_diag") -> TinyLaDeDa:
     """Load an authors' state dict (tensors only: ``weights_only=True``, mapped to CPU)."""
-    sd = torch.load(weights, map_location="cpu", weights_only=True)
+    sd = load_tensors(weights)
     if isinstance(sd, dict) and "state_dict" in sd:
         sd = sd["state_dict"]
     sd = {k.removeprefix("module."): v for k, v in sd.items()}

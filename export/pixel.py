@@ -31,6 +31,7 @@ from ..manifest import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Artifac
 from ..metrics import binary_metrics, fmt, markdown_table
 from ..progress import log_step, track
 from .quantize import DEFAULT_OP_TYPES, DYNAMIC_OP_TYPES
+from .saturation import SAFE_WEIGHT_BITS, SaturationProof, prove_file
 
 ARCHS = ("ladeda", "dinov2", "dda", "module")
 EXPORTER_VERSION = "0.1.0"
@@ -68,6 +69,10 @@ class PixelExportConfig:
     quantize_op_types: tuple[str, ...] | None = DEFAULT_OP_TYPES  # None: every op (ORT's default)
     #: "auto": dynamic for MatMul-dominated graphs (ViTs) on CPU, static QDQ otherwise (see int8_scheme)
     int8_scheme: str = "auto"
+    #: 7: int8 weights in [-64, 64], which no CPU kernel can saturate (saturation.py). 8 is tried when asked for
+    #: and repaired to 7 when the per-node bound shows an AVX2 kernel could saturate (it always does for
+    #: per-channel weights, whose largest weight is 127)
+    int8_weight_bits: int = SAFE_WEIGHT_BITS
     bias_correction: bool = True  # fold the mean INT8 logit shift back (label-free, calibration images)
     #: static INT8 on CPU: the artifact takes the quantized uint8 NHWC input the SDK computes from the crop's
     #: bytes (bit-identical outputs, a quarter of the input bytes; see quantize.to_uint8_input)
@@ -192,13 +197,15 @@ def _torch_probs(model: Any, tensors: list[np.ndarray]) -> np.ndarray:
 
 
 def _ort_eval(path: Path, crops: list[np.ndarray], spec: InputSpec, quantized: QuantizedInput | None = None,
-              threads: int | None = None) -> tuple[np.ndarray, float]:
+              threads: int | None = None, reference: bool = False) -> tuple[np.ndarray, float]:
     """Probabilities and median batch-1 latency (ms, model call only) of an ONNX file on fitted crops,
-    through the SDK's own runtime and input preparation."""
+    through the SDK's own runtime and input preparation; ``reference``: the graph's reference arithmetic
+    (optimizations off), what every CPU computes for an INT8 file no kernel can saturate."""
     from ..runtimes.base import logits_to_probability
     from ..runtimes.onnxruntime import OnnxRuntimePixel
 
-    rt = OnnxRuntimePixel(path, spec, device="cpu", threads=threads, input_quantization=quantized)
+    rt = OnnxRuntimePixel(path, spec, device="cpu", threads=threads, input_quantization=quantized,
+                          reference_arithmetic=reference)
     probs, times = [], []
     for crop in crops:
         [(_, batch)] = rt.prepare([crop])
@@ -261,6 +268,30 @@ def _pixel_input_candidate(fp32: Path, int8: Path, spec: InputSpec, calib_crops:
     finally:
         folded.unlink(missing_ok=True)
         cand.unlink(missing_ok=True)
+
+
+def kernels_vs_reference(optimized: np.ndarray, reference: np.ndarray, threshold: float) -> dict[str, Any]:
+    """How far this machine's optimized kernels are from the file's reference arithmetic (probabilities)."""
+    from ..device import cpu_info
+
+    d = np.abs(optimized - reference)
+    info = cpu_info()
+    return {"mean_abs_dp": float(d.mean()) if len(d) else 0.0, "max_abs_dp": float(d.max()) if len(d) else 0.0,
+            "flips": int(np.sum((optimized > threshold) != (reference > threshold))),
+            "cpu": f"{info['model']} [{' '.join(info['features'])}]"}
+
+
+def quantize_safely(quantize: Any, dst: Path, bits: int) -> tuple[int, SaturationProof]:
+    """``quantize(bits)`` writes ``dst``; when the per-node bound shows a CPU kernel could saturate, repair by
+    re-quantizing with 7-bit weights. Returns the bits used and the proof of the file written."""
+    quantize(bits)
+    proof = prove_file(dst)
+    if not proof.safe and bits > SAFE_WEIGHT_BITS:
+        log_step(f"{proof.reason()}; repairing: re-quantizing with {SAFE_WEIGHT_BITS}-bit weights")
+        bits = SAFE_WEIGHT_BITS
+        quantize(bits)
+        proof = prove_file(dst)
+    return bits, proof
 
 
 def gate_report(ref: np.ndarray, probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -327,10 +358,20 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
     def check(name: str, files: list[Path], precision: str, is_fp32: bool = False,
               quantized: QuantizedInput | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {"size_mb": round(sum(f.stat().st_size for f in files) / 1e6, 3)}
+        int8 = precision == "int8"
+        proof = prove_file(files[0]) if int8 else None
+        if proof is not None:
+            entry["int8_safety"] = proof.to_dict()
         if val_t:
+            # INT8 is judged on the file's reference arithmetic, which every CPU reproduces once no kernel can
+            # saturate (the proof above); this machine's own kernels are measured against it and recorded
             probs, ms = _ort_eval(files[0], val_fit, spec, quantized)
+            if int8:
+                gated, _ = _ort_eval(files[0], val_fit, spec, quantized, reference=True)
+                entry["kernels_vs_reference"] = kernels_vs_reference(probs, gated, cfg.threshold)
+                probs = gated
             entry.update(gate_report(ref, probs, labels, cfg.threshold), latency_ms_p50=round(ms, 3))
-            reasons = []
+            reasons = [proof.reason()] if proof is not None and not proof.safe else []
             if is_fp32 and entry["max_abs_delta"] > cfg.gate.fp32_max_delta:
                 reasons.append(f"max|Δp| {entry['max_abs_delta']:.2e} > {cfg.gate.fp32_max_delta:.0e}")
             if not is_fp32 and entry["agreement"] < cfg.gate.min_agreement:
@@ -340,6 +381,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 reasons.append(f"balanced accuracy drop {100 * (ref_bacc - entry['balanced_accuracy']):.1f} pts "
                                f"> {100 * cfg.gate.max_bacc_drop:.1f}")
             entry["passed"], entry["reasons"] = not reasons, reasons
+        elif proof is not None and not proof.safe:
+            entry["passed"], entry["reasons"] = False, [proof.reason()]
         else:
             entry["passed"], entry["reasons"] = None, ["no validation data: gate not run"]
         report["artifacts"][name] = entry
@@ -407,12 +450,17 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         bias_fix: dict[str, float] = {}
         f_calib = model_logits(fp32, calib_t) if cfg.bias_correction else None
 
+        bits = cfg.int8_weight_bits
+
         def quant(ex: list[str], dst: Path = int8) -> None:
+            nonlocal bits
             if scheme == "dynamic":
-                quantize_int8_dynamic(fp32, dst, exclude=ex)
+                bits, _ = quantize_safely(lambda b: quantize_int8_dynamic(fp32, dst, exclude=ex, weight_bits=b),
+                                          dst, bits)
             else:
-                quantize_int8(fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt",
-                              exclude=ex, op_types=cfg.quantize_op_types)
+                bits, _ = quantize_safely(lambda b: quantize_int8(
+                    fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt", exclude=ex,
+                    op_types=cfg.quantize_op_types, weight_bits=b), dst, bits)
             if cfg.bias_correction:
                 bias_fix[dst.name] = correct_output_bias(f_calib, dst, calib_t)
 
@@ -479,7 +527,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 fp32, int8, spec, calib_crops, e, quantized, check=lambda path, q: check(name, [path], "int8", quantized=q),
                 quantize=lambda src, dst, calib, q: quantize_int8(src, dst, calib, method=cfg.calib_method,
                                                                   exclude=excluded, op_types=cfg.quantize_op_types,
-                                                                  input_qparams=(q.scale, q.zero_point)),
+                                                                  input_qparams=(q.scale, q.zero_point),
+                                                                  weight_bits=bits),
                 bias=(lambda dst, calib: correct_output_bias(f_calib, dst, calib)) if cfg.bias_correction else None,
                 bias_fix=bias_fix, distance=search_distance)
             report["artifacts"][name] = e
@@ -497,7 +546,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                                                    "op_types": list(DYNAMIC_OP_TYPES if scheme == "dynamic"
                                                                     else cfg.quantize_op_types or ["all"]),
                                                    "output_bias_correction": bias_fix.get(int8.name),
-                                                   "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded},
+                                                   "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded,
+                                                   "weight_bits": bits, "int8_safety": e.get("int8_safety")},
                 **({"input": quantized.to_options()} if quantized else {}))
 
     if cfg.trt:
@@ -521,6 +571,13 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
     if not artifacts:
         raise GateFailedError("no artifact passed its gate: " + "; ".join(failures), report)
 
+    from .conformance import add_conformance
+
+    golden_from = val_fit or (calib_fit if "int8" in cfg.precisions else [])
+    for n, a in list(artifacts.items()):
+        if a.runtime == "onnxruntime":
+            log_step(f"golden outputs for {n} (aligngemini verify)")
+            artifacts[n] = add_conformance(out, n, a, spec, golden_from)
     default = next((n for n in ("int8", "int8-trt", "fp32", "fp16") if n in artifacts), next(iter(artifacts)))
     card_rel = None
     if cfg.model_card:

@@ -15,7 +15,8 @@ The simulation follows :func:`aligngemini_sdk.export.quantize.quantize_int8` exa
   or int8 symmetric for the TensorRT flavour. "Output" means what the exported graph quantizes: after a
   following BatchNorm (folded into the Conv by ONNX export) and ReLU/ReLU6 (folded into the output range by
   ORT's QDQ quantizer), found by following tensors through one calibration batch;
-- weights are fake-quantized per output channel, int8 symmetric in [-127, 127]. Per-channel symmetric
+- weights are fake-quantized per output channel, int8 symmetric in the exporter's safe range [-64, 64]
+  (7 bits, :data:`~aligngemini_sdk.export.saturation.SAFE_WEIGHT_MAX`: no CPU kernel can saturate). Per-channel symmetric
   rounding is invariant to a per-channel scale, so quantizing the unfolded weight equals quantizing the
   BatchNorm-folded weight ONNX export produces -- provided BatchNorm statistics stay frozen, which
   :func:`fake_quantized` does (BatchNorm layers are put in eval mode while the simulation is attached).
@@ -33,6 +34,8 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from .saturation import SAFE_WEIGHT_MAX
+
 #: Module types whose inputs, outputs and weights ORT's static QDQ scheme quantizes (DEFAULT_OP_TYPES).
 QUANTIZED_MODULES = ("Conv1d", "Conv2d", "Linear")
 
@@ -48,7 +51,7 @@ def _activation_qparams(lo: float, hi: float, symmetric: bool) -> tuple[float, i
 
 
 class _WeightFakeQuant:
-    """Parametrization: per-output-channel int8 symmetric fake quantization of a weight."""
+    """Parametrization: per-output-channel int8 symmetric fake quantization of a weight, in [-64, 64]."""
 
     def __new__(cls):  # built lazily so importing this module does not need torch
         import torch
@@ -57,9 +60,9 @@ class _WeightFakeQuant:
         class WeightFakeQuant(nn.Module):
             def forward(self, w: torch.Tensor) -> torch.Tensor:
                 flat = w.detach().reshape(w.shape[0], -1).abs().amax(dim=1).clamp_min(1e-12)
-                scale = (flat / 127.0).to(torch.float32)
+                scale = (flat / SAFE_WEIGHT_MAX).to(torch.float32)
                 zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
-                return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+                return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -SAFE_WEIGHT_MAX, SAFE_WEIGHT_MAX)
 
         return WeightFakeQuant()
 

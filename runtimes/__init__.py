@@ -7,6 +7,7 @@ llama-cpp-python; opening an engine is what imports TensorRT.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from ..bundle import Bundle
@@ -70,9 +71,14 @@ def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", t
     if art.runtime == "onnxruntime":
         from .onnxruntime import OnnxRuntimePixel
 
-        path = bundle.verified_path(art.files["model"])
         ort_device = "cuda" if device == "tensorrt" else device
-        return OnnxRuntimePixel(path, spec.input, artifact=name, device=ort_device, threads=threads,
+        side = {r: f for r, f in art.files.items() if r.startswith("external_data")}
+        if side:  # the model reads side files: load it from a directory that holds only the listed ones
+            folder = bundle.sealed_dir({"model": art.files["model"], **side}, f"pixel-{name}")
+            model: str | bytes = os.fspath(folder / art.files["model"].path)
+        else:  # the verified bytes themselves; external data it may reference can then resolve nowhere
+            model = bundle.read_verified(art.files["model"])
+        return OnnxRuntimePixel(model, spec.input, artifact=name, device=ort_device, threads=threads,
                                 output=output, input_quantization=quantized)
     raise RuntimeUnavailableError(f"pixel artifact {name!r} uses runtime {art.runtime!r}, which cannot run pixels")
 

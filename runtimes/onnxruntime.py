@@ -59,9 +59,13 @@ class OnnxRuntimePixel(TensorPixelRuntime):
 
     backend = "onnxruntime"
 
-    def __init__(self, model_path: str | os.PathLike[str], spec: InputSpec, *, artifact: str = "",
+    def __init__(self, model_path: str | os.PathLike[str] | bytes, spec: InputSpec, *, artifact: str = "",
                  device: str = "auto", threads: int | None = None, output: str = "logit",
-                 input_quantization: QuantizedInput | None = None) -> None:
+                 input_quantization: QuantizedInput | None = None, reference_arithmetic: bool = False) -> None:
+        """``reference_arithmetic``: graph optimizations off, so a QDQ graph runs as written (QuantizeLinear /
+        DequantizeLinear around float ops) instead of on the CPU's integer kernels: the arithmetic the file
+        defines, the same on every CPU up to float rounding. The exporter's INT8 gate and the golden outputs of
+        :mod:`aligngemini_sdk.conformance` use it; ``detect()`` never does."""
         import onnxruntime as ort
 
         self.spec = spec
@@ -71,23 +75,23 @@ class OnnxRuntimePixel(TensorPixelRuntime):
         for reason in self.fallbacks:
             log.warning("pixel/%s: %s", artifact, reason)
         so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if reference_arithmetic
+                                       else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         so.log_severity_level = 3
         if threads:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(os.fspath(model_path), sess_options=so, providers=providers)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise RuntimeUnavailableError(f"onnxruntime could not load {model_path}: {exc}") from exc
+        label = f"pixel/{artifact or 'model'}" if isinstance(model_path, bytes) else os.fspath(model_path)
+        self.session = _open_session(model_path, so, providers, label)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         takes_uint8 = inp.type == "tensor(uint8)"
         if takes_uint8 != (input_quantization is not None):
             have = "uint8" if takes_uint8 else inp.type
             said = "a quantized uint8 input" if input_quantization else "a float input"
-            raise BundleFormatError(f"{model_path} takes {have} but its manifest describes {said}; "
+            raise BundleFormatError(f"{label} takes {have} but its manifest describes {said}; "
                                     "the model and the manifest do not belong together")
+        check_io(self.session, spec, input_quantization, label)
         self.input_dtype = np.uint8 if takes_uint8 else np.float16 if "float16" in inp.type else np.float32
         self.quantizer = InputQuantizer(spec, input_quantization) if input_quantization else None
         self.dynamic_batch = not isinstance(inp.shape[0], int)
@@ -112,3 +116,56 @@ class OnnxRuntimePixel(TensorPixelRuntime):
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
+
+
+def _open_session(model: str | os.PathLike[str] | bytes, so: Any, providers: list[str], label: str) -> Any:
+    """An InferenceSession. A model given as bytes resolves external data against a folder that does not exist
+    (a fresh random name, nothing is created), so a file that references side files its manifest does not list
+    fails here; ORT would otherwise look for them relative to the working directory."""
+    import uuid
+
+    import onnxruntime as ort
+
+    from ..bundle import default_cache_dir
+
+    try:
+        if not isinstance(model, bytes):
+            return ort.InferenceSession(os.fspath(model), sess_options=so, providers=providers)
+        nowhere = default_cache_dir() / f"no-side-files-{uuid.uuid4().hex}"
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", os.fspath(nowhere))
+        return ort.InferenceSession(model, sess_options=so, providers=providers)
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+        if "xternal data" in str(exc):
+            raise BundleFormatError(f"{label}: the model reads external data files its manifest does not list; "
+                                    "every file a model reads must be listed and checksummed") from None
+        raise RuntimeUnavailableError(f"onnxruntime could not load {label}: {exc}") from None
+
+
+def check_io(session: Any, spec: InputSpec, quantized: QuantizedInput | None, label: str) -> None:
+    """The opened model and its manifest must agree before the first image: one output of one or two logits per
+    image, an image input with 3 channels, and fixed spatial sizes that match the manifest's (plus the canvas
+    border of a pixel-input artifact). Raises :class:`BundleFormatError` naming the field."""
+    outs, ins = session.get_outputs(), session.get_inputs()
+    if len(outs) != 1:
+        raise BundleFormatError(f"{label}: model has {len(outs)} outputs; a pixel expert has one (the fake logit)")
+    shape = outs[0].shape
+    if len(shape) > 2 or (len(shape) == 2 and isinstance(shape[1], int) and shape[1] not in (1, 2)):
+        raise BundleFormatError(f"{label}: output shape {shape}: expected (N,), (N, 1) or (N, 2) logits")
+    if len(ins) != 1 or len(ins[0].shape) != 4:
+        raise BundleFormatError(f"{label}: model must take one 4-D image input, has {[i.shape for i in ins]}")
+    dims = ins[0].shape
+    nhwc = quantized is not None
+    channels, hw = (dims[3], dims[1:3]) if nhwc else (dims[1], dims[2:4])
+    if isinstance(channels, int) and channels != 3:
+        raise BundleFormatError(f"{label}: input has {channels} channels, expected 3 (RGB)")
+    fixed = [d for d in hw if isinstance(d, int)]
+    if not fixed:
+        return
+    if not spec.fixed_size:
+        raise BundleFormatError(f"{label}: model takes a fixed {hw[0]}x{hw[1]} input but input.height/width say "
+                                "the full image")
+    pad = quantized.pad if quantized is not None else (0, 0, 0, 0)
+    want = (spec.height + pad[0] + pad[2], spec.width + pad[1] + pad[3])
+    if any(isinstance(d, int) and d != w for d, w in zip(hw, want)):
+        raise BundleFormatError(f"{label}: model input is {hw[0]}x{hw[1]} but input.height/width (+ border) give "
+                                f"{want[0]}x{want[1]}")

@@ -4,6 +4,13 @@ The device-side import is numpy + OpenCV + onnxruntime only; llama.cpp and Tenso
 a bundle needs them, and export tooling (torch) lives in :mod:`aligngemini_sdk.export`.
 """
 
+import os as _os
+
+# An on-device SDK writes nowhere but its own cache: onnxruntime 1.32 otherwise writes a device id and a telemetry
+# database under ~/.cache/Microsoft when it is imported. The switch is read at import, so it is set before any
+# module below imports onnxruntime (an application that imported onnxruntime earlier has made its own choice).
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from .bundle import Bundle
 from .detector import Detector, DetectorOptions, default_bundle_path
 from .errors import (

@@ -231,6 +231,10 @@ def run_bench(bundle: str, *, data: str | None = None, device: str = "cpu", thre
     rep["pipeline"] = pipeline_sweep(os.fspath(b.root), images[:max_vlm_images * 4] if m.semantic else images,
                                      labels[:max_vlm_images * 4] if m.semantic else labels, budgets, threads,
                                      device, power)
+    log_step("conformance: the bundle's golden outputs on this device")
+    from .conformance import verify_bundle
+
+    rep["conformance"] = verify_bundle(b, device=device, threads=threads).to_dict()
     rep["wall_s"] = time.perf_counter() - t_all
     if write_profile:
         stats = {f"{r['branch']}/{r['artifact']}": LatencyStat(p50_ms=r["latency_ms"]["p50"], p90_ms=r["latency_ms"]["p90"],
@@ -290,6 +294,13 @@ def to_markdown(rep: dict[str, Any]) -> str:
         lines += ["", f"SDK overhead: detect() p50 {o['detect_ms_p50']:.3f} ms vs raw runtime call "
                       f"{o['raw_runtime_ms_p50']:.3f} ms = **{o['overhead_pct']:.1f}%** (target ≤ {o['target_pct']:.0f}%). "
                       f"{o['note']}."]
+    if rep.get("conformance"):
+        c = rep["conformance"]
+        lines += ["", f"## Conformance on this device: {'✅ passed' if c['passed'] else '❎ not passed'}", "",
+                  markdown_table(["artifact", "golden inputs", "max |Δ| (logit)", "tolerance", "verdict"],
+                                 [[f"{a['branch']}/{a['artifact']}", a["inputs"], fmt(a["max_abs_delta"]),
+                                   fmt(a["tolerance"]), {True: "pass", False: "FAIL", None: "not checked"}[a["passed"]]
+                                   + ("" if a["passed"] else f" ({a['detail']})")] for a in c["artifacts"]])]
     if rep.get("profile_written"):
         lines += ["", f"Device profile written for `{rep['profile_written']['device_key']}`."]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ The pixel branch always runs. The VLM runs only when, in this order of checks:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -22,6 +23,17 @@ from dataclasses import dataclass
 from .result import SkipReason
 
 POWER_MODES = ("full", "balanced", "low")
+
+
+def check_budget_ms(budget_ms: float | None) -> float | None:
+    """The one validation of a latency budget, for the options and every per-call override: None (no deadline)
+    or a finite number of milliseconds above zero."""
+    if budget_ms is None:
+        return None
+    if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or not math.isfinite(budget_ms) \
+            or budget_ms <= 0:
+        raise ValueError(f"budget_ms must be a finite number of milliseconds > 0 (or None), got {budget_ms!r}")
+    return float(budget_ms)
 #: Under ``power="balanced"`` the VLM is skipped when its predicted p90 exceeds this (ms).
 BALANCED_MAX_MS = 1500.0
 #: Measured samples needed before in-process measurements override the device profile.

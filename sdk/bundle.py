@@ -96,6 +96,44 @@ class Bundle:
             self._verified[str(path)] = stamp
         return path
 
+    def read_verified(self, entry: FileEntry) -> bytes:
+        """The bytes of a manifest file, read once and checked against its size and SHA-256: what a runtime then
+        loads is exactly what was hashed (no window in which the file could be swapped)."""
+        path = self.resolve(entry)
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(entry.bytes + 1)
+        except FileNotFoundError:
+            raise BundleIntegrityError(f"bundle file missing: {entry.path}") from None
+        if len(data) != entry.bytes:
+            raise BundleIntegrityError(
+                f"bundle file {entry.path} has {len(data)}{'+' if len(data) > entry.bytes else ''} bytes, manifest "
+                f"says {entry.bytes} (tampered?)")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != entry.sha256:
+            raise BundleIntegrityError(
+                f"checksum mismatch for {entry.path}: sha256 {digest[:16]}…, manifest {entry.sha256[:16]}…")
+        return data
+
+    def sealed_dir(self, files: dict[str, FileEntry], key: str) -> Path:
+        """A private directory (in the SDK cache) holding only ``files``, verified, at their bundle-relative paths:
+        what a model that reads side files (ONNX external data) is allowed to reach. Hard links where the cache
+        shares the bundle's filesystem, copies otherwise."""
+        d = default_cache_dir() / "sealed" / f"{self.manifest.bundle_id}-{key}"
+        for entry in files.values():
+            src, dst = self.verified_path(entry), (d / entry.path)
+            if dst.is_file() and dst.stat().st_size == entry.bytes and sha256_file(dst) == entry.sha256:
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(dst.name + ".part")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        return d
+
     def verify(self) -> dict[str, str]:
         """Verify every file in the manifest; returns ``{key: "ok"}`` or raises on the first failure."""
         return {key: (self.verified_path(entry) and "ok") for key, entry in self.manifest.all_files().items()}
@@ -119,8 +157,22 @@ def _read_manifest(root: Path) -> Manifest:
     return Manifest.from_json(mpath.read_text(encoding="utf-8"))
 
 
+#: The manifest and model card are read from an archive with these caps before anything else is written.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_CARD_BYTES = 1024 * 1024
+#: Most bytes one tar bundle may unpack to, whatever its manifest declares (and never more than the disk has free).
+MAX_UNPACKED_BYTES = 64 * 1024 ** 3
+MAX_MEMBERS = 10_000
+
+
 def _unpack_tar(archive: Path, cache: Path) -> Path:
-    """Unpack a tar bundle safely (regular files and dirs only, no escapes) into the cache, once."""
+    """Unpack a tar bundle into the cache, once, writing only what its manifest lists.
+
+    The manifest is read first (at most :data:`MAX_MANIFEST_BYTES`); then each listed file is extracted with its
+    declared size as a hard limit (a member of another size is refused), the model card up to
+    :data:`MAX_CARD_BYTES`, and nothing else: a sparse 8 GiB member or a gzip bomb that no manifest lists is
+    never written. Duplicated member names, members that are not regular files, paths that escape, declared
+    totals over :data:`MAX_UNPACKED_BYTES` or over the disk's free space are refused before writing."""
     digest = sha256_file(archive)
     dest = cache / digest[:32]
     if (dest / MANIFEST_NAME).is_file():
@@ -129,27 +181,21 @@ def _unpack_tar(archive: Path, cache: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
     try:
         with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            prefix = _common_prefix(members)
-            for m in members:
-                name = m.name[len(prefix):] if prefix else m.name
-                if not name or name in (".", "./"):
-                    continue
-                if not (m.isfile() or m.isdir()):
-                    raise BundleIntegrityError(f"{archive}: member {m.name!r} is not a regular file or dir")
-                target = (tmp / name).resolve()
-                if tmp.resolve() not in target.parents:
-                    raise BundleIntegrityError(f"{archive}: member {m.name!r} escapes the bundle")
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(m)
-                assert src is not None
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-        if not (tmp / MANIFEST_NAME).is_file():
-            raise BundleFormatError(f"{archive} contains no {MANIFEST_NAME}")
+            members = _index_members(tf, archive)
+            raw = _read_member(tf, members, MANIFEST_NAME, MAX_MANIFEST_BYTES, archive)
+            manifest = Manifest.from_json(raw.decode("utf-8", errors="replace"))
+            wanted = {e.path: e.bytes for e in manifest.all_files().values()}
+            total = sum(wanted.values())
+            free = shutil.disk_usage(cache).free
+            if total > min(MAX_UNPACKED_BYTES, free):
+                raise BundleFormatError(f"{archive}: its manifest declares {total} bytes of files; the limit is "
+                                        f"{MAX_UNPACKED_BYTES} and {free} bytes are free in {cache}")
+            (tmp / MANIFEST_NAME).write_bytes(raw)
+            for rel, size in wanted.items():
+                _extract_exact(tf, members, rel, size, tmp, archive)
+            card = manifest.model_card
+            if card and card in members and card not in wanted:
+                _extract_exact(tf, members, card, min(members[card].size, MAX_CARD_BYTES), tmp, archive)
         try:
             os.replace(tmp, dest)
         except OSError:  # another process won the race; use theirs
@@ -161,6 +207,69 @@ def _unpack_tar(archive: Path, cache: Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _index_members(tf: tarfile.TarFile, archive: Path) -> dict[str, tarfile.TarInfo]:
+    """Members by bundle-relative name (the archive's top folder stripped); duplicates refused."""
+    out: dict[str, tarfile.TarInfo] = {}
+    raw = []
+    for i, m in enumerate(tf):
+        if i >= MAX_MEMBERS:
+            raise BundleFormatError(f"{archive}: more than {MAX_MEMBERS} members")
+        raw.append(m)
+    prefix = _common_prefix(raw)
+    for m in raw:
+        name = m.name[len(prefix):] if prefix and m.name.startswith(prefix) else m.name
+        name = name.removeprefix("./")
+        if not name or name in (".", "./"):
+            continue
+        if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+            raise BundleIntegrityError(f"{archive}: member {m.name!r} escapes the bundle")
+        if not (m.isfile() or m.isdir()):
+            raise BundleIntegrityError(f"{archive}: member {m.name!r} is not a regular file or dir")
+        if m.isdir():
+            continue
+        if name in out:
+            raise BundleIntegrityError(f"{archive}: member {name!r} appears more than once")
+        out[name] = m
+    if MANIFEST_NAME not in out:
+        raise BundleFormatError(f"{archive} contains no {MANIFEST_NAME}")
+    return out
+
+
+def _read_member(tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, limit: int,
+                 archive: Path) -> bytes:
+    m = members[name]
+    if not m.isfile() or m.size > limit:
+        raise BundleFormatError(f"{archive}: {name} is not a regular file of at most {limit} bytes")
+    src = tf.extractfile(m)
+    assert src is not None
+    with src:
+        return src.read(limit)
+
+
+def _extract_exact(tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], rel: str, size: int, root: Path,
+                   archive: Path) -> None:
+    """Write member ``rel`` under ``root``: a regular, non-sparse file of exactly ``size`` bytes, inside root."""
+    m = members.get(rel)
+    if m is None:
+        raise BundleIntegrityError(f"{archive}: listed file {rel!r} is not in the archive")
+    if not m.isfile() or m.issparse() or m.size != size:
+        raise BundleIntegrityError(f"{archive}: member {rel!r} is not a regular file of the {size} bytes its manifest "
+                                   f"declares ({m.size} bytes, type {m.type!r})")
+    target = (root / rel).resolve()
+    if root.resolve() not in target.parents:
+        raise BundleIntegrityError(f"{archive}: member {rel!r} escapes the bundle")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = tf.extractfile(m)
+    assert src is not None
+    left = size
+    with src, open(target, "wb") as out:
+        while left > 0 and (chunk := src.read(min(_CHUNK, left))):
+            out.write(chunk)
+            left -= len(chunk)
+    if left:
+        raise BundleIntegrityError(f"{archive}: member {rel!r} is shorter than its header says")
 
 
 def _common_prefix(members: list[tarfile.TarInfo]) -> str:

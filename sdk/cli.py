@@ -1,4 +1,4 @@
-"""``aligngemini`` command line: detect, info, sys, export, eval, bench.
+"""``aligngemini`` command line: detect, info, verify, sys, export, eval, bench.
 
 Machine-readable output goes to stdout (JSON lines with ``--json``); progress and diagnostics go to
 stderr, so ``aligngemini detect DIR --json > results.jsonl`` is safe.
@@ -16,7 +16,10 @@ from typing import Any
 
 from .errors import AlignGeminiError, GateFailedError, ImageError
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_GATE = 0, 1, 2, 3
+#: Exit statuses (README "CLI" lists them): 0 every input gave a verdict; 1 an error before any input (bundle,
+#: runtime, usage of a library call); 2 bad usage, or no input gave a verdict; 3 an export gate failed; 4 the
+#: bundle does not conform on this device (``verify``); 5 some inputs failed, the others gave verdicts.
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_GATE, EXIT_NONCONFORMING, EXIT_SOME_FAILED = 0, 1, 2, 3, 4, 5
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `| head`
 
 
@@ -32,10 +35,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .dataset import list_images
     from .progress import Progress
 
-    paths: list[Path] = []
-    for item in args.inputs:
-        p = Path(item)
-        paths.extend(list_images(p) if p.is_dir() else [p])
+    paths: list[Path] = [p for item in args.inputs for p in list_images(item)]
     if not paths:
         print("no images found", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -50,7 +50,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         except ImageError as exc:
             n_bad += 1
             rec: dict[str, Any] = {"path": str(path), "error": type(exc).__name__, "message": exc.reason}
-            print(json.dumps(rec) if args.json else f"{path}: ERROR {type(exc).__name__}: {exc.reason}", flush=True)
+            print(json.dumps(rec, allow_nan=False) if args.json else f"{path}: ERROR {type(exc).__name__}: {exc.reason}",
+                  flush=True)
             bar.update()
             continue
         if args.json:
@@ -58,7 +59,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             rec = {"path": str(path), "is_fake": r.is_fake, "label": r.label, "score": round(r.score, 6),
                    "branches": d["branches"], "total_ms": round(r.total_ms, 3), "budget_ms": r.budget_ms,
                    "over_budget": r.over_budget, "bundle_id": r.bundle_id}
-            print(json.dumps(rec), flush=True)
+            print(json.dumps(rec, allow_nan=False), flush=True)  # RFC 8259: a NaN is an error, never printed
         else:
             sem = (f"semantic {r.semantic.probability:.3f}" if r.semantic.ran
                    else f"semantic skipped ({r.semantic.skip_reason})")
@@ -68,7 +69,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     bar.close()
     if n_bad:
         print(f"{n_bad} of {len(paths)} inputs could not be read", file=sys.stderr)
-    return EXIT_BAD_INPUT if n_bad == len(paths) else EXIT_OK
+    return EXIT_OK if not n_bad else EXIT_BAD_INPUT if n_bad == len(paths) else EXIT_SOME_FAILED
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -114,10 +115,28 @@ def cmd_info(args: argparse.Namespace) -> int:
             q = QuantizedInput.from_options(art)
             takes = f"  input {q.describe()}" if q else ""
             print(f"         - {a:10} {art['runtime']:12} {art['precision']:8} {art['size_mb']:.2f} MB{takes}")
+            for line in _artifact_notes(m.branch(name).artifacts[a].options):  # type: ignore[union-attr]
+                print(f"           {line}")
     print(f"checksums: {len(checks)} files verified (sha256)")
     for dev, stats in out["device_profiles"].items():
         print(f"profile  {dev}: " + ", ".join(f"{k} p90 {v['p90_ms']:.1f} ms" for k, v in stats.items()))
     return EXIT_OK
+
+
+def _artifact_notes(options: dict[str, Any]) -> list[str]:
+    """The INT8 saturation proof and the golden outputs an artifact carries, one line each."""
+    notes = []
+    proof = options.get("calibration", {}).get("int8_safety")
+    if isinstance(proof, dict):
+        notes.append(f"int8 weights {options['calibration'].get('weight_bits', '?')}-bit: "
+                     + (f"no CPU kernel can saturate (worst pair sum {proof.get('worst_pair_sum')} <= "
+                        f"{proof.get('int16_limit')}, {proof.get('nodes_checked')} nodes)" if proof.get("safe")
+                        else f"CAN SATURATE on AVX2 u8s8 kernels: {proof.get('unsafe_nodes')}"))
+    golden = options.get("conformance")
+    if isinstance(golden, dict):
+        notes.append(f"golden outputs: {golden.get('inputs')} inputs, tolerance {golden.get('tolerance', 0):.3g} "
+                     "(aligngemini verify)")
+    return notes
 
 
 def cmd_sys(args: argparse.Namespace) -> int:
@@ -139,6 +158,27 @@ def cmd_sys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Run the bundle's golden inputs on this device; exit 4 when an artifact's outputs leave their tolerance."""
+    from .bundle import Bundle
+    from .conformance import verify_bundle
+    from .detector import default_bundle_path
+
+    rep = verify_bundle(Bundle.open(args.bundle or default_bundle_path()), device=args.device, threads=args.threads)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        cpu = rep.device["cpu"]
+        print(f"bundle {rep.bundle_id} on {cpu['model']} [{' '.join(cpu['features'])}], "
+              f"onnxruntime {rep.device['onnxruntime']}")
+        for a in rep.artifacts:
+            mark = {True: "PASS", False: "FAIL", None: "SKIP"}[a.passed]
+            print(f"  {mark} {a.branch}/{a.artifact} ({a.runtime}, {a.precision}): {a.detail}")
+        if not rep.checked:
+            print("  no artifact could be checked: nothing vouches for this device", file=sys.stderr)
+    return EXIT_OK if rep.passed else EXIT_NONCONFORMING
+
+
 def cmd_export_pixel(args: argparse.Namespace) -> int:
     from .export.pixel import GateThresholds, PixelExportConfig, default_input, export_pixel
     from .manifest import InputSpec
@@ -155,6 +195,7 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
         gate=GateThresholds(min_agreement=args.min_agreement, max_bacc_drop=args.max_bacc_drop / 100.0),
         trt=args.trt, ladeda_preprocess=args.ladeda_preprocess, name=args.name, model_card=args.model_card,
         max_val=args.max_val, max_calib=args.max_calib, uint8_input=not args.float_input,
+        int8_weight_bits=args.int8_weight_bits,
         pixel_input=not (args.float_input or args.quantized_input))
     try:
         report = export_pixel(cfg)
@@ -179,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--budget-ms", type=float, default=None, help="per-image latency budget")
         sp.add_argument("--power", default="full", choices=["full", "balanced", "low"])
 
-    d = sub.add_parser("detect", help="detect AI-generated images")
+    d = sub.add_parser("detect", help="detect AI-generated images",
+                       epilog="exit status: 0 every input gave a verdict; 5 some inputs failed (each reported, the "
+                              "rest went on); 2 no input gave a verdict or bad usage; 1 bundle or runtime error")
     d.add_argument("inputs", nargs="+", help="image files or directories")
     runtime_opts(d)
     d.add_argument("--json", action="store_true", help="JSON lines on stdout")
@@ -190,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("bundle", nargs="?")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    vf = sub.add_parser("verify", help="check this device reproduces the bundle's golden outputs "
+                                       "(exit 0 pass, 4 an artifact does not conform or none could be checked)")
+    vf.add_argument("bundle", nargs="?", help="bundle dir or .tar (default: the embedded default bundle)")
+    vf.add_argument("--device", default="cpu")
+    vf.add_argument("--threads", type=int, default=None)
+    vf.add_argument("--json", action="store_true")
+    vf.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("sys", help="installed runtimes, providers, CPU features")
     s.add_argument("--json", action="store_true")
@@ -210,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--target", default="cpu", choices=["cpu", "tensorrt"])
     ep.add_argument("--int8-scheme", default="auto", choices=["auto", "static", "dynamic"],
                     help="auto: dynamic INT8 for transformer (MatMul-dominated) graphs on CPU, static QDQ otherwise")
+    ep.add_argument("--int8-weight-bits", type=int, default=7, choices=[7, 8],
+                    help="7 (default): int8 weights in [-64, 64], which no CPU kernel can saturate; 8 is repaired "
+                         "to 7 when the per-node bound shows an AVX2 kernel could saturate")
     ep.add_argument("--float-input", action="store_true",
                     help="static INT8: keep the float NCHW input instead of the quantized uint8 NHWC one the SDK "
                          "computes from the crop (for callers that feed their own tensors)")

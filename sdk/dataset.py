@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+from .image import IMAGE_EXTENSIONS as IMAGE_EXTS
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,45 @@ class Sample:
     source: str
 
 
-def list_images(root: str | os.PathLike[str]) -> list[Path]:
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:  # a name over NAME_MAX, say: not a directory we can walk; reading it reports why
+        return False
+
+
+def list_images(root: str | os.PathLike[str], *, links_out: bool = False) -> list[Path]:
+    """``root`` itself when it is not a directory (reading it will say what is wrong), else every entry with an
+    image extension (:data:`~aligngemini_sdk.image.IMAGE_EXTENSIONS`) under it, sorted, each once.
+
+    Links: a file link is listed like a file (reading follows it, and reports a broken link or a link loop as
+    that input's error). A directory link is followed only when its target lies inside ``root`` and that
+    directory was not walked yet: links out of the tree, loops (``loop -> .``) and second routes to a folder
+    are skipped, so a walk always ends and sees each folder once. ``links_out=True`` (labelled collections,
+    which are often link farms of dataset folders) also follows links out of the tree, still each folder once."""
     root = Path(root)
-    if root.is_file():
+    if not _is_dir(root):
         return [root]
-    out = []
-    for d, _dirs, files in os.walk(root, followlinks=True):  # datasets are often symlinked folders
-        out.extend(Path(d) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTS)
-    return sorted(p for p in out if p.is_file())
+    base = root.resolve()
+    seen: set[tuple[int, int]] = set()
+    out: list[Path] = []
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            st, real = d.stat(), d.resolve()
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen or (not links_out and real != base and base not in real.parents):
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for e in entries:
+            if _is_dir(Path(e.path)):
+                stack.append(Path(e.path))
+            elif Path(e.name).suffix.lower() in IMAGE_EXTS:
+                out.append(Path(e.path))
+    return sorted(out)
 
 
 def load_collection(spec: str | os.PathLike[str], exclude_sources: Sequence[str] = ()) -> list[Sample]:
@@ -58,7 +89,7 @@ def _read_collection(p: Path) -> list[Sample]:
         d = p / label_name
         if not d.is_dir():
             continue
-        for img in list_images(d):
+        for img in list_images(d, links_out=True):
             rel = img.relative_to(d)
             out.append(Sample(img, y, rel.parts[0] if len(rel.parts) > 1 else label_name))
     if not out:

@@ -12,6 +12,7 @@ llama.cpp branch is serialised inside its runtime.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from .budget import POWER_MODES, LatencyTracker, plan_semantic
+from .budget import POWER_MODES, LatencyTracker, check_budget_ms, plan_semantic
 from .bundle import Bundle
 from .device import device_key
-from .errors import AlignGeminiError, InputShapeError
+from .errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
 from .fusion import can_change_verdict, fuse, label_for
 from .image import DEFAULT_MAX_PIXELS, Image, ImageLike, load_image
 from .result import BranchResult, DetectionResult
@@ -55,8 +56,7 @@ class DetectorOptions:
     def __post_init__(self) -> None:
         if self.power not in POWER_MODES:
             raise ValueError(f"power must be one of {POWER_MODES}, got {self.power!r}")
-        if self.budget_ms is not None and self.budget_ms <= 0:
-            raise ValueError("budget_ms must be positive (or None for no budget)")
+        check_budget_ms(self.budget_ms)
 
 
 class Detector:
@@ -119,6 +119,7 @@ class Detector:
                power: str | None = None) -> DetectionResult:
         """Detect one image (path, bytes, array with ``color_order``, PIL image or :class:`Image`)."""
         t0 = time.perf_counter()
+        self._check_open()
         img = load_image(image, color_order=color_order, max_pixels=self.options.max_pixels)
         return self._detect_decoded(img, t0, budget_ms, power)
 
@@ -132,6 +133,7 @@ class Detector:
         if not images:
             return []
         t0 = time.perf_counter()
+        self._check_open()
         decoded = [load_image(im, color_order=color_order, max_pixels=self.options.max_pixels) for im in images]
         probs: Sequence[float | None] = [None] * len(decoded)
         pixel_ms = 0.0
@@ -162,8 +164,9 @@ class Detector:
             if max_frames is not None and analysed >= max_frames:
                 return
             t0 = time.perf_counter()
-            img = Image.from_array(frame, color_order, name=f"frame {idx}") if isinstance(frame, np.ndarray) \
-                else load_image(frame, max_pixels=self.options.max_pixels)
+            self._check_open()
+            img = load_image(frame, color_order=color_order if isinstance(frame, np.ndarray) else None,
+                             max_pixels=self.options.max_pixels, name=f"frame {idx}")
             res = self._detect_decoded(img, t0, budget_ms, power)
             res.extra["frame"] = idx
             analysed += 1
@@ -199,9 +202,17 @@ class Detector:
         }
 
     def close(self) -> None:
+        """Release the runtimes; later calls raise :class:`DetectorClosedError`. Closing twice is harmless."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         for rt in (self.pixel, self.semantic):
             if rt is not None:
                 rt.close()
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise DetectorClosedError("this Detector was closed; create a new one")
 
     def __enter__(self) -> Detector:
         return self
@@ -224,7 +235,7 @@ class Detector:
     def _finish(self, img: Image, p_pixel: float | None, pixel_ms: float, shared_ms: float,
                 budget_ms: float | None, power: str | None, t0: float | None = None) -> DetectionResult:
         m = self.bundle.manifest
-        budget = self.options.budget_ms if budget_ms is None else budget_ms
+        budget = self.options.budget_ms if budget_ms is None else check_budget_ms(budget_ms)
         pwr = power or self.options.power
         if pwr not in POWER_MODES:
             raise ValueError(f"power must be one of {POWER_MODES}, got {pwr!r}")
@@ -252,6 +263,10 @@ class Detector:
             self.latency.record(self.semantic_key, semantic.ms)
         if pixel.probability is None and semantic.probability is None:
             raise InputShapeError(img.name, "no branch produced a probability")
+        for b in (pixel, semantic):
+            if b.probability is not None and not math.isfinite(b.probability):
+                raise ModelOutputError(img.name, f"the {b.name} model gave a non-finite output ({b.probability}); "
+                                                 "no verdict for this input")
         is_fake, score = fuse(m.fusion, pixel.probability, semantic.probability, t_pix, t_sem)
         total = elapsed_before + (time.perf_counter() - t_start) * 1e3
         return DetectionResult(is_fake=is_fake, score=float(score), label=label_for(is_fake), pixel=pixel,

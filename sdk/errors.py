@@ -32,6 +32,14 @@ class InputShapeError(ImageError):
     """An array input has the wrong shape, dtype or colour order."""
 
 
+class ModelOutputError(ImageError):
+    """A model gave no usable answer for this input (a NaN or infinite output): that input fails, others go on."""
+
+
+class DetectorClosedError(AlignGeminiError, RuntimeError):
+    """The Detector was closed; open a new one."""
+
+
 class BundleError(AlignGeminiError):
     """A bundle cannot be used."""
 

@@ -10,12 +10,14 @@ alpha images to 8-bit RGB; and take the first frame of animations. Every failure
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import re
+import stat
 import struct
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Union
 
 import cv2
@@ -28,6 +30,18 @@ from .manifest import InputSpec
 DEFAULT_MAX_PIXELS = 180_000_000
 #: Refuse files larger than this before reading them (bytes).
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+#: A JPEG's frame header (with its size) must appear within this many bytes; APPn segments are <= 64 KiB each.
+JPEG_HEADER_SCAN_LIMIT = 16 * 1024 * 1024
+
+#: The formats the SDK decodes: each one's size is read from its header before any pixel is allocated. OpenCV
+#: can open more (JPEG 2000, Radiance HDR, PFM, Sun raster); those are refused, since their size is not
+#: checked first. File extensions per format: directory runs list exactly these.
+FORMATS: dict[str, tuple[str, ...]] = {
+    "png": (".png",), "jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"), "gif": (".gif",), "bmp": (".bmp", ".dib"),
+    "webp": (".webp",), "tiff": (".tif", ".tiff"), "pnm": (".pbm", ".pgm", ".ppm", ".pnm", ".pam"),
+    "avif": (".avif",),
+}
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(e for exts in FORMATS.values() for e in exts)
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, "Image", Any]
 
@@ -41,7 +55,8 @@ class Image:
 
     @classmethod
     def from_array(cls, array: np.ndarray, color_order: str, name: str = "<array>") -> Image:
-        """Wrap an array whose colour order is stated explicitly ("RGB", "BGR", "RGBA", "BGRA", "GRAY")."""
+        """Wrap an array whose colour order is stated explicitly ("RGB", "BGR", "RGBA", "BGRA", "GRAY"), within
+        :data:`DEFAULT_MAX_PIXELS`."""
         return cls(_array_to_rgb(array, color_order, name), name)
 
     @property
@@ -60,20 +75,8 @@ def load_image(source: ImageLike, *, color_order: str | None = None, max_pixels:
     if isinstance(source, Image):
         return source
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        label = name or str(path)
-        try:
-            size = path.stat().st_size
-            if size > DEFAULT_MAX_BYTES:
-                raise ImageTooLargeError(label, f"file is {size} bytes (limit {DEFAULT_MAX_BYTES})")
-            data = path.read_bytes()
-        except IsADirectoryError:
-            raise ImageDecodeError(label, "is a directory, not an image file") from None
-        except FileNotFoundError:
-            raise ImageDecodeError(label, "file not found") from None
-        except PermissionError:
-            raise ImageDecodeError(label, "permission denied") from None
-        return Image(decode_bytes(data, name=label, max_pixels=max_pixels), label)
+        label = name or os.fsdecode(source)
+        return Image(decode_bytes(read_image_file(source, label), name=label, max_pixels=max_pixels), label)
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<bytes>"
         return Image(decode_bytes(bytes(source), name=label, max_pixels=max_pixels), label)
@@ -85,24 +88,70 @@ def load_image(source: ImageLike, *, color_order: str | None = None, max_pixels:
             else:
                 raise InputShapeError(label, "numpy colour images need an explicit color_order "
                                              "('RGB' or 'BGR'; OpenCV arrays are 'BGR')")
-        return Image.from_array(source, color_order, label)
+        return Image(_array_to_rgb(source, color_order, label, max_pixels), label)
     if hasattr(source, "mode") and hasattr(source, "convert") and hasattr(source, "size"):  # PIL.Image
         return Image(_pil_to_rgb(source, name or "<PIL image>"), name or "<PIL image>")
     raise InputShapeError(name or repr(type(source)), f"unsupported image type {type(source).__name__}")
 
 
+_OS_REASONS = {errno.ENOENT: "file not found", errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.ELOOP: "symbolic link loop", errno.ENAMETOOLONG: "file name too long",
+               errno.ENOTDIR: "a component of the path is not a directory", errno.EISDIR: "is a directory"}
+
+
+def read_image_file(path: str | os.PathLike[str], label: str, limit: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a regular file, at most ``limit``: devices, pipes, sockets and directories are refused
+    before they are opened (``/dev/zero`` would read forever, a FIFO would block), and every OS failure is an
+    :class:`ImageDecodeError` naming the path."""
+    def refuse(exc: OSError) -> ImageDecodeError:
+        return ImageDecodeError(label, _OS_REASONS.get(exc.errno or 0, exc.strerror or str(exc)))
+
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
+        raise refuse(exc) if isinstance(exc, OSError) else ImageDecodeError(label, str(exc)) from None
+    _check_regular(st, label, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise refuse(exc) from None
+    with os.fdopen(fd, "rb") as fh:
+        _check_regular(os.fstat(fh.fileno()), label, limit)  # the path may have been swapped since stat()
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise refuse(exc) from None
+    if len(data) > limit:
+        raise ImageTooLargeError(label, f"file grew beyond {limit} bytes while being read")
+    return data
+
+
+def _check_regular(st: os.stat_result, label: str, limit: int) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageDecodeError(label, "is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageDecodeError(label, "not a regular file (a device, pipe or socket); only files are read")
+    if st.st_size > limit:
+        raise ImageTooLargeError(label, f"file is {st.st_size} bytes (limit {limit})")
+
+
 def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an encoded image to RGB uint8 (H, W, 3)."""
+    """Decode an encoded image to RGB uint8 (H, W, 3). Only :data:`FORMATS` are decoded, and only after the
+    header's pixel count passed ``max_pixels``."""
     if len(data) == 0:
         raise ImageDecodeError(name, "empty (zero bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageDecodeError(name, f"unrecognised or unsupported format (supported: {', '.join(FORMATS)})")
     dims = sniff_dimensions(data)
-    if dims is not None:
-        w, h = dims
-        if w <= 0 or h <= 0:
-            raise ImageDecodeError(name, f"header declares an empty image ({w}x{h})")
-        if w * h > max_pixels:
-            raise ImageTooLargeError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
-                                           "(decompression-bomb guard; raise max_pixels to allow it)")
+    if dims is None:
+        raise ImageDecodeError(name, f"{fmt} header does not declare a readable image size; not decoded")
+    w, h = dims
+    if w <= 0 or h <= 0:
+        raise ImageDecodeError(name, f"header declares an empty image ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageTooLargeError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+                                       "(decompression-bomb guard; raise max_pixels to allow it)")
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
         raise ImageDecodeError(name, "truncated JPEG (no end-of-image marker after the scan data)")
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -111,9 +160,8 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     except cv2.error as exc:
         raise ImageDecodeError(name, f"decoder error: {str(exc).strip().splitlines()[-1]}") from None
     if img is None or img.size == 0:
-        kind = "unrecognised format" if dims is None else "corrupt or truncated data"
-        raise ImageDecodeError(name, f"cannot decode ({kind})")
-    if dims is None and img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageDecodeError(name, "cannot decode (corrupt or truncated data)")
+    if img.shape[0] * img.shape[1] > max_pixels:  # a header that understated its size
         raise ImageTooLargeError(name, f"{img.shape[1]}x{img.shape[0]} exceeds the limit of {max_pixels} pixels")
     return _to_uint8(img, name)
 
@@ -132,10 +180,15 @@ def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _array_to_rgb(array: np.ndarray, color_order: str, name: str) -> np.ndarray:
+def _array_to_rgb(array: np.ndarray, color_order: str, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    if not isinstance(color_order, str):
+        raise InputShapeError(name, f"color_order must be a string such as 'RGB' or 'BGR', got {color_order!r}")
     order = color_order.upper()
     if not isinstance(array, np.ndarray):
         raise InputShapeError(name, f"expected a numpy array, got {type(array).__name__}")
+    if array.ndim >= 2 and int(array.shape[0]) * int(array.shape[1]) > max_pixels:  # before any copy
+        raise ImageTooLargeError(name, f"{array.shape[1]}x{array.shape[0]} array exceeds the limit of {max_pixels} "
+                                       "pixels")
     if array.dtype not in (np.uint8, np.uint16):
         raise InputShapeError(name, f"array dtype must be uint8 or uint16 (HWC), got {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -169,45 +222,116 @@ def _pil_to_rgb(img: Any, name: str) -> np.ndarray:
 
 
 # -- header sniffing (no decoding) ------------------------------------------------------------------
+def sniff_format(data: bytes) -> str | None:
+    """Which of :data:`FORMATS` the data is, from its magic bytes; None for anything else."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:2] == b"\xff\xd8":
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if len(data) > 2 and data[:1] == b"P" and data[1:2] in b"1234567" and data[2:3].isspace():
+        return "pnm"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"mif1", b"msf1"):
+        return "avif"
+    return None
+
+
 def sniff_dimensions(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header of PNG, JPEG, GIF, BMP or WebP data; None if unknown."""
+    """(width, height) from the header of any of :data:`FORMATS`; None if the header does not say."""
+    fmt = sniff_format(data)
     try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        if fmt == "png" and data[12:16] == b"IHDR":
             w, h = struct.unpack(">II", data[16:24])
             return int(w), int(h)
-        if data[:6] in (b"GIF87a", b"GIF89a"):
+        if fmt == "gif":
             w, h = struct.unpack("<HH", data[6:10])
             return int(w), int(h)
-        if data[:2] == b"BM" and len(data) >= 26:
+        if fmt == "bmp" and len(data) >= 26:
             w, h = struct.unpack("<ii", data[18:26])
             return abs(int(w)), abs(int(h))
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            return _webp_dims(data)
-        if data[:2] == b"\xff\xd8":
-            return _jpeg_dims(data)
-    except struct.error:
+        if fmt is not None and fmt in _DIMS:
+            return _DIMS[fmt](data)
+    except (struct.error, ValueError, IndexError):
         return None
     return None
 
 
+_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_FILL = re.compile(rb"\xff+")
+
+
 def _jpeg_dims(data: bytes) -> tuple[int, int] | None:
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            i += 1
+    """Walk the marker segments to the frame header, within :data:`JPEG_HEADER_SCAN_LIMIT` bytes. Runs of 0xFF
+    fill bytes and the gaps between markers are skipped in C (``bytes.find``, a regex), not byte by byte."""
+    i, n = 2, min(len(data), JPEG_HEADER_SCAN_LIMIT)
+    while True:
+        j = data.find(b"\xff", i, n)
+        if j < 0:
+            return None
+        fill = _FILL.match(data, j, n)
+        k = fill.end() if fill else j + 1  # the marker byte after the fill run
+        if k + 3 > n:
+            return None
+        marker = data[k]
+        if marker in (0xD8, 0x01, 0x00) or 0xD0 <= marker <= 0xD7:
+            i = k + 1
             continue
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        (seg_len,) = struct.unpack(">H", data[i + 2:i + 4])
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+        if marker in _SOF_MARKERS:
+            h, w = struct.unpack(">HH", data[k + 4:k + 8])
             return int(w), int(h)
         if marker == 0xDA:
             return None
-        i += 2 + seg_len
-    return None
+        i = k + 1 + int.from_bytes(data[k + 1:k + 3], "big")
+
+
+def _tiff_dims(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257) of the first IFD: the page the decoder reads. BigTIFF too."""
+    end = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    off = struct.unpack(end + ("Q" if big else "I"), data[8:16] if big else data[4:8])[0]
+    count = struct.unpack(end + ("Q" if big else "H"), data[off:off + (8 if big else 2)])[0]
+    entry, start = (20, off + 8) if big else (12, off + 2)
+    dims: dict[int, int] = {}
+    for e in range(min(int(count), 4096)):
+        p = start + e * entry
+        tag, typ = struct.unpack(end + "HH", data[p:p + 4])
+        if tag in (256, 257):
+            value = data[p + (12 if big else 8):p + entry]
+            dims[tag] = struct.unpack(end + ("H" if typ == 3 else "I"), value[:2 if typ == 3 else 4])[0]
+    return (int(dims[256]), int(dims[257])) if 256 in dims and 257 in dims else None
+
+
+def _pnm_dims(data: bytes) -> tuple[int, int] | None:
+    """Width and height tokens of a PBM/PGM/PPM header (comments skipped), or PAM's WIDTH/HEIGHT lines."""
+    head = data[:4096]
+    if head[1:2] == b"7":
+        w, h = re.search(rb"\bWIDTH\s+(\d+)", head), re.search(rb"\bHEIGHT\s+(\d+)", head)
+        return (int(w.group(1)), int(h.group(1))) if w and h else None
+    tokens = re.sub(rb"#[^\n]*", b" ", head[2:]).split()
+    return (int(tokens[0]), int(tokens[1])) if len(tokens) >= 2 else None
+
+
+def _avif_dims(data: bytes) -> tuple[int, int] | None:
+    """The largest image spatial extent (``ispe`` property) declared in the file's first 1 MiB: a grid image
+    declares its full size there, tiles and thumbnails their own."""
+    head, best, i = data[:1 << 20], None, 0
+    while (i := head.find(b"ispe", i)) >= 0:
+        w, h = struct.unpack(">II", head[i + 8:i + 16])
+        if best is None or w * h > best[0] * best[1]:
+            best = (int(w), int(h))
+        i += 4
+    return best
+
+
+_DIMS = {"jpeg": _jpeg_dims, "webp": lambda d: _webp_dims(d), "tiff": _tiff_dims, "pnm": _pnm_dims,
+         "avif": _avif_dims}
 
 
 def _jpeg_complete(data: bytes) -> bool:

@@ -37,6 +37,7 @@ Schema (version 1)::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -243,6 +244,20 @@ def _require(cond: bool, message: str) -> None:
         raise BundleFormatError(message)
 
 
+#: Largest side a fixed-size model input may declare; above any detector's crop, far below a memory bomb.
+MAX_INPUT_SIDE = 8192
+
+
+def _probability(value: Any, field_name: str) -> float:
+    """A threshold: a finite number in [0, 1] (NaN or infinity would give constant verdicts)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise BundleFormatError(f"{field_name} must be a number in [0, 1], got {value!r}") from None
+    _require(math.isfinite(v) and 0.0 <= v <= 1.0, f"{field_name} must be a finite number in [0, 1], got {value!r}")
+    return v
+
+
 def _parse_artifacts(raw: dict[str, Any], branch: str) -> dict[str, Artifact]:
     _require(isinstance(raw, dict) and len(raw) > 0, f"branch '{branch}' has no artifacts")
     arts: dict[str, Artifact] = {}
@@ -287,7 +302,12 @@ def _parse_input(raw: dict[str, Any]) -> InputSpec:
     _require(spec.layout in ("NCHW", "NHWC"), "input.layout must be NCHW or NHWC")
     _require(len(spec.mean) == 3 and len(spec.std) == 3 and all(s > 0 for s in spec.std),
              "input.mean/std must be three numbers, std > 0")
-    _require(spec.height >= 0 and spec.width >= 0, "input size must be non-negative")
+    _require(0 <= spec.height <= MAX_INPUT_SIDE and 0 <= spec.width <= MAX_INPUT_SIDE,
+             f"input.height/width must be between 0 (full image) and {MAX_INPUT_SIDE}")
+    _require((spec.height == 0) == (spec.width == 0), "input.height and input.width must both be 0 or both > 0")
+    _require(0 < spec.max_side <= 65536, "input.max_side must be a positive number of pixels (at most 65536)")
+    _require(all(math.isfinite(v) for v in (*spec.mean, *spec.std, spec.scale)) and spec.scale > 0,
+             "input.mean/std/scale must be finite, scale > 0")
     return spec
 
 
@@ -313,7 +333,7 @@ def _parse_manifest(data: Any) -> Manifest:
         b = branches["pixel"]
         arts, default = _parse_branch_artifacts(b, "pixel")
         pixel = PixelBranchSpec(artifacts=arts, default_artifact=default, input=_parse_input(b["input"]),
-                                threshold=float(b.get("threshold", 0.5)),
+                                threshold=_probability(b.get("threshold", 0.5), "pixel.threshold"),
                                 validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")))
     semantic = None
     if "semantic" in branches:
@@ -325,7 +345,8 @@ def _parse_manifest(data: Any) -> Manifest:
         _require(isinstance(b["prompt"], dict) and "{image}" in str(b["prompt"].get("text", "")),
                  "semantic.prompt.text missing or without an {image} placeholder")
         semantic = SemanticBranchSpec(artifacts=arts, default_artifact=default, prompt=dict(b["prompt"]),
-                                      labels=labels, threshold=float(b.get("threshold", 0.5)),
+                                      labels=labels, threshold=_probability(b.get("threshold", 0.5),
+                                                                            "semantic.threshold"),
                                       n_ctx=int(b.get("n_ctx", 2048)),
                                       validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")),
                                       image_max_side=int(b.get("image_max_side", 448)))
@@ -334,7 +355,7 @@ def _parse_manifest(data: Any) -> Manifest:
     f = data.get("fusion", {}) or {}
     fusion = FusionSpec(rule=str(f.get("rule", "or")),
                         weights={k: float(v) for k, v in f.get("weights", {"pixel": 0.5, "semantic": 0.5}).items()},
-                        threshold=float(f.get("threshold", 0.5)))
+                        threshold=_probability(f.get("threshold", 0.5), "fusion.threshold"))
     _require(fusion.rule in FUSION_RULES, f"fusion.rule must be one of {FUSION_RULES}")
 
     profiles = {

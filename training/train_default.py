@@ -516,6 +516,9 @@ def model_card(n_params: int, steps: int, minutes: float, args: argparse.Namespa
 truncated after its 112-channel stage, linear fake-logit head), fine-tuned on CPU by
 `training/train_default.py` ({steps} steps, {minutes:.0f} min, seed {args.seed}; the last {args.qat_steps} of them
 quantization-aware, see export/qat.py) and exported to ONNX INT8 through `aligngemini export`'s accuracy gate. Input: 224x224 centre crop, no resize, ImageNet mean/std.
+INT8 weights are 7-bit ([-64, 64]): no CPU kernel can saturate them (the proof is in the manifest), so every CPU
+(AVX2, AVX-512, VNNI, AMX, ARM) gives the answers the gate measured; `aligngemini verify` checks a device against
+the bundle's golden outputs.
 
 **It is not the AlignGemini pixel expert** (a DINOv2 ViT-L/14 with LoRA). It is a compact stand-in so
 `aligngemini detect` works out of the box; export the real expert with `aligngemini export pixel --arch dda`.

@@ -89,14 +89,14 @@ def test_static_int8_ships_with_the_quantized_uint8_input_unless_asked_not_to(tm
         assert "input" not in art.options and det.pixel.describe()["input_dtype"] == "float32"
 
 
-@pytest.mark.parametrize("seed,pixel_input,ships", [(5, True, "pixels"), (3, True, "quantized"),
-                                                    (5, False, "quantized")])
+@pytest.mark.parametrize("seed,pixel_input,ships", [(7, True, "pixels"), (3, True, "quantized"),
+                                                    (7, False, "quantized")])
 def test_a_conv_first_model_takes_the_crops_bytes_only_when_that_is_no_further_from_fp32(
         tmp_path, collection, seed, pixel_input, ships):
     """Static INT8 of a model whose first op is a Conv: mean/std fold into it and the artifact takes the crop's RGB
     bytes on a padded canvas -- shipped only if it passes the gate *and* is no further from FP32 on the search
     split than the quantized input, both measured and reported; a faster input must not cost fidelity. (Seeds
-    picked so that each outcome occurs, with margins of 24-40 % between the two distances.)"""
+    picked so that each outcome occurs with 7-bit weights, with margins of 33-45 % between the two distances.)"""
     from aligngemini_sdk.image import fit_to_spec, load_image
 
     torch.manual_seed(seed)
@@ -124,7 +124,9 @@ def test_a_conv_first_model_takes_the_crops_bytes_only_when_that_is_no_further_f
         assert tensor.shape == (1, 96, 96, 3)
     else:
         assert "pixel_input" not in rep and "search_mean_abs_dp" not in rep
-    assert [f.name for f in (tmp_path / "b" / "pixel").iterdir()] == ["model.int8.onnx"]  # no trial left behind
+    # no trial left behind: the model and its golden outputs only
+    assert sorted(f.name for f in (tmp_path / "b" / "pixel").iterdir()) == ["model.int8.conformance.npz",
+                                                                             "model.int8.onnx"]
     assert det.detect(real_images(1)[0]).pixel.ran
 
 

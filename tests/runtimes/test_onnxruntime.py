@@ -62,10 +62,11 @@ def test_input_type_must_match_what_the_manifest_says(tmp_path):
     from aligngemini_sdk.manifest import InputSpec
     from onnx import TensorProto, helper
 
-    def model(elem, path):
-        g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "m",
+    def model(elem, path):  # one logit per image (the mean), as the SDK checks at load
+        g = helper.make_graph([helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
+                               helper.make_node("ReduceMean", ["f"], ["y"], axes=[1, 2, 3], keepdims=0)], "m",
                               [helper.make_tensor_value_info("x", elem, [1, 8, 8, 3])],
-                              [helper.make_tensor_value_info("y", elem, [1, 8, 8, 3])])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
         onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
         return path
 

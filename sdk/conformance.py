@@ -1,0 +1,162 @@
+"""On-device conformance: does this device compute what the bundle's exporter says the model computes?
+
+Every artifact the exporter writes can carry golden outputs (``options.conformance`` and a ``conformance``
+file in the artifact's checksummed files): a few model inputs exactly as they enter the artifact, the outputs
+the file's *reference arithmetic* gives for them (ONNX Runtime with graph optimizations off: a QDQ graph runs
+as written), and a tolerance derived from the precision's scheme. :func:`verify_bundle` runs them through the
+same runtime ``detect()`` uses, on this device, and compares. A vendor runs ``aligngemini verify`` on every
+new device before shipping: a kernel whose integer arithmetic differs (a saturating INT8 path, a broken
+driver, a miscompiled runtime) shows up here as a failure naming the artifact.
+
+The file is an ``.npz`` read with ``allow_pickle=False`` (no code can run from it): arrays ``input_0`` ...
+``input_{n-1}`` (each a batch of one) and ``expected`` (n, outputs) float32.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import AlignGeminiError, BundleFormatError
+from .manifest import Artifact
+
+#: the artifact file role that holds golden inputs and outputs
+ROLE = "conformance"
+EXPECTED = "expected"
+#: reference arithmetic the expected outputs come from
+REFERENCE = "onnxruntime, graph optimizations off (QDQ ops run as written around float ops)"
+#: what may stay as a conformance file: arrays only, bounded
+MAX_INPUTS = 64
+
+
+def input_key(i: int) -> str:
+    return f"input_{i}"
+
+
+@dataclass(frozen=True)
+class ArtifactConformance:
+    """One artifact's verdict on this device. ``passed`` None: not checked (no data, or cannot run here)."""
+
+    branch: str
+    artifact: str
+    runtime: str
+    precision: str
+    inputs: int
+    max_abs_delta: float | None
+    tolerance: float | None
+    passed: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class ConformanceReport:
+    bundle_id: str
+    device: dict[str, Any]
+    artifacts: tuple[ArtifactConformance, ...]
+
+    @property
+    def checked(self) -> list[ArtifactConformance]:
+        return [a for a in self.artifacts if a.passed is not None]
+
+    @property
+    def passed(self) -> bool:
+        """True when at least one artifact was checked and every checked artifact passed."""
+        return bool(self.checked) and all(a.passed for a in self.checked)
+
+    def failures(self) -> list[ArtifactConformance]:
+        return [a for a in self.artifacts if a.passed is False]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bundle_id": self.bundle_id, "passed": self.passed, "device": self.device,
+                "artifacts": [asdict(a) for a in self.artifacts]}
+
+
+def encode(inputs: Sequence[np.ndarray], expected: np.ndarray) -> bytes:
+    """The conformance file's bytes: a zip of ``.npy`` arrays with fixed timestamps (same arrays, same bytes)."""
+    buf = io.BytesIO()
+    arrays = {input_key(i): np.ascontiguousarray(x) for i, x in enumerate(inputs)}
+    arrays[EXPECTED] = np.ascontiguousarray(expected, dtype=np.float32)
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as fh:
+                np.lib.format.write_array(fh, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def load(bundle: Bundle, art: Artifact, name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Golden inputs and expected outputs of an artifact, checksum-verified, no pickle."""
+    path = bundle.verified_path(art.files[ROLE])
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            n = int(art.options.get(ROLE, {}).get("inputs", 0))
+            if not 0 < n <= MAX_INPUTS or set(z.files) != {EXPECTED, *(input_key(i) for i in range(n))}:
+                raise BundleFormatError(f"artifact {name!r}: conformance file does not hold {n} inputs and "
+                                        f"'{EXPECTED}' (has {sorted(z.files)[:8]})")
+            inputs = [z[input_key(i)] for i in range(n)]
+            expected = np.asarray(z[EXPECTED], np.float64).reshape(n, -1)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise BundleFormatError(f"artifact {name!r}: unreadable conformance file ({exc})") from None
+    return inputs, expected
+
+
+def check_artifact(bundle: Bundle, branch: str, name: str, *, device: str = "cpu",
+                   threads: int | None = None) -> ArtifactConformance:
+    """Run one artifact's golden inputs through the runtime ``detect()`` would use, on this device."""
+    from .runtimes import open_pixel
+
+    spec = bundle.manifest.pixel
+    assert spec is not None and branch == "pixel"
+    art = spec.artifacts[name]
+    info = art.options.get(ROLE)
+
+    def verdict(inputs: int, delta: float | None, tol: float | None, passed: bool | None, detail: str):
+        return ArtifactConformance(branch, name, art.runtime, art.precision, inputs, delta, tol, passed, detail)
+
+    if ROLE not in art.files or not isinstance(info, dict):
+        return verdict(0, None, None, None, "no conformance data in this bundle")
+    tol = float(info.get("tolerance", float("nan")))
+    if not np.isfinite(tol) or tol < 0:
+        raise BundleFormatError(f"artifact {name!r}: conformance tolerance must be a finite number >= 0")
+    try:
+        inputs, expected = load(bundle, art, name)
+    except BundleFormatError as exc:
+        return verdict(0, None, tol, False, str(exc))
+    try:
+        rt = open_pixel(bundle, spec, device=device, threads=threads, precision=name)
+    except AlignGeminiError as exc:
+        return verdict(len(inputs), None, tol, None, f"cannot run here: {exc}")
+    try:
+        got = np.concatenate([np.asarray(rt.run_tensor(x), np.float64).reshape(1, -1) for x in inputs])  # type: ignore[attr-defined]
+    finally:
+        rt.close()
+    if got.shape != expected.shape:
+        return verdict(len(inputs), None, tol, False, f"outputs {got.shape}, golden outputs {expected.shape}")
+    delta = np.abs(got - expected)
+    worst = float(np.max(delta)) if np.all(np.isfinite(delta)) else float("inf")
+    ok = worst <= tol
+    detail = (f"max |Δ| {worst:.3g} <= {tol:.3g} on {len(inputs)} golden inputs" if ok else
+              f"max |Δ| {worst:.3g} > tolerance {tol:.3g} on input {int(np.argmax(np.max(np.nan_to_num(delta, nan=np.inf), axis=1)))}: "
+              f"this device does not compute what the exporter's reference arithmetic computes")
+    return verdict(len(inputs), worst, tol, ok, detail)
+
+
+def verify_bundle(bundle: Bundle, *, device: str = "cpu", threads: int | None = None) -> ConformanceReport:
+    """Check every pixel artifact's golden outputs on this device (checksums first)."""
+    import onnxruntime
+
+    from .device import cpu_info
+
+    bundle.verify()
+    spec = bundle.manifest.pixel
+    checks = tuple(check_artifact(bundle, "pixel", name, device=device, threads=threads)
+                   for name in (spec.artifacts if spec else {}))
+    dev = {"cpu": cpu_info(), "onnxruntime": onnxruntime.__version__, "device": device, "threads": threads}
+    return ConformanceReport(bundle.manifest.bundle_id, dev, checks)

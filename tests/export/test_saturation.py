@@ -1,0 +1,121 @@
+"""INT8 that no CPU kernel can overflow: the AVX2 pair-sum arithmetic, the per-node bound, and the exporter
+refusing or repairing a file that could saturate. Every assertion holds on any x86-64 or ARM CPU: where the
+CPU legitimately matters, the test checks the invariant (the kernel computes the exact product or the AVX2
+pair-saturated one), not one machine's answer."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from aligngemini_sdk import Bundle
+from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
+from aligngemini_sdk.export.quantize import quantize_int8
+from aligngemini_sdk.export.saturation import (
+    INT16_MAX,
+    SAFE_WEIGHT_MAX,
+    emulate_u8s8_avx2,
+    exact_u8s8,
+    prove,
+    prove_file,
+    worst_pair_sum,
+)
+from aligngemini_sdk.manifest import InputSpec
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.export.test_pixel import Tiny
+
+
+def _matmul_integer(w: np.ndarray) -> onnx.ModelProto:
+    """uint8 activations x a constant int8 weight, int32 out: ONNX Runtime runs it on MLAS's u8s8 kernel."""
+    k, n = w.shape
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [None, n])],
+                          [numpy_helper.from_array(w, "w")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, a: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"a": a})[0]
+
+
+def _saturating_layer(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-127, 128, (64, 16)).astype(np.int8)
+    w[:, 0] = 127  # a column whose every pair overflows int16 when the activation is 255
+    a = rng.integers(0, 256, (8, 64)).astype(np.uint8)
+    a[0] = 255
+    return a, w
+
+
+def test_avx2_arithmetic_saturates_pair_sums_that_exact_arithmetic_keeps():
+    a, w = _saturating_layer()
+    exact, avx2 = exact_u8s8(a, w), emulate_u8s8_avx2(a, w)
+    assert exact[0, 0] == 64 * 255 * 127
+    assert avx2[0, 0] == 32 * INT16_MAX  # every pair clipped
+    # 7-bit weights: the same product, exact under the AVX2 arithmetic for every input
+    w7 = np.clip(np.rint(w / 2), -SAFE_WEIGHT_MAX, SAFE_WEIGHT_MAX).astype(np.int8)
+    np.testing.assert_array_equal(emulate_u8s8_avx2(a, w7), exact_u8s8(a, w7))
+
+
+def test_the_bound_does_not_depend_on_which_weights_a_kernel_pairs():
+    """A weight the bound calls safe stays exact under the AVX2 arithmetic for any order of the summed axis
+    (kernels pack K differently per layout); one it calls unsafe saturates for some input."""
+    rng = np.random.default_rng(1)
+    w7 = rng.integers(-SAFE_WEIGHT_MAX, SAFE_WEIGHT_MAX + 1, (27, 8)).astype(np.int8)
+    a = np.full((1, 27), 255, np.uint8)
+    assert worst_pair_sum(w7, channel_axis=1) <= INT16_MAX
+    for _ in range(20):
+        perm = rng.permutation(27)
+        np.testing.assert_array_equal(emulate_u8s8_avx2(a[:, perm], w7[perm]), exact_u8s8(a, w7))
+    w8 = w7.copy()
+    w8[:2, 3] = 100  # two same-sign weights whose pair exceeds int16 at 255
+    assert worst_pair_sum(w8, channel_axis=1) == 255 * 200 > INT16_MAX
+    assert not np.array_equal(emulate_u8s8_avx2(a, w8), exact_u8s8(a, w8))
+
+
+def test_onnxruntime_computes_the_exact_or_the_avx2_product_and_7_bit_weights_are_exact_everywhere():
+    a, w = _saturating_layer()
+    got = _run(_matmul_integer(w), a)
+    exact, avx2 = exact_u8s8(a, w), emulate_u8s8_avx2(a, w)
+    # the CPU decides which (AVX2 / AVX-512BW: pair-saturated; VNNI, AMX, ARM dot product: exact), nothing else
+    assert np.array_equal(got, exact) or np.array_equal(got, avx2)
+    assert not prove(_matmul_integer(w).graph).safe
+    w7 = np.clip(np.rint(w / 2), -SAFE_WEIGHT_MAX, SAFE_WEIGHT_MAX).astype(np.int8)
+    proof = prove(_matmul_integer(w7).graph)
+    assert proof.safe and proof.worst <= INT16_MAX and proof.to_dict()["nodes_checked"] == 1
+    np.testing.assert_array_equal(_run(_matmul_integer(w7), a), exact_u8s8(a, w7))
+
+
+def _conv_model(path) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3)).eval()
+    torch.onnx.export(net, (torch.randn(1, 3, 16, 16),), str(path), input_names=["x"], output_names=["y"],
+                      dynamo=False)
+
+
+def test_static_quantization_stores_7_bit_weights_by_default_and_8_bit_ones_fail_the_bound(tmp_path):
+    _conv_model(tmp_path / "f.onnx")
+    calib = list(np.random.default_rng(0).normal(size=(16, 3, 16, 16)).astype(np.float32))
+    safe = prove_file(quantize_int8(tmp_path / "f.onnx", tmp_path / "q7.onnx", calib))
+    assert safe.safe and safe.worst <= 255 * 2 * SAFE_WEIGHT_MAX and len(safe.nodes) == 2
+    unsafe = prove_file(quantize_int8(tmp_path / "f.onnx", tmp_path / "q8.onnx", calib, weight_bits=8))
+    assert not unsafe.safe and len(unsafe.unsafe) == 2 and "saturate" in unsafe.reason()
+
+
+def test_export_repairs_8_bit_weights_and_records_the_proof(tmp_path, collection):
+    """Asked for 8-bit weights, the exporter finds that an AVX2 kernel could saturate, re-quantizes with 7-bit
+    weights, and the manifest carries the proof; the gate judged the reference arithmetic."""
+    torch.manual_seed(5)
+    export_pixel(PixelExportConfig(arch="module", module=Tiny().eval(), out=tmp_path / "b",
+                                   input=InputSpec(height=96, width=96), calib=str(collection), val=str(collection),
+                                   allow_small_calib=True, precisions=("int8",), fallback_rounds=0,
+                                   int8_weight_bits=8, gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0)))
+    b = Bundle.open(tmp_path / "b")
+    art = b.manifest.pixel.artifacts["int8"]
+    cal = art.options["calibration"]
+    assert cal["weight_bits"] == 7 and cal["int8_safety"]["safe"] and cal["int8_safety"]["worst_pair_sum"] <= INT16_MAX
+    assert prove_file(b.verified_path(art.files["model"])).safe
+    gate = b.manifest.pixel.validation["artifacts"]["int8"]
+    assert set(gate["kernels_vs_reference"]) >= {"mean_abs_dp", "max_abs_dp", "flips", "cpu"}
