@@ -62,7 +62,7 @@ def measure(label: str, bundle_dir: str, images: dict[str, list[Path]]) -> dict:
         t = time_interleaved({"int8": lambda rt=opt, x=batch: rt.run_tensor(x)}, blocks=20)["int8"]
         proof = prove_file(path)
         out["artifacts"][name] = {"splits": per_split, "latency_ms_p50": statistics.median(t),
-                                  "weight_bits": art.options.get("calibration", {}).get("weight_bits", 8),
+                                  "weights": art.options.get("calibration", {}).get("weights", "s8"),
                                   "saturation_bound": proof.to_dict()}
     return out
 
@@ -71,12 +71,12 @@ def to_markdown(rep: dict) -> str:
     cpu = rep["cpu"]
     lines = [f"# INT8 kernels vs reference arithmetic on {cpu['model']}", "",
              f"CPU features: {' '.join(cpu['features'])}; onnxruntime {rep['onnxruntime']}; measured {rep['date']}.",
-             "", "| bundle | artifact | weight bits | worst pair sum (limit 32767) | split | n | mean abs dp | "
+             "", "| bundle | artifact | weights | worst pair sum (limit 32767) | split | n | mean abs dp | "
                  "max abs dp | flips | INT8 p50 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for b in rep["bundles"]:
         for name, a in b["artifacts"].items():
             for split, s in a["splits"].items():
-                lines.append(f"| {b['label']} (`{b['bundle_id']}`) | {name} | {a['weight_bits']} | "
+                lines.append(f"| {b['label']} (`{b['bundle_id']}`) | {name} | {a['weights']} | "
                              f"{a['saturation_bound']['worst_pair_sum']} "
                              f"({'safe' if a['saturation_bound']['safe'] else 'can saturate'}) | {split} | {s['n']} | "
                              f"{s['mean_abs_dp']:.4f} | {s['max_abs_dp']:.3f} | {s['flips']} | "
@@ -95,7 +95,7 @@ def plot(rep: dict, path: Path) -> None:
         for name, a in b["artifacts"].items():
             d = np.sort(np.concatenate([s["abs_dp"] for s in a["splits"].values()]))[::-1]
             ax.plot(np.arange(1, len(d) + 1), np.maximum(d, 1e-7), label=f"{b['label']} {name} "
-                    f"({a['weight_bits']}-bit weights)")
+                    f"({a['weights']} weights)")
     ax.set_yscale("log")
     ax.set_xlabel("image (sorted by |Δp|)")
     ax.set_ylabel("|P(fake) optimized − reference|")

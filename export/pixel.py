@@ -31,7 +31,7 @@ from ..manifest import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Artifac
 from ..metrics import binary_metrics, fmt, markdown_table
 from ..progress import log_step, track
 from .quantize import DEFAULT_OP_TYPES, DYNAMIC_OP_TYPES
-from .saturation import SAFE_WEIGHT_BITS, SaturationProof, prove_file
+from .saturation import SAFE_WEIGHT_FORMATS, WEIGHT_FORMATS, SaturationProof, prove_file
 
 ARCHS = ("ladeda", "dinov2", "dda", "module")
 EXPORTER_VERSION = "0.1.0"
@@ -69,10 +69,10 @@ class PixelExportConfig:
     quantize_op_types: tuple[str, ...] | None = DEFAULT_OP_TYPES  # None: every op (ORT's default)
     #: "auto": dynamic for MatMul-dominated graphs (ViTs) on CPU, static QDQ otherwise (see int8_scheme)
     int8_scheme: str = "auto"
-    #: 7: int8 weights in [-64, 64], which no CPU kernel can saturate (saturation.py). 8 is tried when asked for
-    #: and repaired to 7 when the per-node bound shows an AVX2 kernel could saturate (it always does for
-    #: per-channel weights, whose largest weight is 127)
-    int8_weight_bits: int = SAFE_WEIGHT_BITS
+    #: INT8 weight format (saturation.WEIGHT_FORMATS). "auto": "s7" (int8 in [-64, 64]), and "u8" (uint8) when s7
+    #: misses the gate; both are exact on every CPU kernel. "s8" is repaired to "s7" when the per-node bound shows
+    #: an AVX2 kernel could saturate (it always does for per-channel weights, whose largest weight is 127)
+    int8_weights: str = "auto"
     bias_correction: bool = True  # fold the mean INT8 logit shift back (label-free, calibration images)
     #: static INT8 on CPU: the artifact takes the quantized uint8 NHWC input the SDK computes from the crop's
     #: bytes (bit-identical outputs, a quarter of the input bytes; see quantize.to_uint8_input)
@@ -281,17 +281,17 @@ def kernels_vs_reference(optimized: np.ndarray, reference: np.ndarray, threshold
             "cpu": f"{info['model']} [{' '.join(info['features'])}]"}
 
 
-def quantize_safely(quantize: Any, dst: Path, bits: int) -> tuple[int, SaturationProof]:
-    """``quantize(bits)`` writes ``dst``; when the per-node bound shows a CPU kernel could saturate, repair by
-    re-quantizing with 7-bit weights. Returns the bits used and the proof of the file written."""
-    quantize(bits)
+def quantize_safely(quantize: Any, dst: Path, weights: str) -> tuple[str, SaturationProof]:
+    """``quantize(weights)`` writes ``dst``; when the per-node bound shows a CPU kernel could saturate, repair by
+    re-quantizing with "s7" weights. Returns the weight format used and the proof of the file written."""
+    quantize(weights)
     proof = prove_file(dst)
-    if not proof.safe and bits > SAFE_WEIGHT_BITS:
-        log_step(f"{proof.reason()}; repairing: re-quantizing with {SAFE_WEIGHT_BITS}-bit weights")
-        bits = SAFE_WEIGHT_BITS
-        quantize(bits)
+    if not proof.safe and weights not in SAFE_WEIGHT_FORMATS:
+        log_step(f"{proof.reason()}; repairing: re-quantizing with s7 weights ({WEIGHT_FORMATS['s7']})")
+        weights = "s7"
+        quantize(weights)
         proof = prove_file(dst)
-    return bits, proof
+    return weights, proof
 
 
 def gate_report(ref: np.ndarray, probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -450,17 +450,17 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         bias_fix: dict[str, float] = {}
         f_calib = model_logits(fp32, calib_t) if cfg.bias_correction else None
 
-        bits = cfg.int8_weight_bits
+        formats = list(SAFE_WEIGHT_FORMATS) if cfg.int8_weights == "auto" else [cfg.int8_weights]
+        fmt = formats.pop(0)
 
         def quant(ex: list[str], dst: Path = int8) -> None:
-            nonlocal bits
+            nonlocal fmt
             if scheme == "dynamic":
-                bits, _ = quantize_safely(lambda b: quantize_int8_dynamic(fp32, dst, exclude=ex, weight_bits=b),
-                                          dst, bits)
+                fmt, _ = quantize_safely(lambda w: quantize_int8_dynamic(fp32, dst, exclude=ex, weights=w), dst, fmt)
             else:
-                bits, _ = quantize_safely(lambda b: quantize_int8(
+                fmt, _ = quantize_safely(lambda w: quantize_int8(
                     fp32, dst, calib_t, method=cfg.calib_method, symmetric=cfg.target == "tensorrt", exclude=ex,
-                    op_types=cfg.quantize_op_types, weight_bits=b), dst, bits)
+                    op_types=cfg.quantize_op_types, weights=w), dst, fmt)
             if cfg.bias_correction:
                 bias_fix[dst.name] = correct_output_bias(f_calib, dst, calib_t)
 
@@ -476,15 +476,24 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             return float(np.mean(np.abs(_ort_eval(path, search_fit, spec, q)[0] - f_ref)))
 
         now: float | None = None  # the current INT8 model's search_distance, measured on first need
-        for round_ in range(cfg.fallback_rounds + 1):
+        tried: list[dict[str, Any]] = []  # weight formats that missed the gate before the one searched below
+        round_ = 0
+        while True:
             how = "dynamic" if scheme == "dynamic" else f"static QDQ, {cfg.calib_method}"
-            log_step(f"quantizing INT8 ({how}, {len(calib_t)} calibration images"
+            log_step(f"quantizing INT8 ({how}, {fmt} weights, {len(calib_t)} calibration images"
                      f"{', ' + str(len(excluded)) + ' nodes kept in float' if excluded else ''})")
             quant(excluded)
             e = check(name, [int8], "int8")
-            history.append({"excluded": list(excluded), "output_bias_correction": bias_fix.get(int8.name),
-                            "agreement": e.get("agreement"),
-                            "balanced_accuracy": e.get("balanced_accuracy"), "passed": e["passed"]})
+            entry = {"excluded": list(excluded), "weights": fmt, "output_bias_correction": bias_fix.get(int8.name),
+                     "agreement": e.get("agreement"), "balanced_accuracy": e.get("balanced_accuracy"),
+                     "passed": e["passed"]}
+            if e["passed"] is False and formats and not excluded:  # another safe weight format first
+                log_step(f"INT8 missed the gate with {fmt} weights ({'; '.join(e['reasons'])}); trying "
+                         f"{formats[0]} weights: {WEIGHT_FORMATS[formats[0]]}")
+                tried.append(entry)
+                fmt, now = formats.pop(0), None
+                continue
+            history.append(entry)
             if e["passed"] is not False or round_ == cfg.fallback_rounds or scheme == "dynamic":
                 break  # the SQNR search compares QDQ activations: static scheme only
             # Which single node, kept in float, best restores agreement with FP32 on *calibration* images
@@ -509,6 +518,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
             log_step(f"keeping {best[1]} in float (search-split mean |Δp| vs FP32 {best[0]:.4f})")
             now = best[0]  # next round's model is this trial's (quantization is deterministic)
             excluded.append(best[1])
+            round_ += 1
         quantized = None
         if scheme == "static" and cfg.target != "tensorrt" and cfg.uint8_input and e["passed"] is not False:
             quantized = to_uint8_input(int8, int8)
@@ -528,7 +538,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                 quantize=lambda src, dst, calib, q: quantize_int8(src, dst, calib, method=cfg.calib_method,
                                                                   exclude=excluded, op_types=cfg.quantize_op_types,
                                                                   input_qparams=(q.scale, q.zero_point),
-                                                                  weight_bits=bits),
+                                                                  weights=fmt),
                 bias=(lambda dst, calib: correct_output_bias(f_calib, dst, calib)) if cfg.bias_correction else None,
                 bias_fix=bias_fix, distance=search_distance)
             report["artifacts"][name] = e
@@ -536,6 +546,7 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
         report["artifacts"][name]["scheme"] = scheme
         report["artifacts"][name]["output_bias_correction"] = bias_fix.get(int8.name)
         report["artifacts"][name]["fallback_history"] = history
+        report["artifacts"][name]["weights_tried"] = tried
         if e["passed"] is False:
             failures.append(f"{name}: {'; '.join(e['reasons'])}")
             int8.unlink()
@@ -547,7 +558,8 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
                                                                     else cfg.quantize_op_types or ["all"]),
                                                    "output_bias_correction": bias_fix.get(int8.name),
                                                    "symmetric": cfg.target == "tensorrt", "kept_in_float": excluded,
-                                                   "weight_bits": bits, "int8_safety": e.get("int8_safety")},
+                                                   "weights": fmt, "weight_format": WEIGHT_FORMATS[fmt],
+                                                   "int8_safety": e.get("int8_safety")},
                 **({"input": quantized.to_options()} if quantized else {}))
 
     if cfg.trt:

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ExportError
 from ..image import QuantizedInput
 from ..manifest import InputSpec
-from .saturation import SAFE_WEIGHT_BITS
+from .saturation import WEIGHT_FORMATS
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 #: Activations ORT's QDQ quantizer removes after a quantized op (their range becomes that op's output range).
@@ -93,11 +93,12 @@ def to_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
 def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], calib: Sequence[np.ndarray], *,
                   method: str = "minmax", symmetric: bool = False, exclude: Sequence[str] = (),
                   per_channel: bool = True, op_types: Sequence[str] | None = DEFAULT_OP_TYPES,
-                  input_qparams: tuple[float, int] | None = None, weight_bits: int = SAFE_WEIGHT_BITS) -> Path:
+                  input_qparams: tuple[float, int] | None = None, weights: str = "s7") -> Path:
     """Static INT8 QDQ: per-channel int8 weights; activations uint8 asymmetric, or int8 symmetric
     (zero points 0) when ``symmetric`` -- what TensorRT's explicit quantization requires.
-    ``weight_bits`` 7 (the default) stores weights in [-64, 64], which no CPU kernel can saturate
-    (:mod:`.saturation`); 8 uses [-127, 127], exact only on VNNI/AMX/dot-product kernels.
+    ``weights``: a :data:`~.saturation.WEIGHT_FORMATS` key. "s7" (the default: int8 in [-64, 64]) and "u8"
+    (uint8, zero point 128) no CPU kernel can saturate (:mod:`.saturation`); "s8" ([-127, 127]) is exact only on
+    VNNI/AMX/dot-product kernels.
     ``input_qparams`` = (scale, zero point) fixes the graph input's quantization instead of calibrating it
     (a folded pixel input: scale 1, so every byte is represented exactly)."""
     import onnx
@@ -106,7 +107,7 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
 
     if method not in CALIB_METHODS:
         raise ExportError(f"calibration method must be one of {CALIB_METHODS}")
-    _check_weight_bits(weight_bits)
+    weight_type, reduce_range = _weight_type(weights)
     dst = Path(dst)
     pre = dst.with_suffix(".pre.onnx")
     try:
@@ -135,8 +136,8 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     try:
         quantize_static(os.fspath(pre), os.fspath(dst), _Reader(input_name, calib), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=cm, nodes_to_exclude=list(exclude),
-                        reduce_range=weight_bits == 7,
+                        weight_type=weight_type, calibrate_method=cm, nodes_to_exclude=list(exclude),
+                        reduce_range=reduce_range,
                         op_types_to_quantize=list(op_types) if op_types else None, extra_options=extra)
     finally:
         root.removeFilter(quiet)
@@ -169,13 +170,17 @@ def int8_scheme(model: str | os.PathLike[str], target: str = "cpu") -> str:
 DYNAMIC_OP_TYPES: tuple[str, ...] = ("MatMul",)
 
 
-def _check_weight_bits(bits: int) -> None:
-    if bits not in (7, 8):
-        raise ExportError(f"INT8 weight bits must be 7 (safe on every CPU kernel) or 8, got {bits!r}")
+def _weight_type(weights: str) -> tuple[object, bool]:
+    """(ORT QuantType, reduce_range) of a weight format."""
+    from onnxruntime.quantization import QuantType
+
+    if weights not in WEIGHT_FORMATS:
+        raise ExportError(f"INT8 weight format must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
+    return (QuantType.QUInt8 if weights == "u8" else QuantType.QInt8), weights == "s7"
 
 
 def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                          exclude: Sequence[str] = (), weight_bits: int = SAFE_WEIGHT_BITS) -> Path:
+                          exclude: Sequence[str] = (), weights: str = "s7") -> Path:
     """Dynamic INT8 for transformer graphs: int8 weights (per tensor) and uint8 activations quantized per
     call (no calibration ranges to go stale), on the plain exported graph.
 
@@ -184,14 +189,14 @@ def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[st
     a fused MultiHeadAttention (traced as ORT's contrib op) took 39 ms against ~30 ms for the unfused Q K^T,
     softmax and A V; the session's own runtime fusions (FusedMatMul, BiasGelu, LayerNorm) still apply. The
     plain graph ran 1.67-1.77x FP32, the fused one 1.45-1.50x, measured interleaved in one run.
-    ``exclude`` names nodes to keep in float; ``weight_bits`` as in :func:`quantize_int8` (7: no kernel saturates).
+    ``exclude`` names nodes to keep in float; ``weights`` as in :func:`quantize_int8` ("s7": no kernel saturates).
     """
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import quantize_dynamic
 
-    _check_weight_bits(weight_bits)
-    quantize_dynamic(os.fspath(src), os.fspath(dst), weight_type=QuantType.QInt8, per_channel=False,
-                     reduce_range=weight_bits == 7,
+    weight_type, reduce_range = _weight_type(weights)
+    quantize_dynamic(os.fspath(src), os.fspath(dst), weight_type=weight_type, per_channel=False,
+                     reduce_range=reduce_range,
                      op_types_to_quantize=list(DYNAMIC_OP_TYPES), nodes_to_exclude=list(exclude),
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return Path(dst)

@@ -37,8 +37,15 @@ INT16_MIN, INT16_MAX = -32768, 32767
 #: Largest raw 8-bit activation a kernel multiplies: uint8 activations, and int8 ones x86 MLAS shifts to uint8.
 ACTIVATION_MAX = 255
 #: int8 weights in ONNX Runtime's reduced range, [-64, 64]: 2 * 255 * 64 = 32640, inside int16 for any pairing.
-SAFE_WEIGHT_BITS = 7
 SAFE_WEIGHT_MAX = 64
+#: Weight formats the exporter can write. "s7" and "u8" are exact on every kernel path; "s8" only where products
+#: are accumulated in 32 bits (VNNI, AMX, ARM dot product), so the exporter repairs it to "s7".
+WEIGHT_FORMATS: dict[str, str] = {
+    "s7": "int8 in [-64, 64] (7 bits), per channel: u8 x s8 kernels, pair sums within int16 by the bound",
+    "u8": "uint8, zero point 128 (8 bits), per channel: u8 x u8 kernels widen to 16-bit operands first",
+    "s8": "int8 in [-127, 127] (8 bits): exact only on VNNI / AMX / ARM dot-product kernels",
+}
+SAFE_WEIGHT_FORMATS = ("s7", "u8")
 #: What the manifest says this scheme is, and why it is exact on every kernel path.
 CLAIM = ("every quantized product's worst pair sum (two largest same-sign weights of an output channel x 255) "
          "fits int16, so x86 VPMADDUBSW (AVX2, AVX-512BW) cannot saturate; VNNI, AMX and ARM dot-product kernels "

@@ -28,7 +28,9 @@ def _detector(args: argparse.Namespace) -> Any:
 
     return Detector(args.bundle, DetectorOptions(device=args.device, budget_ms=args.budget_ms, power=args.power,
                                                  threads=args.threads, pixel_precision=args.precision,
-                                                 verbose=args.verbose))
+                                                 verbose=args.verbose,
+                                                 provenance=not getattr(args, "no_provenance", False),
+                                                 trust_anchors=getattr(args, "trust_anchors", None)))
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -58,13 +60,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
             d = r.to_dict()
             rec = {"path": str(path), "is_fake": r.is_fake, "label": r.label, "score": round(r.score, 6),
                    "branches": d["branches"], "total_ms": round(r.total_ms, 3), "budget_ms": r.budget_ms,
-                   "over_budget": r.over_budget, "bundle_id": r.bundle_id}
+                   "over_budget": r.over_budget, "bundle_id": r.bundle_id, "provenance": d["provenance"],
+                   "decided_by_provenance": r.decided_by_provenance,
+                   "detectors": {"is_fake": r.detector_is_fake, "score": r.detector_score}}
             print(json.dumps(rec, allow_nan=False), flush=True)  # RFC 8259: a NaN is an error, never printed
         else:
             sem = (f"semantic {r.semantic.probability:.3f}" if r.semantic.ran
                    else f"semantic skipped ({r.semantic.skip_reason})")
+            prov = f" | provenance: {r.decided_by_provenance}" if r.decided_by_provenance else ""
             print(f"{path}: {r.label.upper()} score {r.score:.3f} | pixel {r.pixel.probability:.3f} "
-                  f"({r.pixel.ms:.1f} ms) | {sem} | {r.total_ms:.1f} ms", flush=True)
+                  f"({r.pixel.ms:.1f} ms) | {sem}{prov} | {r.total_ms:.1f} ms", flush=True)
         bar.update()
     bar.close()
     if n_bad:
@@ -128,7 +133,7 @@ def _artifact_notes(options: dict[str, Any]) -> list[str]:
     notes = []
     proof = options.get("calibration", {}).get("int8_safety")
     if isinstance(proof, dict):
-        notes.append(f"int8 weights {options['calibration'].get('weight_bits', '?')}-bit: "
+        notes.append(f"int8 weights {options['calibration'].get('weights', '?')}: "
                      + (f"no CPU kernel can saturate (worst pair sum {proof.get('worst_pair_sum')} <= "
                         f"{proof.get('int16_limit')}, {proof.get('nodes_checked')} nodes)" if proof.get("safe")
                         else f"CAN SATURATE on AVX2 u8s8 kernels: {proof.get('unsafe_nodes')}"))
@@ -195,7 +200,7 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
         gate=GateThresholds(min_agreement=args.min_agreement, max_bacc_drop=args.max_bacc_drop / 100.0),
         trt=args.trt, ladeda_preprocess=args.ladeda_preprocess, name=args.name, model_card=args.model_card,
         max_val=args.max_val, max_calib=args.max_calib, uint8_input=not args.float_input,
-        int8_weight_bits=args.int8_weight_bits,
+        int8_weights=args.int8_weights,
         pixel_input=not (args.float_input or args.quantized_input))
     try:
         report = export_pixel(cfg)
@@ -204,6 +209,17 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
         return EXIT_GATE
     print(json.dumps({"bundle": report["bundle"], "bundle_id": report["bundle_id"],
                       "artifacts": {k: v.get("passed") for k, v in report["artifacts"].items()}}))
+    return EXIT_OK
+
+
+def cmd_export_harden(args: argparse.Namespace) -> int:
+    from .dataset import list_images, load_collection
+    from .export.harden import harden_bundle
+
+    p = Path(args.images)
+    images = [s.path for s in load_collection(p)] if p.suffix.lower() == ".csv" else list_images(p)
+    reps = harden_bundle(args.bundle, args.out, images[: args.max_images])
+    print(json.dumps({"bundle": args.out, "artifacts": [r.__dict__ for r in reps]}))
     return EXIT_OK
 
 
@@ -226,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("inputs", nargs="+", help="image files or directories")
     runtime_opts(d)
     d.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    d.add_argument("--trust-anchors", help="PEM file of C2PA trust anchors (default: none, every signature untrusted)")
+    d.add_argument("--no-provenance", action="store_true", help="do not read C2PA / generator metadata")
     d.add_argument("--warmup", action="store_true", help="measure branch latencies before the first image")
     d.set_defaults(func=cmd_detect)
 
@@ -261,9 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--target", default="cpu", choices=["cpu", "tensorrt"])
     ep.add_argument("--int8-scheme", default="auto", choices=["auto", "static", "dynamic"],
                     help="auto: dynamic INT8 for transformer (MatMul-dominated) graphs on CPU, static QDQ otherwise")
-    ep.add_argument("--int8-weight-bits", type=int, default=7, choices=[7, 8],
-                    help="7 (default): int8 weights in [-64, 64], which no CPU kernel can saturate; 8 is repaired "
-                         "to 7 when the per-node bound shows an AVX2 kernel could saturate")
+    ep.add_argument("--int8-weights", default="auto", choices=["auto", "s7", "u8", "s8"],
+                    help="auto (default): int8 weights in [-64, 64] (s7), or uint8 (u8) when s7 misses the gate; both "
+                         "exact on every CPU kernel. s8 ([-127, 127]) is repaired to s7 when an AVX2 kernel could "
+                         "saturate")
     ep.add_argument("--float-input", action="store_true",
                     help="static INT8: keep the float NCHW input instead of the quantized uint8 NHWC one the SDK "
                          "computes from the crop (for callers that feed their own tensors)")
@@ -282,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--name")
     ep.add_argument("--model-card")
     ep.set_defaults(func=cmd_export_pixel)
+
+    eh = esub.add_parser("harden", help="make an existing INT8 bundle give the same answers on every CPU: int8 weights "
+                                        "an AVX2 kernel could saturate re-encoded losslessly as uint8, with the "
+                                        "proof and golden outputs")
+    eh.add_argument("bundle")
+    eh.add_argument("--out", required=True, help="new bundle directory (or the bundle itself, to harden in place)")
+    eh.add_argument("--images", required=True, help="real images (DIR or CSV) to check the re-encoding against")
+    eh.add_argument("--max-images", type=int, default=150)
+    eh.set_defaults(func=cmd_export_harden)
 
     _register_optional(sub)
     return p

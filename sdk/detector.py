@@ -28,7 +28,8 @@ from .bundle import Bundle
 from .device import device_key
 from .errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
 from .fusion import can_change_verdict, fuse, label_for
-from .image import DEFAULT_MAX_PIXELS, Image, ImageLike, load_image
+from .image import DEFAULT_MAX_PIXELS, Image, ImageLike, decode_bytes, load_image, read_image_file
+from .provenance import Provenance, ProvenancePolicy, apply_policy, read_provenance
 from .result import BranchResult, DetectionResult
 
 log = logging.getLogger("aligngemini")
@@ -52,6 +53,10 @@ class DetectorOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     load_semantic: bool = True
     verbose: bool = False
+    #: read provenance (C2PA, generator metadata) from file and bytes inputs before decoding pixels
+    provenance: bool = True
+    #: PEM file of C2PA trust anchors (a trust list, a vendor's roots); None: every signature is untrusted
+    trust_anchors: str | None = None
 
     def __post_init__(self) -> None:
         if self.power not in POWER_MODES:
@@ -98,6 +103,7 @@ class Detector:
             self.semantic_error = "not loaded (load_semantic=False)"
         if self.pixel is None and self.semantic is None:
             raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
+        self.provenance_policy = ProvenancePolicy.from_dict(m.fusion.provenance)
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike[str], device: str = "auto", budget_ms: float | None = None,
@@ -120,8 +126,8 @@ class Detector:
         """Detect one image (path, bytes, array with ``color_order``, PIL image or :class:`Image`)."""
         t0 = time.perf_counter()
         self._check_open()
-        img = load_image(image, color_order=color_order, max_pixels=self.options.max_pixels)
-        return self._detect_decoded(img, t0, budget_ms, power)
+        img, prov = self._load(image, color_order)
+        return self._detect_decoded(img, t0, budget_ms, power, prov)
 
     def detect_batch(self, images: Sequence[ImageLike], *, color_order: str | None = None,
                      budget_ms: float | None = None, power: str | None = None) -> list[DetectionResult]:
@@ -134,7 +140,8 @@ class Detector:
             return []
         t0 = time.perf_counter()
         self._check_open()
-        decoded = [load_image(im, color_order=color_order, max_pixels=self.options.max_pixels) for im in images]
+        loaded = [self._load(im, color_order) for im in images]
+        decoded = [d for d, _ in loaded]
         probs: Sequence[float | None] = [None] * len(decoded)
         pixel_ms = 0.0
         if self.pixel is not None:
@@ -143,7 +150,8 @@ class Detector:
             pixel_ms = (time.perf_counter() - t) * 1e3 / len(decoded)
             self.latency.record(self.pixel_key, pixel_ms)
         share = (time.perf_counter() - t0) * 1e3 / len(decoded)
-        return [self._finish(d, p, pixel_ms, share, budget_ms, power) for d, p in zip(decoded, probs)]
+        return [self._finish(d, p, pixel_ms, share, budget_ms, power, provenance=prov)
+                for (d, prov), p in zip(loaded, probs)]
 
     def detect_video(self, source: str | os.PathLike[str] | Iterable[Any], *, color_order: str = "BGR",
                      budget_ms: float | None = None, power: str | None = None, stride: int = 1,
@@ -221,7 +229,17 @@ class Detector:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------------
-    def _detect_decoded(self, img: Image, t0: float, budget_ms: float | None, power: str | None) -> DetectionResult:
+    def _load(self, image: ImageLike, color_order: str | None) -> tuple[Image, Provenance | None]:
+        """Decode an input; for a file or encoded bytes, first read its provenance from the bytes (no pixels)."""
+        if not (self.options.provenance and isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview))):
+            return load_image(image, color_order=color_order, max_pixels=self.options.max_pixels), None
+        label = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else "<bytes>"
+        data = read_image_file(image, label) if isinstance(image, (str, os.PathLike)) else bytes(image)
+        prov = read_provenance(data, trust_anchors=self.options.trust_anchors)
+        return Image(decode_bytes(data, name=label, max_pixels=self.options.max_pixels), label), prov
+
+    def _detect_decoded(self, img: Image, t0: float, budget_ms: float | None, power: str | None,
+                        provenance: Provenance | None = None) -> DetectionResult:
         p: float | None = None
         pixel_ms = 0.0
         if self.pixel is not None:
@@ -230,10 +248,11 @@ class Detector:
             p = one(img.rgb) if one is not None else float(self.pixel.predict([img.rgb])[0])
             pixel_ms = (time.perf_counter() - t) * 1e3
             self.latency.record(self.pixel_key, pixel_ms)
-        return self._finish(img, p, pixel_ms, 0.0, budget_ms, power, t0=t0)
+        return self._finish(img, p, pixel_ms, 0.0, budget_ms, power, t0=t0, provenance=provenance)
 
     def _finish(self, img: Image, p_pixel: float | None, pixel_ms: float, shared_ms: float,
-                budget_ms: float | None, power: str | None, t0: float | None = None) -> DetectionResult:
+                budget_ms: float | None, power: str | None, t0: float | None = None,
+                provenance: Provenance | None = None) -> DetectionResult:
         m = self.bundle.manifest
         budget = self.options.budget_ms if budget_ms is None else check_budget_ms(budget_ms)
         pwr = power or self.options.power
@@ -267,11 +286,14 @@ class Detector:
             if b.probability is not None and not math.isfinite(b.probability):
                 raise ModelOutputError(img.name, f"the {b.name} model gave a non-finite output ({b.probability}); "
                                                  "no verdict for this input")
-        is_fake, score = fuse(m.fusion, pixel.probability, semantic.probability, t_pix, t_sem)
+        det_fake, det_score = fuse(m.fusion, pixel.probability, semantic.probability, t_pix, t_sem)
+        is_fake, score, why = apply_policy(self.provenance_policy, provenance, det_fake, det_score, pixel.probability)
         total = elapsed_before + (time.perf_counter() - t_start) * 1e3
         return DetectionResult(is_fake=is_fake, score=float(score), label=label_for(is_fake), pixel=pixel,
                                semantic=semantic, total_ms=total, budget_ms=budget, bundle_id=m.bundle_id,
-                               source=img.name, over_budget=budget is not None and total > budget)
+                               source=img.name, over_budget=budget is not None and total > budget,
+                               provenance=provenance, detector_is_fake=det_fake, detector_score=float(det_score),
+                               decided_by_provenance=why)
 
 
 def _iter_video(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:

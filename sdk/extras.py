@@ -24,6 +24,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("bench", "Benchmark plots"),
     "ray": ("cluster", "Distributed evaluation on Ray"),
     "efficientnet_lite_pytorch": ("train", "Training the default pixel expert"),
+    "c2pa": ("c2pa", "Verifying C2PA Content Credentials (the provenance branch)"),
 }
 
 

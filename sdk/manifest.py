@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import BundleFormatError
+from .provenance import ProvenancePolicy
 
 SCHEMA_VERSION = 1
 BRANCHES = ("pixel", "semantic")
@@ -142,6 +143,8 @@ class FusionSpec:
     rule: str = "or"
     weights: dict[str, float] = field(default_factory=lambda: {"pixel": 0.5, "semantic": 0.5})
     threshold: float = 0.5  # for "mean"
+    #: how file provenance (C2PA, generator metadata) changes the verdict: :class:`~.provenance.ProvenancePolicy`
+    provenance: dict[str, Any] = field(default_factory=lambda: ProvenancePolicy().to_dict())
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,16 @@ def _parse_branch_artifacts(b: dict[str, Any], branch: str) -> tuple[dict[str, A
     return arts, default
 
 
+def _provenance_policy(raw: Any) -> ProvenancePolicy:
+    _require(raw is None or isinstance(raw, dict), "fusion.provenance must be an object")
+    try:
+        policy = ProvenancePolicy.from_dict(raw)
+    except (TypeError, ValueError):
+        raise BundleFormatError(f"fusion.provenance has values of the wrong type: {raw!r}") from None
+    _probability(policy.capture_pixel_override, "fusion.provenance.capture_pixel_override")
+    return policy
+
+
 def _parse_input(raw: dict[str, Any]) -> InputSpec:
     spec = InputSpec(
         height=int(raw.get("height", 336)),
@@ -355,7 +368,8 @@ def _parse_manifest(data: Any) -> Manifest:
     f = data.get("fusion", {}) or {}
     fusion = FusionSpec(rule=str(f.get("rule", "or")),
                         weights={k: float(v) for k, v in f.get("weights", {"pixel": 0.5, "semantic": 0.5}).items()},
-                        threshold=_probability(f.get("threshold", 0.5), "fusion.threshold"))
+                        threshold=_probability(f.get("threshold", 0.5), "fusion.threshold"),
+                        provenance=_provenance_policy(f.get("provenance")).to_dict())
     _require(fusion.rule in FUSION_RULES, f"fusion.rule must be one of {FUSION_RULES}")
 
     profiles = {

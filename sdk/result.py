@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .provenance import Provenance
+
 SkipReason = Literal["budget", "power", "decided", "unavailable"]
 SKIP_REASONS: tuple[str, ...] = ("budget", "power", "decided", "unavailable")
 
@@ -46,6 +48,13 @@ class DetectionResult:
     source: str = ""
     over_budget: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what the file's own metadata says (None: not read, e.g. an array input or provenance switched off)
+    provenance: Provenance | None = None
+    #: the detectors' own verdict and score, before provenance (metadata can be stripped: keep both visible)
+    detector_is_fake: bool | None = None
+    detector_score: float | None = None
+    #: why provenance decided the verdict; None when the detectors decided it
+    decided_by_provenance: str | None = None
 
     @property
     def branches(self) -> dict[str, BranchResult]:

@@ -100,22 +100,76 @@ def test_static_quantization_stores_7_bit_weights_by_default_and_8_bit_ones_fail
     calib = list(np.random.default_rng(0).normal(size=(16, 3, 16, 16)).astype(np.float32))
     safe = prove_file(quantize_int8(tmp_path / "f.onnx", tmp_path / "q7.onnx", calib))
     assert safe.safe and safe.worst <= 255 * 2 * SAFE_WEIGHT_MAX and len(safe.nodes) == 2
-    unsafe = prove_file(quantize_int8(tmp_path / "f.onnx", tmp_path / "q8.onnx", calib, weight_bits=8))
+    unsafe = prove_file(quantize_int8(tmp_path / "f.onnx", tmp_path / "q8.onnx", calib, weights="s8"))
     assert not unsafe.safe and len(unsafe.unsafe) == 2 and "saturate" in unsafe.reason()
+    # uint8 weights: safe by kernel (u8 x u8 products are widened before they are added)
+    u8 = prove_file(quantize_int8(tmp_path / "f.onnx", tmp_path / "u8.onnx", calib, weights="u8"))
+    assert u8.safe and u8.to_dict()["weight_types"] == ["uint8"]
 
 
 def test_export_repairs_8_bit_weights_and_records_the_proof(tmp_path, collection):
-    """Asked for 8-bit weights, the exporter finds that an AVX2 kernel could saturate, re-quantizes with 7-bit
+    """Asked for 8-bit int8 weights, the exporter finds that an AVX2 kernel could saturate, re-quantizes with 7-bit
     weights, and the manifest carries the proof; the gate judged the reference arithmetic."""
     torch.manual_seed(5)
     export_pixel(PixelExportConfig(arch="module", module=Tiny().eval(), out=tmp_path / "b",
                                    input=InputSpec(height=96, width=96), calib=str(collection), val=str(collection),
                                    allow_small_calib=True, precisions=("int8",), fallback_rounds=0,
-                                   int8_weight_bits=8, gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0)))
+                                   int8_weights="s8", gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0)))
     b = Bundle.open(tmp_path / "b")
     art = b.manifest.pixel.artifacts["int8"]
     cal = art.options["calibration"]
-    assert cal["weight_bits"] == 7 and cal["int8_safety"]["safe"] and cal["int8_safety"]["worst_pair_sum"] <= INT16_MAX
+    assert cal["weights"] == "s7" and cal["int8_safety"]["safe"] and cal["int8_safety"]["worst_pair_sum"] <= INT16_MAX
     assert prove_file(b.verified_path(art.files["model"])).safe
     gate = b.manifest.pixel.validation["artifacts"]["int8"]
     assert set(gate["kernels_vs_reference"]) >= {"mean_abs_dp", "max_abs_dp", "flips", "cpu"}
+
+
+def _widen_to_s8(path) -> None:
+    """Turn a file's 7-bit weights into full-range int8 ones (q * 2, scale / 2, biases to match): the same model,
+    now with weights an AVX2 kernel can saturate, as an 8-bit exporter would have written it."""
+    proto = onnx.load(str(path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[node.input[0]])
+        if q.dtype not in (np.int8, np.int32):
+            continue
+        s = numpy_helper.to_array(inits[node.input[1]])
+        wide = np.clip(q.astype(np.int64) * 2, -127, 127) if q.dtype == np.int8 else q.astype(np.int64) * 2
+        inits[node.input[0]].CopyFrom(numpy_helper.from_array(wide.astype(q.dtype), node.input[0]))
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array((s / 2).astype(s.dtype), node.input[1]))
+    onnx.save(proto, str(path))
+
+
+def test_harden_reencodes_an_int8_bundle_losslessly_and_makes_it_verifiable(tmp_path, collection):
+    """An existing bundle whose int8 weights can saturate: ``export harden`` re-encodes them as uint8, the reference
+    arithmetic stays bit-identical, the proof holds, and the hardened bundle carries golden outputs that pass."""
+    import json
+
+    from aligngemini_sdk.bundle import file_entry
+    from aligngemini_sdk.conformance import verify_bundle
+    from aligngemini_sdk.dataset import list_images
+    from aligngemini_sdk.export.harden import harden_bundle
+
+    torch.manual_seed(7)
+    src = tmp_path / "src"
+    export_pixel(PixelExportConfig(arch="module", module=Tiny().eval(), out=src, input=InputSpec(height=96, width=96),
+                                   calib=str(collection), val=str(collection), allow_small_calib=True,
+                                   precisions=("int8",), fallback_rounds=0, pixel_input=False,
+                                   gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0)))
+    model = src / "pixel" / "model.int8.onnx"
+    _widen_to_s8(model)
+    m = json.loads((src / "manifest.json").read_text())
+    files = m["branches"]["pixel"]["artifacts"]["int8"]["files"]
+    files["model"].update(file_entry(src, files["model"]["path"]).__dict__)
+    (src / "manifest.json").write_text(json.dumps(m))
+    unsafe = prove_file(model).unsafe
+    assert unsafe
+    [rep] = harden_bundle(src, tmp_path / "out", list_images(collection)[:20])
+    assert rep.reencoded == len(unsafe) and rep.reference_identical  # only what the bound cannot clear
+    b = Bundle.open(tmp_path / "out")
+    cal = b.manifest.pixel.artifacts["int8"].options["calibration"]
+    assert cal["weights"] == "u8" and cal["int8_safety"]["safe"]
+    assert prove_file(b.verified_path(b.manifest.pixel.artifacts["int8"].files["model"])).safe
+    assert verify_bundle(b).passed and b.manifest.bundle_id != Bundle.open(src).manifest.bundle_id

@@ -51,9 +51,11 @@ def test_changed_model_bytes_with_a_matching_manifest_fail_naming_the_artifact(t
     shutil.copytree(default_bundle_path(), root)
     model = root / "pixel" / "model.int8.onnx"
     proto = onnx.load(str(model))
-    # the last layer's int8 weights, sign-flipped: a different model with the same shapes and types
-    w = next(i for i in reversed(proto.graph.initializer) if i.data_type == onnx.TensorProto.INT8)
-    w.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(w), w.name))
+    # the last layer's 8-bit weights, mirrored around their zero point: a different model, same shapes and types
+    w = next(i for i in reversed(proto.graph.initializer)
+             if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and len(i.dims) > 1)
+    q = numpy_helper.to_array(w)
+    w.CopyFrom(numpy_helper.from_array((255 - q) if q.dtype == np.uint8 else -q, w.name))
     onnx.save(proto, str(model))
     _rewrite_entry(root, "pixel", "int8", "model")
     Bundle.open(root).verify()  # checksums now agree: only the golden outputs can tell
