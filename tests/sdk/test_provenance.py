@@ -186,3 +186,17 @@ def test_cli_json_shows_provenance_and_the_detectors_own_verdict(pki, tmp_path):
     assert set(rec["detectors"]) == {"is_fake", "score"} and rec["decided_by_provenance"]
     off = json.loads(cli("detect", path, "--json", "--no-provenance").stdout)
     assert off["provenance"] is None and off["decided_by_provenance"] is None
+
+
+def test_c2pa_in_png_and_webp_containers_is_found_and_verified(pki):
+    signer, anchors = pki  # the TestPki and the trust-anchor file
+    from PIL import Image
+
+    im = Image.open(real_images(1)[0]).crop((0, 0, 128, 128))
+    for fmt, mime in (("PNG", "image/png"), ("WEBP", "image/webp")):
+        out = io.BytesIO()
+        im.save(out, fmt)
+        data = sign_image(signer, out.getvalue(), "trainedAlgorithmicMedia", "Test Generator", mime=mime)
+        assert read_metadata(data).has_c2pa, fmt
+        p = read_provenance(data, trust_anchors=anchors)
+        assert (p.kind, p.says, p.validation) == ("c2pa", "ai", "trusted"), fmt
