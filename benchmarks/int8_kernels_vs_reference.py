@@ -111,11 +111,10 @@ def main() -> int:
     ap.add_argument("--bundle", action="append", default=[], help="LABEL=DIR (repeatable; default: the embedded one)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "int8_conformance"))
     args = ap.parse_args()
-    import re
 
     import onnxruntime
     from aligngemini_sdk.detector import default_bundle_path
-    from aligngemini_sdk.device import cpu_info
+    from aligngemini_sdk.device import cpu_info, cpu_slug
 
     bundles = [tuple(x.split("=", 1)) for x in args.bundle] or [("default", str(default_bundle_path()))]
     images = {s: split_images(s) for s in SPLITS}
@@ -132,7 +131,7 @@ def main() -> int:
             a["latency_ms_p50"] = statistics.median(times[f"{b['label']}/{name}"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu["model"].lower()).strip("-")
+    slug = cpu_slug()
     (out / f"{slug}.json").write_text(json.dumps(rep, indent=1))
     (out / f"{slug}.md").write_text(to_markdown(rep))
     plot(rep, out / f"{slug}.png")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -56,7 +55,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "provenance"))
     args = ap.parse_args()
-    from aligngemini_sdk.device import cpu_info
+    from aligngemini_sdk.device import cpu_info, cpu_slug
     from aligngemini_sdk.provenance import read_provenance
 
     cases = files()
@@ -74,7 +73,7 @@ def main() -> int:
            "targets_ms": {"no metadata": 0.2, "c2pa": 20.0}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu["model"].lower()).strip("-")
+    slug = cpu_slug()
     (out / f"{slug}.json").write_text(json.dumps(rep, indent=1))
     md = [f"# Provenance branch cost on {cpu['model']}", "",
           f"`read_provenance` on the file's bytes, {args.runs} interleaved calls per file, {rep['date']}. "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import struct
 import time
 import zlib
@@ -44,7 +43,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "soak"))
     args = ap.parse_args()
     from aligngemini_sdk import AlignGeminiError, Detector
-    from aligngemini_sdk.device import cpu_info
+    from aligngemini_sdk.device import cpu_info, cpu_slug
 
     images = sorted((SHARED / "real" / "kodak24").glob("*.png"))[:8] + \
         sorted((SHARED / "fake" / "sd_family").glob("*.jpg"))[:8] + sorted((SHARED / "real" / "cnndetection").glob("*.jpg"))[:8]
@@ -73,7 +72,7 @@ def main() -> int:
            "bundle_id": det.bundle.manifest.bundle_id, "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu["model"].lower()).strip("-")
+    slug = cpu_slug()
     (out / f"{slug}.json").write_text(json.dumps(rep, indent=1))
     md = (f"# Soak: {args.calls} detect() calls on {cpu['model']}\n\n"
           f"Bundle `{rep['bundle_id']}`, {len(images)} real images cycled, every 50th call hostile "

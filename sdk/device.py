@@ -33,13 +33,18 @@ def cpu_info() -> dict[str, Any]:
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 
+def cpu_slug() -> str:
+    """The CPU model as a file-name-safe slug (``amd-epyc``): benchmark reports are named after the CPU."""
+    return re.sub(r"[^a-z0-9]+", "-", str(cpu_info()["model"]).lower()).strip("-")[:48]
+
+
 def device_key(device: str = "cpu", threads: int | None = None) -> str:
     """Key for device profiles: architecture, CPU model, thread count and runtime device.
 
     Latency depends on all four, so a profile measured with 4 threads is not used for 1 thread.
     """
     info = cpu_info()
-    slug = re.sub(r"[^a-z0-9]+", "-", str(info["model"]).lower()).strip("-")[:48]
+    slug = cpu_slug()
     t = threads or info["usable_cores"]
     return f"{info['arch']}-{slug}-{t}t-{'cpu' if device == 'auto' else device}"
 
