@@ -179,6 +179,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for a in rep.artifacts:
             mark = {True: "PASS", False: "FAIL", None: "SKIP"}[a.passed]
             print(f"  {mark} {a.branch}/{a.artifact} ({a.runtime}, {a.precision}): {a.detail}")
+            if a.saturation != "n/a":
+                print(f"       int8 bound: {a.saturation}")
         if not rep.checked:
             print("  no artifact could be checked: nothing vouches for this device", file=sys.stderr)
     return EXIT_OK if rep.passed else EXIT_NONCONFORMING

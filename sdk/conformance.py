@@ -52,6 +52,8 @@ class ArtifactConformance:
     tolerance: float | None
     passed: bool | None
     detail: str
+    #: the INT8 pair-sum bound: re-derived from the model file when onnx is installed, else as the manifest records it
+    saturation: str = "n/a"
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,13 @@ def check_artifact(bundle: Bundle, branch: str, name: str, *, device: str = "cpu
     art = spec.artifacts[name]
     info = art.options.get(ROLE)
 
+    saturation, can_saturate = _saturation(bundle, art)
+
     def verdict(inputs: int, delta: float | None, tol: float | None, passed: bool | None, detail: str):
-        return ArtifactConformance(branch, name, art.runtime, art.precision, inputs, delta, tol, passed, detail)
+        if can_saturate and passed is not False:  # golden outputs cannot see a kernel this device does not have
+            passed, detail = False, f"{saturation}; {detail}"
+        return ArtifactConformance(branch, name, art.runtime, art.precision, inputs, delta, tol, passed, detail,
+                                   saturation)
 
     if ROLE not in art.files or not isinstance(info, dict):
         return verdict(0, None, None, None, "no conformance data in this bundle")
@@ -146,6 +153,28 @@ def check_artifact(bundle: Bundle, branch: str, name: str, *, device: str = "cpu
               f"max |Δ| {worst:.3g} > tolerance {tol:.3g} on input {int(np.argmax(np.max(np.nan_to_num(delta, nan=np.inf), axis=1)))}: "
               f"this device does not compute what the exporter's reference arithmetic computes")
     return verdict(len(inputs), worst, tol, ok, detail)
+
+
+def _saturation(bundle: Bundle, art: Artifact) -> tuple[str, bool]:
+    """(what the INT8 pair-sum bound says, whether some CPU kernel can saturate). A device with VNNI passes the
+    golden outputs of a file that saturates on AVX2 CPUs, so the bound is re-derived from the verified model bytes
+    where the ``onnx`` package is installed (``[export]``), and read from the manifest otherwise."""
+    if art.precision != "int8" or art.runtime != "onnxruntime":
+        return "n/a", False
+    recorded = art.options.get("calibration", {}).get("int8_safety")
+    try:
+        import onnx  # noqa: F401
+
+        from .export.saturation import prove_file
+    except ImportError:
+        if isinstance(recorded, dict):
+            return (f"recorded {'safe' if recorded.get('safe') else 'CAN SATURATE'} (not re-derived: onnx is not "
+                    "installed)"), not recorded.get("safe")
+        return "unproven: the manifest records no bound and onnx is not installed to derive it", False
+    proof = prove_file(bundle.verified_path(art.files["model"]))
+    if proof.safe:
+        return f"re-derived from the file: no kernel can saturate ({len(proof.nodes)} nodes)", False
+    return f"re-derived from the file: {proof.reason()}", True
 
 
 def verify_bundle(bundle: Bundle, *, device: str = "cpu", threads: int | None = None) -> ConformanceReport:

@@ -166,6 +166,9 @@ def test_harden_reencodes_an_int8_bundle_losslessly_and_makes_it_verifiable(tmp_
     (src / "manifest.json").write_text(json.dumps(m))
     unsafe = prove_file(model).unsafe
     assert unsafe
+    # verify re-derives the bound from the file: golden outputs alone pass on a CPU whose kernels do not saturate
+    before = verify_bundle(Bundle.open(src))
+    assert not before.passed and "can saturate" in before.failures()[0].saturation
     [rep] = harden_bundle(src, tmp_path / "out", list_images(collection)[:20])
     assert rep.reencoded == len(unsafe) and rep.reference_identical  # only what the bound cannot clear
     b = Bundle.open(tmp_path / "out")
