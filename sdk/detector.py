@@ -72,6 +72,7 @@ class Detector:
         if options is not None and kwargs:
             raise TypeError("pass either options= or keyword options, not both")
         self.options = options or DetectorOptions(**kwargs)
+        self._closed = False
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle or default_bundle_path())
         m = self.bundle.manifest
         o = self.options
@@ -211,7 +212,7 @@ class Detector:
 
     def close(self) -> None:
         """Release the runtimes; later calls raise :class:`DetectorClosedError`. Closing twice is harmless."""
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         self._closed = True
         for rt in (self.pixel, self.semantic):
@@ -219,7 +220,7 @@ class Detector:
                 rt.close()
 
     def _check_open(self) -> None:
-        if getattr(self, "_closed", False):
+        if self._closed:
             raise DetectorClosedError("this Detector was closed; create a new one")
 
     def __enter__(self) -> Detector:
