@@ -194,8 +194,8 @@ def _unpack_tar(archive: Path, cache: Path) -> Path:
             for rel, size in wanted.items():
                 _extract_exact(tf, members, rel, size, tmp, archive)
             card = manifest.model_card
-            if card and card in members and card not in wanted:
-                _extract_exact(tf, members, card, min(members[card].size, MAX_CARD_BYTES), tmp, archive)
+            if card and card in members and card not in wanted and members[card].size <= MAX_CARD_BYTES:
+                _extract_exact(tf, members, card, members[card].size, tmp, archive)  # optional: a huge one is left
         try:
             os.replace(tmp, dest)
         except OSError:  # another process won the race; use theirs
