@@ -35,6 +35,7 @@ def split_images(name: str) -> list[Path]:
 def measure(label: str, bundle_dir: str, images: dict[str, list[Path]], timers: dict) -> dict:
     """Deltas per split; adds this bundle's INT8 call to ``timers`` (timed later, interleaved with the others)."""
     from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.export.pixel import kernels_vs_reference
     from aligngemini_sdk.export.saturation import prove_file
     from aligngemini_sdk.image import QuantizedInput, load_image
     from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
@@ -54,10 +55,8 @@ def measure(label: str, bundle_dir: str, images: dict[str, list[Path]], timers: 
         for split, paths in images.items():
             rgb = [load_image(p).rgb for p in paths]
             po, pr = opt.predict(rgb), ref.predict(rgb)
-            d = np.abs(po - pr)
-            per_split[split] = {"n": len(paths), "mean_abs_dp": float(d.mean()), "max_abs_dp": float(d.max()),
-                                "flips": int(np.sum((po > spec.threshold) != (pr > spec.threshold))),
-                                "abs_dp": d.tolist()}
+            per_split[split] = {"n": len(paths), **kernels_vs_reference(po, pr, spec.threshold),
+                                "abs_dp": np.abs(po - pr).tolist()}
         [(_, batch)] = opt.prepare([load_image(images[SPLITS[0]][0]).rgb])
         timers[f"{label}/{name}"] = lambda rt=opt, x=batch: rt.run_tensor(x)
         proof = prove_file(path)

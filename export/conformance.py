@@ -63,13 +63,12 @@ def add_conformance(out: Path, name: str, art: Artifact, spec: InputSpec, crops:
     tol = max(floor, TOLERANCE_FACTOR * gap)
     path = model.with_name(model.name.removesuffix(".onnx") + ".conformance.npz")
     path.write_bytes(encode(inputs, expected))
-    from ..device import cpu_info
+    from ..device import cpu_label
 
-    info = cpu_info()
     options = {**art.options, ROLE: {
         "inputs": len(inputs), "tolerance": tol, "reference": REFERENCE,
         "tolerance_rule": f"max({floor:g}, {TOLERANCE_FACTOR:g} x the largest optimized-vs-reference gap on "
                           f"{len(probe)} inputs on the export machine)",
-        "export_gap": gap, "export_cpu": f"{info['model']} [{' '.join(info['features'])}]"}}
+        "export_gap": gap, "export_cpu": cpu_label()}}
     files = {**art.files, ROLE: file_entry(out, path.relative_to(out).as_posix())}
     return dataclasses.replace(art, files=files, options=options)

@@ -272,13 +272,11 @@ def _pixel_input_candidate(fp32: Path, int8: Path, spec: InputSpec, calib_crops:
 
 def kernels_vs_reference(optimized: np.ndarray, reference: np.ndarray, threshold: float) -> dict[str, Any]:
     """How far this machine's optimized kernels are from the file's reference arithmetic (probabilities)."""
-    from ..device import cpu_info
+    from ..device import cpu_label
 
     d = np.abs(optimized - reference)
-    info = cpu_info()
     return {"mean_abs_dp": float(d.mean()) if len(d) else 0.0, "max_abs_dp": float(d.max()) if len(d) else 0.0,
-            "flips": int(np.sum((optimized > threshold) != (reference > threshold))),
-            "cpu": f"{info['model']} [{' '.join(info['features'])}]"}
+            "flips": int(np.sum((optimized > threshold) != (reference > threshold))), "cpu": cpu_label()}
 
 
 def quantize_safely(quantize: Any, dst: Path, weights: str) -> tuple[str, SaturationProof]:
@@ -358,15 +356,14 @@ def export_pixel(cfg: PixelExportConfig) -> dict[str, Any]:
     def check(name: str, files: list[Path], precision: str, is_fp32: bool = False,
               quantized: QuantizedInput | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {"size_mb": round(sum(f.stat().st_size for f in files) / 1e6, 3)}
-        int8 = precision == "int8"
-        proof = prove_file(files[0]) if int8 else None
+        proof = prove_file(files[0]) if precision == "int8" else None
         if proof is not None:
             entry["int8_safety"] = proof.to_dict()
         if val_t:
             # INT8 is judged on the file's reference arithmetic, which every CPU reproduces once no kernel can
             # saturate (the proof above); this machine's own kernels are measured against it and recorded
             probs, ms = _ort_eval(files[0], val_fit, spec, quantized)
-            if int8:
+            if proof is not None:
                 gated, _ = _ort_eval(files[0], val_fit, spec, quantized, reference=True)
                 entry["kernels_vs_reference"] = kernels_vs_reference(probs, gated, cfg.threshold)
                 probs = gated

@@ -33,6 +33,13 @@ def cpu_info() -> dict[str, Any]:
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
 
 
+def cpu_label() -> str:
+    """The CPU model and its interesting features in one line (``AMD EPYC [sse4_2 avx avx2 fma f16c]``): what a
+    measurement that depends on the CPU's kernels records beside its figure."""
+    info = cpu_info()
+    return f"{info['model']} [{' '.join(info['features'])}]"
+
+
 def cpu_slug() -> str:
     """The CPU model as a file-name-safe slug (``amd-epyc``): benchmark reports are named after the CPU."""
     return re.sub(r"[^a-z0-9]+", "-", str(cpu_info()["model"]).lower()).strip("-")[:48]
