@@ -91,9 +91,9 @@ class OnnxRuntimePixel(TensorPixelRuntime):
             said = "a quantized uint8 input" if input_quantization else "a float input"
             raise BundleFormatError(f"{label} takes {have} but its manifest describes {said}; "
                                     "the model and the manifest do not belong together")
-        check_io(self.session, spec, input_quantization, label)
         self.input_dtype = np.uint8 if takes_uint8 else np.float16 if "float16" in inp.type else np.float32
         self.quantizer = InputQuantizer(spec, input_quantization) if input_quantization else None
+        check_io(self.session, spec, self.quantizer, label)
         self.dynamic_batch = not isinstance(inp.shape[0], int)
         self.output_name = self.session.get_outputs()[0].name
         self.threads = threads
@@ -141,7 +141,7 @@ def _open_session(model: str | os.PathLike[str] | bytes, so: Any, providers: lis
         raise RuntimeUnavailableError(f"onnxruntime could not load {label}: {exc}") from None
 
 
-def check_io(session: Any, spec: InputSpec, quantized: QuantizedInput | None, label: str) -> None:
+def check_io(session: Any, spec: InputSpec, quantizer: InputQuantizer | None, label: str) -> None:
     """The opened model and its manifest must agree before the first image: one output of one or two logits per
     image, an image input with 3 channels, and fixed spatial sizes that match the manifest's (plus the canvas
     border of a pixel-input artifact). Raises :class:`BundleFormatError` naming the field."""
@@ -154,8 +154,7 @@ def check_io(session: Any, spec: InputSpec, quantized: QuantizedInput | None, la
     if len(ins) != 1 or len(ins[0].shape) != 4:
         raise BundleFormatError(f"{label}: model must take one 4-D image input, has {[i.shape for i in ins]}")
     dims = ins[0].shape
-    nhwc = quantized is not None
-    channels, hw = (dims[3], dims[1:3]) if nhwc else (dims[1], dims[2:4])
+    channels, hw = (dims[3], dims[1:3]) if quantizer is not None else (dims[1], dims[2:4])  # uint8 input: NHWC
     if isinstance(channels, int) and channels != 3:
         raise BundleFormatError(f"{label}: input has {channels} channels, expected 3 (RGB)")
     fixed = [d for d in hw if isinstance(d, int)]
@@ -164,8 +163,7 @@ def check_io(session: Any, spec: InputSpec, quantized: QuantizedInput | None, la
     if not spec.fixed_size:
         raise BundleFormatError(f"{label}: model takes a fixed {hw[0]}x{hw[1]} input but input.height/width say "
                                 "the full image")
-    pad = quantized.pad if quantized is not None else (0, 0, 0, 0)
-    want = (spec.height + pad[0] + pad[2], spec.width + pad[1] + pad[3])
+    want = quantizer.shape(spec.height, spec.width)[:2] if quantizer is not None else (spec.height, spec.width)
     if any(isinstance(d, int) and d != w for d, w in zip(hw, want)):
         raise BundleFormatError(f"{label}: model input is {hw[0]}x{hw[1]} but input.height/width (+ border) give "
                                 f"{want[0]}x{want[1]}")
