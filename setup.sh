@@ -30,7 +30,9 @@ if [ -z "$WHEEL" ]; then
   WHEEL=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
 fi
 $VPIP install -q "$WHEEL"
-$VPIP install -q -e ".[all]"
+# strict editable mode: a link tree under build/ that type checkers and IDEs resolve (aligngemini_sdk -> sdk/,
+# .runtimes -> runtimes/, .export -> export/); re-run setup.sh after adding a module
+$VPIP install -q -e ".[all]" --config-settings editable_mode=strict
 mkdir -p .venv/etc
 echo "$SDIST" > .venv/etc/llama_cpp_sdist
 echo "[setup] ready: $(.venv/bin/aligngemini --help | head -n1)" >&2

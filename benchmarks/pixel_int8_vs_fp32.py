@@ -70,8 +70,9 @@ def main() -> int:
                                                 gate=GateThresholds(min_agreement=0.0, max_bacc_drop=1.0)))
         gate_error = None
     except Exception as exc:  # a failed gate is a result to report
-        report, gate_error = getattr(exc, "report", {}), f"{type(exc).__name__}: {exc}"
+        report, gate_error = getattr(exc, "report", None), f"{type(exc).__name__}: {exc}"
     export_s = time.time() - t0
+    report = report.to_dict() if report is not None else {}  # the gate's JSON layout
     from aligngemini_sdk import Bundle
 
     b = Bundle.open(bundle)

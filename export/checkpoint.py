@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import ExportError
+from aligngemini_sdk.errors import ExportError
 
 
 def load_tensors(path: str | os.PathLike[str]) -> Any:

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from ..bundle import file_entry
-from ..conformance import REFERENCE, ROLE, encode
-from ..image import QuantizedInput
-from ..manifest import Artifact, InputSpec
+from aligngemini_sdk.bundle import file_entry
+from aligngemini_sdk.conformance import REFERENCE, ROLE, encode
+from aligngemini_sdk.image import QuantizedInput
+from aligngemini_sdk.manifest import Artifact, InputSpec
 
 #: smallest tolerance per precision, in output (logit) units
 TOLERANCE_FLOOR: dict[str, float] = {"fp32": 1e-3, "fp16": 2e-2, "int8": 2e-2}
@@ -44,7 +43,7 @@ def golden_images(crops: Sequence[np.ndarray], spec: InputSpec, n_real: int = N_
 
 def add_conformance(out: Path, name: str, art: Artifact, spec: InputSpec, crops: Sequence[np.ndarray]) -> Artifact:
     """Write ``<model>.conformance.npz`` beside the artifact's model and return the artifact listing it."""
-    from ..runtimes.onnxruntime import OnnxRuntimePixel
+    from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
 
     model = out / art.files["model"].path
     q = QuantizedInput.from_options(art.options)
@@ -63,7 +62,7 @@ def add_conformance(out: Path, name: str, art: Artifact, spec: InputSpec, crops:
     tol = max(floor, TOLERANCE_FACTOR * gap)
     path = model.with_name(model.name.removesuffix(".onnx") + ".conformance.npz")
     path.write_bytes(encode(inputs, expected))
-    from ..device import cpu_label
+    from aligngemini_sdk.device import cpu_label
 
     options = {**art.options, ROLE: {
         "inputs": len(inputs), "tolerance": tol, "reference": REFERENCE,

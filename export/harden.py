@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from ..bundle import Bundle, file_entry, put_branch
-from ..errors import ExportError
-from ..image import QuantizedInput, fit_to_spec, load_image
-from ..manifest import Artifact, InputSpec
-from ..progress import log_step
-from .saturation import WEIGHT_FORMATS, prove, prove_file
+from aligngemini_sdk.bundle import Bundle, file_entry, put_branch
+from aligngemini_sdk.errors import ExportError
+from aligngemini_sdk.export.saturation import WEIGHT_FORMATS, prove, prove_file
+from aligngemini_sdk.image import QuantizedInput, fit_to_spec, load_image
+from aligngemini_sdk.manifest import Artifact, InputSpec
+from aligngemini_sdk.progress import log_step
 
 
 @dataclass
@@ -82,7 +81,7 @@ def reencode_unsafe_weights(src: str | os.PathLike[str], dst: str | os.PathLike[
 def _outputs(model: Path, spec: InputSpec, q: QuantizedInput | None, images: Sequence[np.ndarray],
              reference: bool) -> np.ndarray:
     """Raw model outputs, one row per image."""
-    from ..runtimes.onnxruntime import OnnxRuntimePixel
+    from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
 
     rt = OnnxRuntimePixel(model, spec, device="cpu", input_quantization=q, reference_arithmetic=reference)
     try:
@@ -92,14 +91,14 @@ def _outputs(model: Path, spec: InputSpec, q: QuantizedInput | None, images: Seq
 
 
 def _probabilities(outputs: np.ndarray, output: str) -> np.ndarray:
-    from ..runtimes.base import logits_to_probability
+    from aligngemini_sdk.runtimes.base import logits_to_probability
 
     return np.array([logits_to_probability(row[None], 1, output)[0] for row in outputs])
 
 
 def _harden_artifact(root: Path, name: str, art: Artifact, spec: InputSpec, crops: Sequence[np.ndarray],
                      threshold: float) -> tuple[Artifact, HardenedArtifact]:
-    from .pixel import kernels_vs_reference
+    from aligngemini_sdk.export.pixel import kernels_vs_reference
 
     model = root / art.files["model"].path
     q = QuantizedInput.from_options(art.options)
@@ -135,7 +134,7 @@ def harden_bundle(src: str | os.PathLike[str], out: str | os.PathLike[str], imag
                   ) -> list[HardenedArtifact]:
     """Copy ``src`` to ``out`` (unless they are the same directory) and harden every INT8 pixel artifact there;
     ``images`` (at least 16 real images) check the re-encoding and make the golden outputs."""
-    from .conformance import add_conformance
+    from aligngemini_sdk.export.conformance import add_conformance
 
     src, out = Path(src), Path(out)
     if len(images) < 16:

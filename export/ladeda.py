@@ -13,9 +13,8 @@ import os
 
 import torch
 import torch.nn.functional as F
+from aligngemini_sdk.export.checkpoint import load_tensors
 from torch import nn
-
-from .checkpoint import load_tensors
 
 PREPROCESS = ("raw", "npr", "grad_x", "grad_y", "grad_diag", "grad_antidiag")
 
@@ -85,7 +84,7 @@ def load_ladeda(weights: str | os.PathLike[str], preprocess: str = "grad_diag") 
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if k != "kernel"]
     if missing or unexpected:
-        from ..errors import ExportError
+        from aligngemini_sdk.errors import ExportError
 
         raise ExportError(f"{weights}: not a Tiny-LaDeDa state dict (missing {missing}, unexpected {unexpected})")
     return model.eval()

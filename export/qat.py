@@ -34,7 +34,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .saturation import SAFE_WEIGHT_MAX
+from aligngemini_sdk.export.saturation import SAFE_WEIGHT_MAX
 
 #: Module types whose inputs, outputs and weights ORT's static QDQ scheme quantizes (DEFAULT_OP_TYPES).
 QUANTIZED_MODULES = ("Conv1d", "Conv2d", "Linear")

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from ..errors import ExportError
-from ..image import QuantizedInput
-from ..manifest import InputSpec
-from .saturation import WEIGHT_FORMATS
+from aligngemini_sdk.errors import ExportError
+from aligngemini_sdk.export.saturation import WEIGHT_FORMATS
+from aligngemini_sdk.image import QuantizedInput
+from aligngemini_sdk.manifest import InputSpec
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 #: Activations ORT's QDQ quantizer removes after a quantized op (their range becomes that op's output range).

@@ -15,9 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..bundle import default_cache_dir, sha256_file
-from ..errors import ExportError
-from ..extras import require
+from aligngemini_sdk.bundle import default_cache_dir, sha256_file
+from aligngemini_sdk.errors import ExportError
+from aligngemini_sdk.extras import require
 
 
 def build_key(onnx_sha256: str, compute_capability: str, trt_version: str, fp16: bool, int8: bool) -> str:
@@ -31,7 +31,7 @@ def build_engine(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[
                  workspace_gb: float = 2.0, cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Build (or fetch from cache) an engine; returns the artifact options recorded in the manifest."""
     trt = require("tensorrt")
-    from ..runtimes.tensorrt import gpu_compute_capability
+    from aligngemini_sdk.runtimes.tensorrt import gpu_compute_capability
 
     cc = gpu_compute_capability()
     onnx_sha = sha256_file(onnx_path)

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from ..bundle import default_cache_dir, file_entry, put_branch
-from ..errors import ExportError, GateFailedError
-from ..extras import require
-from ..manifest import Artifact, SemanticBranchSpec
-from ..metrics import fmt, markdown_table
-from ..progress import log_step
+from aligngemini_sdk.bundle import default_cache_dir, file_entry, put_branch
+from aligngemini_sdk.errors import ExportError, GateFailedError
+from aligngemini_sdk.extras import require
+from aligngemini_sdk.manifest import Artifact, SemanticBranchSpec
+from aligngemini_sdk.metrics import fmt, markdown_table
+from aligngemini_sdk.progress import log_step
 
 QUANT_TYPES = {  # name -> llama_ftype
     "F32": 0, "F16": 1, "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q5_K_S": 16, "Q4_K_M": 15, "Q4_K_S": 14,
@@ -171,7 +170,7 @@ def quantize_gguf(src: Path, dst: Path, qtype: str, imatrix: Path | None = None)
     params.ftype = QUANT_TYPES[q]
     params.nthread = os.cpu_count() or 1
     log_step(f"quantizing text model -> {q}")
-    from ..runtimes.llama import quiet_llama_logs
+    from aligngemini_sdk.runtimes.llama import quiet_llama_logs
 
     quiet_llama_logs()
     rc = llama_cpp.llama_model_quantize(os.fspath(src).encode(), os.fspath(dst).encode(), params)
@@ -230,8 +229,7 @@ def parity_images(cfg: VlmExportConfig, size: int) -> list[np.ndarray]:
     """Images for the parity gate, centre-cropped/resized to the projector's native size so neither side
     resamples differently (llama.cpp and transformers resize with different kernels)."""
     import cv2
-
-    from ..image import center_crop, load_image
+    from aligngemini_sdk.image import center_crop, load_image
 
     imgs = []
     for p in cfg.parity_images[: cfg.parity_n]:
@@ -257,8 +255,7 @@ def hf_probability(model: Any, arch: str, layout: list[tuple[str, Any]], rgb: np
                    fake_ids: list[int], real_ids: list[int]) -> float:
     """P(fake) from the transformers model on *exactly* llama.cpp's token layout (text ids + image slots)."""
     import torch
-
-    from ..runtimes.llama import restricted_softmax_fake
+    from aligngemini_sdk.runtimes.llama import restricted_softmax_fake
 
     cfg = json.loads((hf / "config.json").read_text())
     pp = json.loads((hf / "preprocessor_config.json").read_text())
@@ -313,7 +310,7 @@ def export_vlm(cfg: VlmExportConfig) -> dict[str, Any]:
         log_step("parity gate: GGUF vs transformers (fp32)")
         spec = SemanticBranchSpec(artifacts={}, default_artifact="", prompt={"text": prompt}, labels=cfg.labels,
                                   threshold=cfg.threshold, n_ctx=cfg.n_ctx, arch=SUPPORTED_ARCHS[arch])
-        from ..runtimes.llama import LlamaSemantic
+        from aligngemini_sdk.runtimes.llama import LlamaSemantic
 
         model = getattr(transformers, arch).from_pretrained(src, dtype="float32").eval()
         images = parity_images(cfg, _vision_size(src, arch))

@@ -10,12 +10,12 @@ import logging
 import os
 from typing import Any
 
-from ..bundle import Bundle
-from ..errors import BundleFormatError, RuntimeUnavailableError
-from ..extras import available
-from ..image import QuantizedInput
-from ..manifest import Artifact, PixelBranchSpec, SemanticBranchSpec
-from .base import BranchRuntime
+from aligngemini_sdk.bundle import Bundle
+from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
+from aligngemini_sdk.extras import available
+from aligngemini_sdk.image import QuantizedInput
+from aligngemini_sdk.manifest import Artifact, PixelBranchSpec, SemanticBranchSpec
+from aligngemini_sdk.runtimes.base import BranchRuntime
 
 log = logging.getLogger("aligngemini")
 
@@ -64,12 +64,12 @@ def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", t
         raise RuntimeUnavailableError(f"pixel artifact {name!r}: a quantized uint8 input is only supported on "
                                       f"onnxruntime, not {art.runtime!r}")
     if art.runtime == "tensorrt":
-        from .tensorrt import TensorRTPixel
+        from aligngemini_sdk.runtimes.tensorrt import TensorRTPixel
 
         path = bundle.verified_path(art.files["engine"])
         return TensorRTPixel(path, spec.input, artifact=name, options=art.options, output=output)
     if art.runtime == "onnxruntime":
-        from .onnxruntime import OnnxRuntimePixel
+        from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
 
         ort_device = "cuda" if device == "tensorrt" else device
         side = {r: f for r, f in art.files.items() if r.startswith("external_data")}
@@ -89,7 +89,9 @@ def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str = "au
     art: Artifact = spec.artifacts[name]
     if art.runtime != "llama.cpp":
         raise RuntimeUnavailableError(f"semantic artifact {name!r} uses unsupported runtime {art.runtime!r}")
-    from .llama import LlamaSemantic  # imports llama_cpp lazily, raising MissingExtraError if absent
+    from aligngemini_sdk.runtimes.llama import (
+        LlamaSemantic,  # imports llama_cpp lazily, raising MissingExtraError if absent
+    )
 
     model = bundle.verified_path(art.files["model"])
     mmproj = bundle.verified_path(art.files["mmproj"])

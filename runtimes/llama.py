@@ -21,10 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from ..errors import RuntimeUnavailableError
-from ..extras import require
-from ..manifest import SemanticBranchSpec
+from aligngemini_sdk.errors import RuntimeUnavailableError
+from aligngemini_sdk.extras import require
+from aligngemini_sdk.manifest import SemanticBranchSpec
 
 _log_lock = threading.Lock()
 _llama_log = logging.getLogger("aligngemini.llama_cpp")

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from ..errors import BundleFormatError, RuntimeUnavailableError
-from ..image import InputQuantizer, QuantizedInput
-from ..manifest import InputSpec
-from .base import TensorPixelRuntime
+from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
+from aligngemini_sdk.image import InputQuantizer, QuantizedInput
+from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.runtimes.base import TensorPixelRuntime
 
 log = logging.getLogger("aligngemini")
 
@@ -125,8 +124,7 @@ def _open_session(model: str | os.PathLike[str] | bytes, so: Any, providers: lis
     import uuid
 
     import onnxruntime as ort
-
-    from ..bundle import default_cache_dir
+    from aligngemini_sdk.bundle import default_cache_dir
 
     try:
         if not isinstance(model, bytes):

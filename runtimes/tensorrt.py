@@ -15,11 +15,10 @@ import threading
 from typing import Any
 
 import numpy as np
-
-from ..errors import EngineMismatchError, RuntimeUnavailableError
-from ..extras import require
-from ..manifest import InputSpec
-from .base import TensorPixelRuntime
+from aligngemini_sdk.errors import EngineMismatchError, RuntimeUnavailableError
+from aligngemini_sdk.extras import require
+from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.runtimes.base import TensorPixelRuntime
 
 
 def _cuda_check(result: Any) -> Any:

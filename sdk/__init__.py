@@ -11,9 +11,9 @@ import os as _os
 # module below imports onnxruntime (an application that imported onnxruntime earlier has made its own choice).
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from .bundle import Bundle
-from .detector import Detector, DetectorOptions, default_bundle_path
-from .errors import (
+from aligngemini_sdk.bundle import Bundle
+from aligngemini_sdk.detector import Detector, DetectorOptions, default_bundle_path
+from aligngemini_sdk.errors import (
     AlignGeminiError,
     BundleError,
     BundleFormatError,
@@ -28,9 +28,9 @@ from .errors import (
     MissingExtraError,
     RuntimeUnavailableError,
 )
-from .image import Image, load_image
-from .manifest import Manifest
-from .result import BranchResult, DetectionResult
+from aligngemini_sdk.image import Image, load_image
+from aligngemini_sdk.manifest import Manifest
+from aligngemini_sdk.result import BranchResult, DetectionResult
 
 __version__ = "0.1.0"
 

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .budget import percentile
-from .metrics import binary_metrics, fmt, markdown_table
+from aligngemini_sdk.budget import percentile
+from aligngemini_sdk.metrics import binary_metrics, fmt, markdown_table
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -38,9 +37,9 @@ def _stats(ms: list[float]) -> dict[str, float]:
 def _bench_artifact(bundle_dir: str, branch: str, artifact: str, images: list[str], labels: list[int],
                     warmup: int, runs: int, threads: int | None, device: str, max_acc_images: int) -> dict[str, Any]:
     """Runs in a fresh process: load one artifact, time it, score it."""
-    from .bundle import Bundle
-    from .image import load_image
-    from .runtimes import open_pixel, open_semantic
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.runtimes import open_pixel, open_semantic
 
     out: dict[str, Any] = {"branch": branch, "artifact": artifact}
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -124,14 +123,14 @@ def _status(res: dict[str, Any], validation: dict[str, Any], branch: str) -> tup
 def pipeline_sweep(bundle_dir: str, images: list[str], labels: list[int], budgets: list[float | None],
                    threads: int | None, device: str, power: str) -> dict[str, Any]:
     """Fused detection under each budget: deadline hit rate, VLM run rate, fused accuracy; SDK overhead."""
-    from .detector import Detector, DetectorOptions
-    from .image import Image, load_image
+    from aligngemini_sdk.detector import Detector, DetectorOptions
+    from aligngemini_sdk.image import Image, load_image
 
     det = Detector(bundle_dir, DetectorOptions(device=device, threads=threads, power=power))
     decoded = [Image(load_image(p).rgb, p) for p in images] or \
         [Image(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8), "synthetic")]
     det.warmup(runs=2)
-    from .provenance import apply_policy, read_provenance
+    from aligngemini_sdk.provenance import apply_policy, read_provenance
 
     provenance = [read_provenance(Path(p).read_bytes()) for p in images]
     rows = []
@@ -198,11 +197,11 @@ def run_bench(bundle: str, *, data: str | None = None, device: str = "cpu", thre
               warmup: int = 5, runs: int = 50, budgets: list[float | None] | None = None, out: str | None = None,
               max_images: int = 200, max_vlm_images: int = 16, power: str = "full",
               write_profile: bool = False, plots: bool = True, exclude_sources: tuple[str, ...] = ()) -> dict[str, Any]:
-    from .bundle import Bundle, write_device_profile
-    from .dataset import load_collection
-    from .device import device_key, fingerprint
-    from .manifest import LatencyStat
-    from .progress import log_step
+    from aligngemini_sdk.bundle import Bundle, write_device_profile
+    from aligngemini_sdk.dataset import load_collection
+    from aligngemini_sdk.device import device_key, fingerprint
+    from aligngemini_sdk.manifest import LatencyStat
+    from aligngemini_sdk.progress import log_step
 
     b = Bundle.open(bundle)
     m = b.manifest
@@ -242,7 +241,7 @@ def run_bench(bundle: str, *, data: str | None = None, device: str = "cpu", thre
                                      labels[:max_vlm_images * 4] if m.semantic else labels, budgets, threads,
                                      device, power)
     log_step("conformance: the bundle's golden outputs on this device")
-    from .conformance import verify_bundle
+    from aligngemini_sdk.conformance import verify_bundle
 
     rep["conformance"] = verify_bundle(b, device=device, threads=threads).to_dict()
     rep["wall_s"] = time.perf_counter() - t_all
@@ -335,7 +334,7 @@ def write_outputs(rep: dict[str, Any], out: Path, plots: bool = True) -> None:
 
 
 def plot(rep: dict[str, Any], out: Path) -> list[Path]:
-    from .extras import require
+    from aligngemini_sdk.extras import require
 
     mpl = require("matplotlib", "Benchmark plots")
     mpl.use("Agg")
@@ -407,7 +406,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         a, b = (json.loads(Path(p).read_text()) for p in args.reports)
         print(compare(a, b))
         return 0
-    from .detector import default_bundle_path
+    from aligngemini_sdk.detector import default_bundle_path
 
     budgets: list[float | None] = [None] + [float(x) for x in args.budget_ms.split(",") if x] if args.budget_ms else [None]
     rep = run_bench(args.bundle or os.fspath(default_bundle_path()), data=args.data, device=args.device,

@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from .result import SkipReason
+from aligngemini_sdk.result import SkipReason
 
 POWER_MODES = ("full", "balanced", "low")
 

@@ -17,8 +17,8 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import BundleFormatError, BundleIntegrityError
-from .manifest import FileEntry, LatencyStat, Manifest
+from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
+from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
 
 MANIFEST_NAME = "manifest.json"
 _CHUNK = 1 << 20
@@ -337,7 +337,7 @@ def put_branch(root: str | os.PathLike[str], branch: str, spec: object, *, name:
                model_card: str | None = None) -> Manifest:
     """Create or update a bundle directory's manifest with one branch (the other branch is kept), and
     recompute the bundle id. Lets the pixel and VLM exporters write into the same bundle in any order."""
-    from .manifest import FusionSpec, PixelBranchSpec, SemanticBranchSpec
+    from aligngemini_sdk.manifest import FusionSpec, PixelBranchSpec, SemanticBranchSpec
 
     root = Path(root)
     if (root / MANIFEST_NAME).is_file():

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import AlignGeminiError, GateFailedError, ImageError
+from aligngemini_sdk.errors import AlignGeminiError, GateFailedError, ImageError
 
 #: Exit statuses (README "CLI" lists them): 0 every input gave a verdict; 1 an error before any input (bundle,
 #: runtime, usage of a library call); 2 bad usage, or no input gave a verdict; 3 an export gate failed; 4 the
@@ -24,7 +24,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off
 
 
 def _detector(args: argparse.Namespace) -> Any:
-    from .detector import Detector, DetectorOptions
+    from aligngemini_sdk.detector import Detector, DetectorOptions
 
     return Detector(args.bundle, DetectorOptions(device=args.device, budget_ms=args.budget_ms, power=args.power,
                                                  threads=args.threads, pixel_precision=args.precision,
@@ -34,8 +34,8 @@ def _detector(args: argparse.Namespace) -> Any:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from .dataset import list_images
-    from .progress import Progress
+    from aligngemini_sdk.dataset import list_images
+    from aligngemini_sdk.progress import Progress
 
     paths: list[Path] = [p for item in args.inputs for p in list_images(item)]
     if not paths:
@@ -78,10 +78,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .bundle import Bundle
-    from .detector import default_bundle_path
-    from .image import QuantizedInput
-    from .manifest import required_features
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.detector import default_bundle_path
+    from aligngemini_sdk.image import QuantizedInput
+    from aligngemini_sdk.manifest import required_features
 
     b = Bundle.open(args.bundle or default_bundle_path())
     m = b.manifest
@@ -145,7 +145,7 @@ def _artifact_notes(options: dict[str, Any]) -> list[str]:
 
 
 def cmd_sys(args: argparse.Namespace) -> int:
-    from .device import device_key, fingerprint
+    from aligngemini_sdk.device import device_key, fingerprint
 
     fp = fingerprint()
     fp["device_key"] = device_key("cpu")
@@ -165,9 +165,9 @@ def cmd_sys(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Run the bundle's golden inputs on this device; exit 4 when an artifact's outputs leave their tolerance."""
-    from .bundle import Bundle
-    from .conformance import verify_bundle
-    from .detector import default_bundle_path
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.conformance import verify_bundle
+    from aligngemini_sdk.detector import default_bundle_path
 
     rep = verify_bundle(Bundle.open(args.bundle or default_bundle_path()), device=args.device, threads=args.threads)
     if args.json:
@@ -187,8 +187,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export_pixel(args: argparse.Namespace) -> int:
-    from .export.pixel import GateThresholds, PixelExportConfig, default_input, export_pixel
-    from .manifest import InputSpec
+    from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, default_input, export_pixel
+    from aligngemini_sdk.manifest import InputSpec
 
     spec = default_input(args.arch)
     if args.input_size:
@@ -209,14 +209,14 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
     except GateFailedError as exc:
         print(f"GATE FAILED: {exc}", file=sys.stderr)
         return EXIT_GATE
-    print(json.dumps({"bundle": report["bundle"], "bundle_id": report["bundle_id"],
-                      "artifacts": {k: v.get("passed") for k, v in report["artifacts"].items()}}))
+    print(json.dumps({"bundle": report.bundle, "bundle_id": report.bundle_id,
+                      "artifacts": {k: v.passed for k, v in report.artifacts.items()}}))
     return EXIT_OK
 
 
 def cmd_export_harden(args: argparse.Namespace) -> int:
-    from .dataset import list_images, load_collection
-    from .export.harden import harden_bundle
+    from aligngemini_sdk.dataset import list_images, load_collection
+    from aligngemini_sdk.export.harden import harden_bundle
 
     p = Path(args.images)
     images = [s.path for s in load_collection(p)] if p.suffix.lower() == ".csv" else list_images(p)
@@ -226,6 +226,8 @@ def cmd_export_harden(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from aligngemini_sdk.export.archs import arch_names, get_arch
+
     p = argparse.ArgumentParser(prog="aligngemini", description="AlignGemini AI-generated image detector SDK")
     p.add_argument("-v", "--verbose", action="store_true", help="show runtime logs (llama.cpp, ORT)")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -269,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export models into bundles (needs aligngemini-sdk[export])")
     esub = e.add_subparsers(dest="what", required=True)
     ep = esub.add_parser("pixel", help="pixel expert -> ONNX FP32/FP16/INT8 (+TensorRT) with accuracy gate")
-    ep.add_argument("--arch", required=True, choices=["ladeda", "dinov2", "dda", "module"])
+    ep.add_argument("--arch", required=True, choices=arch_names(),
+                    help="; ".join(f"{n}: {get_arch(n).help}" for n in arch_names()))
     ep.add_argument("--weights", required=True)
     ep.add_argument("--out", required=True)
     ep.add_argument("--calib", help="calibration images: DIR with real/ fake/, or CSV")
@@ -319,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: Any) -> None:
     """Commands defined in their own modules (eval, bench, export vlm) add themselves here."""
-    from . import commands
+    from aligngemini_sdk import commands
 
     commands.register(sub)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, to_markdown
+    from aligngemini_sdk.evaluate import evaluate, to_markdown
 
     rep = evaluate(args.bundle, args.data, out=args.out, workers=args.workers, backend=args.backend,
                    exclude_sources=tuple(s for s in args.exclude_sources.split(",") if s), device=args.device,
@@ -23,8 +23,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export_vlm(args: argparse.Namespace) -> int:
-    from .errors import GateFailedError
-    from .export.vlm import VlmExportConfig, export_vlm
+    from aligngemini_sdk.errors import GateFailedError
+    from aligngemini_sdk.export.vlm import VlmExportConfig, export_vlm
 
     cfg = VlmExportConfig(hf=Path(args.hf), out=Path(args.out), lora=Path(args.lora) if args.lora else None,
                           quants=tuple(q.strip() for q in args.quant.split(",")), mmproj_type=args.mmproj_type,
@@ -74,6 +74,6 @@ def register(sub: Any) -> None:
     v.add_argument("--out", required=True)
     v.set_defaults(func=cmd_export_vlm)
 
-    from .bench import register as register_bench
+    from aligngemini_sdk.bench import register as register_bench
 
     register_bench(sub)

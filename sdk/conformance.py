@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
-from .bundle import Bundle
-from .errors import AlignGeminiError, BundleFormatError
-from .manifest import Artifact
+from aligngemini_sdk.bundle import Bundle
+from aligngemini_sdk.errors import AlignGeminiError, BundleFormatError
+from aligngemini_sdk.manifest import Artifact
 
 #: the artifact file role that holds golden inputs and outputs
 ROLE = "conformance"
@@ -112,7 +111,7 @@ def load(bundle: Bundle, art: Artifact, name: str) -> tuple[list[np.ndarray], np
 def check_artifact(bundle: Bundle, branch: str, name: str, *, device: str = "cpu",
                    threads: int | None = None) -> ArtifactConformance:
     """Run one artifact's golden inputs through the runtime ``detect()`` would use, on this device."""
-    from .runtimes import open_pixel
+    from aligngemini_sdk.runtimes import open_pixel
 
     spec = bundle.manifest.pixel
     assert spec is not None and branch == "pixel"
@@ -164,8 +163,7 @@ def _saturation(bundle: Bundle, art: Artifact) -> tuple[str, bool]:
     recorded = art.options.get("calibration", {}).get("int8_safety")
     try:
         import onnx  # noqa: F401
-
-        from .export.saturation import prove_file
+        from aligngemini_sdk.export.saturation import prove_file
     except ImportError:
         if isinstance(recorded, dict):
             return (f"recorded {'safe' if recorded.get('safe') else 'CAN SATURATE'} (not re-derived: onnx is not "
@@ -180,8 +178,7 @@ def _saturation(bundle: Bundle, art: Artifact) -> tuple[str, bool]:
 def verify_bundle(bundle: Bundle, *, device: str = "cpu", threads: int | None = None) -> ConformanceReport:
     """Check every pixel artifact's golden outputs on this device (checksums first)."""
     import onnxruntime
-
-    from .device import cpu_info
+    from aligngemini_sdk.device import cpu_info
 
     bundle.verify()
     spec = bundle.manifest.pixel

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .image import IMAGE_EXTENSIONS as IMAGE_EXTS
+from aligngemini_sdk.image import IMAGE_EXTENSIONS as IMAGE_EXTS
 
 
 @dataclass(frozen=True)

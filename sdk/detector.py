@@ -22,22 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .budget import POWER_MODES, LatencyTracker, check_budget_ms, plan_semantic
-from .bundle import Bundle
-from .device import device_key
-from .errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
-from .fusion import can_change_verdict, fuse, label_for
-from .image import DEFAULT_MAX_PIXELS, Image, ImageLike, decode_bytes, load_image, read_image_file
-from .provenance import Provenance, ProvenancePolicy, apply_policy, read_provenance
-from .result import BranchResult, DetectionResult
+from aligngemini_sdk.budget import POWER_MODES, LatencyTracker, check_budget_ms, plan_semantic
+from aligngemini_sdk.bundle import Bundle
+from aligngemini_sdk.device import device_key
+from aligngemini_sdk.errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
+from aligngemini_sdk.fusion import can_change_verdict, fuse, label_for
+from aligngemini_sdk.image import DEFAULT_MAX_PIXELS, Image, ImageLike, decode_bytes, load_image, read_image_file
+from aligngemini_sdk.provenance import Provenance, ProvenancePolicy, apply_policy, read_provenance
+from aligngemini_sdk.result import BranchResult, DetectionResult
 
 log = logging.getLogger("aligngemini")
 
 
 def default_bundle_path() -> Path:
-    """The bundle shipped inside the package (``aligngemini_sdk/default_bundle``)."""
-    return Path(str(resources.files("aligngemini_sdk") / "default_bundle"))
+    """The bundle shipped inside the package (``aligngemini_sdk/default_bundle``). Where its files really are: a
+    strict editable install links each file from the source tree, and a bundle never follows links out of itself."""
+    return Path(str(resources.files("aligngemini_sdk") / "default_bundle" / "manifest.json")).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Detector:
         profile = m.device_profiles.get(self.device_key, {})
         self.latency = LatencyTracker({k: v.p90_ms for k, v in profile.items()})
 
-        from .runtimes import open_pixel, open_semantic
+        from aligngemini_sdk.runtimes import open_pixel, open_semantic
 
         self.pixel = None
         if m.pixel is not None:
@@ -94,7 +94,7 @@ class Detector:
                                               precision=o.semantic_precision, verbose=o.verbose)
             except AlignGeminiError as exc:
                 # Integrity errors must not be swallowed: a tampered VLM is an error, not "unavailable".
-                from .errors import BundleIntegrityError
+                from aligngemini_sdk.errors import BundleIntegrityError
 
                 if isinstance(exc, BundleIntegrityError):
                     raise
@@ -302,7 +302,7 @@ def _iter_video(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
 
     cap = cv2.VideoCapture(os.fspath(path))
     if not cap.isOpened():
-        from .errors import ImageDecodeError
+        from aligngemini_sdk.errors import ImageDecodeError
 
         raise ImageDecodeError(os.fspath(path), "cannot open video")
     try:

@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from .extras import available
+from aligngemini_sdk.extras import available
 
 _INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
                       "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm")

@@ -6,6 +6,8 @@ on purpose; anything else escaping is a bug.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AlignGeminiError(Exception):
     """Base class of every error the SDK raises deliberately."""
@@ -77,8 +79,9 @@ class ExportError(AlignGeminiError):
 
 
 class GateFailedError(ExportError):
-    """An exported artifact failed its accuracy/parity gate. ``report`` holds the measured numbers."""
+    """An exported artifact failed its accuracy/parity gate. ``report`` holds the measured numbers (the export's
+    typed report: ``export.gate.GateReport`` for the pixel gate, ``export.vlm.ParityReport`` for the VLM's)."""
 
-    def __init__(self, message: str, report: dict | None = None) -> None:
-        self.report = report or {}
+    def __init__(self, message: str, report: Any = None) -> None:
+        self.report = report
         super().__init__(message)

@@ -16,9 +16,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from .dataset import Sample, load_collection
-from .metrics import binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
-from .progress import Progress
+from aligngemini_sdk.dataset import Sample, load_collection
+from aligngemini_sdk.metrics import binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
+from aligngemini_sdk.progress import Progress
 
 
 @dataclass
@@ -43,13 +43,13 @@ _DET: Any = None
 
 def _init_worker(bundle: str, opts: dict[str, Any]) -> None:
     global _DET
-    from .detector import Detector, DetectorOptions
+    from aligngemini_sdk.detector import Detector, DetectorOptions
 
     _DET = Detector(bundle, DetectorOptions(**opts))
 
 
 def _run_chunk(chunk: Sequence[tuple[str, int, str]]) -> list[Row]:
-    from .errors import AlignGeminiError
+    from aligngemini_sdk.errors import AlignGeminiError
 
     out = []
     for path, label, source in chunk:
@@ -74,7 +74,7 @@ def run_rows(bundle: str, samples: Sequence[Sample], *, workers: int = 1, backen
     bar = Progress(len(samples), "eval", progress)
     rows: list[Row] = []
     if backend == "ray":
-        from .extras import require
+        from aligngemini_sdk.extras import require
 
         ray = require("ray")
         # Join the cluster the caller (or RAY_ADDRESS) set up; otherwise start a local one and stop it after.
@@ -166,7 +166,7 @@ def to_markdown(rep: dict[str, Any], title: str = "Evaluation") -> str:
 
 def evaluate(bundle: str, data: str, *, out: str | None = None, workers: int = 1, backend: str = "local",
              exclude_sources: Sequence[str] = (), **opts: Any) -> dict[str, Any]:
-    from .bundle import Bundle
+    from aligngemini_sdk.bundle import Bundle
 
     samples = load_collection(data, exclude_sources)
     b = Bundle.open(bundle)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .errors import MissingExtraError
+from aligngemini_sdk.errors import MissingExtraError
 
 #: module -> (extra, what it is for)
 EXTRAS: dict[str, tuple[str, str]] = {

@@ -7,7 +7,7 @@ change the verdict, so it need not run. :func:`can_change_verdict` states that f
 
 from __future__ import annotations
 
-from .manifest import FusionSpec
+from aligngemini_sdk.manifest import FusionSpec
 
 
 def fuse(spec: FusionSpec, pixel: float | None, semantic: float | None,

@@ -22,9 +22,8 @@ from typing import Any, Union
 
 import cv2
 import numpy as np
-
-from .errors import ImageDecodeError, ImageTooLargeError, InputShapeError
-from .manifest import InputSpec
+from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
+from aligngemini_sdk.manifest import InputSpec
 
 #: Default decompression-bomb guard: 180 megapixels (above any phone sensor, far below a bomb).
 DEFAULT_MAX_PIXELS = 180_000_000

@@ -41,8 +41,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import BundleFormatError
-from .provenance import ProvenancePolicy
+from aligngemini_sdk.errors import BundleFormatError
+from aligngemini_sdk.provenance import ProvenancePolicy
 
 SCHEMA_VERSION = 1
 BRANCHES = ("pixel", "semantic")

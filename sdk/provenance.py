@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
-from .metadata import Metadata, read_metadata
+from aligngemini_sdk.metadata import Metadata, read_metadata
 
 Says = Literal["ai", "capture", "edited"]
 Validation = Literal["trusted", "valid-untrusted", "invalid", "absent", "unavailable", "unreadable"]
@@ -151,8 +151,8 @@ def _from_metadata(md: Metadata) -> Provenance:
 
 def _from_c2pa(data: bytes, md: Metadata, trust_anchors: str | None) -> Provenance:
     prov = Provenance(kind="c2pa", strength=None)
-    from .errors import MissingExtraError
-    from .extras import require
+    from aligngemini_sdk.errors import MissingExtraError
+    from aligngemini_sdk.extras import require
 
     try:
         c2pa = require("c2pa")

@@ -24,12 +24,11 @@ class TestPki:
 
 def make_test_pki(device: str = "Test Device") -> TestPki:
     """A root CA and a leaf (ES256, P-256) that C2PA accepts, and a c2pa signer holding the leaf's chain."""
+    from aligngemini_sdk.extras import require
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    from .extras import require
 
     c2pa = require("c2pa")
 
@@ -67,7 +66,7 @@ def make_test_pki(device: str = "Test Device") -> TestPki:
 def sign_image(pki: TestPki, data: bytes, source_type: str, generator: str, mime: str = "image/jpeg") -> bytes:
     """``data`` with a C2PA manifest whose ``c2pa.created`` action declares ``source_type`` (an IPTC code such as
     ``trainedAlgorithmicMedia`` or ``digitalCapture``), signed by ``pki``."""
-    from .extras import require
+    from aligngemini_sdk.extras import require
 
     c2pa = require("c2pa")
     manifest = {"claim_generator_info": [{"name": generator, "version": "1.0"}], "format": mime,

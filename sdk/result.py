@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from .provenance import Provenance
+from aligngemini_sdk.provenance import Provenance
 
 SkipReason = Literal["budget", "power", "decided", "unavailable"]
 SKIP_REASONS: tuple[str, ...] = ("budget", "power", "decided", "unavailable")

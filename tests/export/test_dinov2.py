@@ -73,13 +73,13 @@ def test_dinov2_directory_export_parity(tmp_path, collection):
     out = tmp_path / "bundle"
     rep = export_pixel(PixelExportConfig(arch="dinov2", weights=str(d), out=out, input=SPEC, calib=str(collection),
                                          val=str(collection), allow_small_calib=True, fallback_rounds=1))
-    assert rep["artifacts"]["fp32"]["max_abs_delta"] < 1e-4
-    assert rep["artifacts"]["fp16"]["passed"]
+    assert rep.artifacts["fp32"].max_abs_delta < 1e-4
+    assert rep.artifacts["fp16"].passed
     imgs = real_images(2) + fake_images(2)
     # a ViT graph on CPU gets dynamic INT8 (static QDQ did not speed ViTs up here)
-    q = rep["artifacts"]["int8"]
-    assert q["scheme"] == "dynamic" and q["agreement"] is not None
-    assert q["passed"]
+    q = rep.artifacts["int8"]
+    assert q.int8 is not None and q.int8.scheme == "dynamic" and q.agreement is not None
+    assert q.passed
     onnx = __import__("onnx")
     ops = {n.op_type for n in onnx.load(str(out / "pixel" / "model.int8.onnx")).graph.node}
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
@@ -128,7 +128,7 @@ def test_dda_checkpoint_with_lora_merges_and_matches(tmp_path, collection):
     out = tmp_path / "bundle"
     rep = export_pixel(PixelExportConfig(arch="dda", weights=str(ckpt), out=out, input=SPEC, precisions=("fp32",),
                                          val=str(collection)))
-    assert rep["artifacts"]["fp32"]["max_abs_delta"] < 1e-4
+    assert rep.artifacts["fp32"].max_abs_delta < 1e-4
     det = Detector(out)
     got = np.array([det.detect(p).pixel.probability for p in imgs])
     np.testing.assert_allclose(got, probs_torch(expected, imgs), atol=1e-4)

@@ -53,7 +53,7 @@ def test_gate_failure_exits_without_shipping_the_failing_artifact(tmp_path, coll
                             gate=GateThresholds(min_agreement=1.01))  # impossible: must fail
     with pytest.raises(GateFailedError) as e:
         export_pixel(cfg)
-    assert e.value.report["artifacts"]["int8"]["passed"] is False
+    assert e.value.report.artifacts["int8"].passed is False
     b = Bundle.open(tmp_path / "b")
     assert "int8" not in b.manifest.pixel.artifacts and "fp32" in b.manifest.pixel.artifacts
     assert not (tmp_path / "b" / "pixel" / "model.int8.onnx").exists()
@@ -65,9 +65,9 @@ def test_fallback_keeps_layers_in_float_and_reports_them(tmp_path, collection):
                             gate=GateThresholds(min_agreement=1.01))
     with pytest.raises(GateFailedError) as e:
         export_pixel(cfg)
-    art = e.value.report["artifacts"]["int8"]
-    assert len(art["kept_in_float"]) == 1 and len(art["fallback_history"]) == 2
-    assert art["fallback_history"][1]["excluded"] == art["kept_in_float"]
+    art = e.value.report.artifacts["int8"].int8
+    assert len(art.kept_in_float) == 1 and len(art.fallback_history) == 2
+    assert art.fallback_history[1].excluded == art.kept_in_float
 
 
 @pytest.mark.parametrize("uint8_input", [True, False])
@@ -76,7 +76,7 @@ def test_static_int8_ships_with_the_quantized_uint8_input_unless_asked_not_to(tm
                             val=str(collection), allow_small_calib=True, precisions=("int8",), fallback_rounds=0,
                             int8_scheme="static", uint8_input=uint8_input,
                             gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0))  # about the input, not accuracy
-    rep = export_pixel(cfg)["artifacts"]["int8"]
+    rep = export_pixel(cfg).artifacts["int8"]
     art = Bundle.open(tmp_path / "b").manifest.pixel.artifacts["int8"]
     det = Detector(tmp_path / "b")
     assert det.detect(real_images(1)[0]).pixel.ran
@@ -84,7 +84,7 @@ def test_static_int8_ships_with_the_quantized_uint8_input_unless_asked_not_to(tm
         assert art.options["input"]["dtype"] == "uint8" and art.options["input"]["layout"] == "NHWC"
         assert det.pixel.describe()["input_dtype"] == "uint8"
         # the gate was re-run on the shipped uint8 file and agrees with the float-input check it replaced
-        assert rep["agreement"] == rep["float_input_agreement"]
+        assert rep.agreement == rep.float_input_agreement
     else:
         assert "input" not in art.options and det.pixel.describe()["input_dtype"] == "float32"
 
@@ -161,7 +161,7 @@ def test_any_module_with_one_logit(tmp_path, collection, kind):
         kw = {"weights": str(path)}
     rep = export_pixel(PixelExportConfig(arch="module", out=tmp_path / "b", input=spec, precisions=("fp32",),
                                          val=str(collection), **kw))
-    assert rep["artifacts"]["fp32"]["max_abs_delta"] < 1e-5
+    assert rep.artifacts["fp32"].max_abs_delta < 1e-5
     assert Detector(tmp_path / "b").detect(real_images(1)[0]).pixel.ran
 
 

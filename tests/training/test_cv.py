@@ -1,19 +1,16 @@
 """Cross-validation compares recipe variants on the training pool only: stratified folds that never include a
 test or unseen-generator image, and paired per-fold differences."""
 
-import sys
 from collections import Counter
 
 import pytest
 
-from tests.conftest import ROOT, SHARED
-
-sys.path.insert(0, str(ROOT / "training"))
+from tests.conftest import SHARED
 
 
 def test_pool_is_train_plus_tune_in_stratified_fixed_folds():
-    from cv import cv_pool
-    from train_default import split_rows
+    from training.cv import cv_pool
+    from training.train_default import split_rows
 
     splits = split_rows(SHARED)
     pool = cv_pool(SHARED, 3)
@@ -27,7 +24,7 @@ def test_pool_is_train_plus_tune_in_stratified_fixed_folds():
 
 
 def test_summary_reports_per_fold_metrics_and_paired_differences():
-    from cv import summarize
+    from training.cv import summarize
 
     # fold 0: both arms rank perfectly; fold 1: "b" ranks one fake below a real, "a" does not
     base = {"label": [0, 0, 1, 1, 0, 0, 1, 1], "fold": [0, 0, 0, 0, 1, 1, 1, 1],

@@ -58,8 +58,7 @@ def test_cli_detect_without_bundle_gives_a_verdict():
 
 
 def test_recipe_split_is_fixed_and_disjoint():
-    sys.path.insert(0, str(ROOT / "training"))
-    from train_default import UNSEEN_CNN_FAMILIES, split_rows
+    from training.train_default import UNSEEN_CNN_FAMILIES, split_rows
 
     a, b = split_rows(SHARED), split_rows(SHARED)
     assert {k: [r["path"] for r in v] for k, v in a.items()} == {k: [r["path"] for r in v] for k, v in b.items()}
@@ -74,9 +73,9 @@ def test_recipe_split_is_fixed_and_disjoint():
 
 def test_committed_split_files_match_the_recipe_split():
     """training/splits/*.csv are what the recipe held aside; they must not drift from ``split_rows``."""
-    sys.path.insert(0, str(ROOT / "training"))
     from aligngemini_sdk.dataset import load_collection
-    from train_default import split_rows
+
+    from training.train_default import split_rows
 
     splits = split_rows(SHARED)
     for name in ("test", "unseen"):
@@ -102,8 +101,7 @@ def test_source_balanced_batches_make_the_paired_source_carry_no_label():
     ``--sampling source`` gives the paired source the same share of reals and fakes."""
     import random
 
-    sys.path.insert(0, str(ROOT / "training"))
-    from train_default import PAIRED_SOURCE, SAMPLERS, split_rows
+    from training.train_default import PAIRED_SOURCE, SAMPLERS, split_rows
 
     train = split_rows(SHARED)["train"]
 
@@ -129,8 +127,7 @@ def test_strip_frame_cuts_the_class_coded_border_to_whole_jpeg_blocks():
     that mixed border into content survives; images without a frame pass through untouched."""
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "training"))
-    from train_default import load_rgb, strip_frame
+    from training.train_default import load_rgb, strip_frame
 
     corners = {}
     for label, folder in (("real", CNN_REAL), ("fake", CNN_FAKE)):

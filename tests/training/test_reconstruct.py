@@ -2,13 +2,10 @@
 in size, format and colour statistics so that only decoder artifacts tell them apart."""
 
 import random
-import sys
 
 import numpy as np
 
-from tests.conftest import ROOT, real_images
-
-sys.path.insert(0, str(ROOT / "training"))
+from tests.conftest import real_images
 
 
 def _rows_and_images():
@@ -22,7 +19,7 @@ def _rows_and_images():
 
 
 def test_reconstructions_are_paired_fakes_of_the_lossless_reals_only():
-    from reconstruct import reconstruction_fakes
+    from training.reconstruct import reconstruction_fakes
 
     rows, images = _rows_and_images()
     fakes = reconstruction_fakes(rows, images, random.Random(0), steps=30)
@@ -38,14 +35,14 @@ def test_reconstructions_are_paired_fakes_of_the_lossless_reals_only():
 
 
 def test_odd_sized_images_reconstruct_to_their_own_size():
-    from reconstruct import ReconstructionAE, reconstruct
+    from training.reconstruct import ReconstructionAE, reconstruct
 
     img = np.random.default_rng(0).integers(0, 256, (37, 51, 3), dtype=np.uint8)
     assert reconstruct(ReconstructionAE().eval(), img).shape == (37, 51, 3)
 
 
 def test_mixing_replaces_the_stated_share_of_fake_draws():
-    from train_default import class_balanced, mix_fakes
+    from training.train_default import class_balanced, mix_fakes
 
     train = [{"abs": f"r{i}", "label": "real", "source": "a"} for i in range(5)] + \
             [{"abs": f"f{i}", "label": "fake", "source": "a"} for i in range(5)]
