@@ -11,25 +11,26 @@ import os
 from typing import Any
 
 from aligngemini_sdk.bundle import Bundle
+from aligngemini_sdk.device import Device
 from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
 from aligngemini_sdk.extras import available
 from aligngemini_sdk.image import QuantizedInput
 from aligngemini_sdk.manifest import Artifact, PixelBranchSpec, SemanticBranchSpec
-from aligngemini_sdk.runtimes.base import BranchRuntime
+from aligngemini_sdk.runtimes.base import BranchRuntime, TensorRuntime
 
 log = logging.getLogger("aligngemini")
 
-__all__ = ["BranchRuntime", "open_pixel", "open_semantic", "select_artifact"]
+__all__ = ["BranchRuntime", "TensorRuntime", "open_pixel", "open_semantic", "select_artifact"]
 
 #: artifact preference per device, by precision; the first present in the bundle wins.
-_PIXEL_PREFERENCE: dict[str, list[str]] = {
-    "cpu": ["int8", "fp32", "fp16"],
-    "cuda": ["fp16", "fp32", "int8"],
-    "tensorrt": ["tensorrt", "int8-trt", "fp16", "fp32", "int8"],
+_PIXEL_PREFERENCE: dict[Device, list[str]] = {
+    Device.CPU: ["int8", "fp32", "fp16"],
+    Device.CUDA: ["fp16", "fp32", "int8"],
+    Device.TENSORRT: ["tensorrt", "int8-trt", "fp16", "fp32", "int8"],
 }
 
 
-def select_artifact(spec: PixelBranchSpec | SemanticBranchSpec, device: str, precision: str | None) -> str:
+def select_artifact(spec: PixelBranchSpec | SemanticBranchSpec, device: str | Device, precision: str | None) -> str:
     """Pick the artifact to run: an explicit ``precision`` wins, else the device's preference order,
     else the manifest default. Raises when an explicit choice is not in the bundle."""
     if precision and precision != "auto":
@@ -40,7 +41,7 @@ def select_artifact(spec: PixelBranchSpec | SemanticBranchSpec, device: str, pre
             raise RuntimeUnavailableError(f"bundle has no {precision!r} artifact (has: {', '.join(spec.artifacts)})")
         return matches[0]
     if isinstance(spec, PixelBranchSpec):
-        dev = "cpu" if device in ("auto", "cpu") else device
+        dev = Device.CPU if device == Device.AUTO else Device.parse(device)
         trt_ok = available("tensorrt")
         for want in _PIXEL_PREFERENCE.get(dev, []):
             for name, art in spec.artifacts.items():
@@ -51,7 +52,7 @@ def select_artifact(spec: PixelBranchSpec | SemanticBranchSpec, device: str, pre
     return spec.default_artifact
 
 
-def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", threads: int | None = None,
+def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str | Device = Device.AUTO, threads: int | None = None,
                precision: str | None = None) -> BranchRuntime:
     name = select_artifact(spec, device, precision)
     art = spec.artifacts[name]
@@ -71,7 +72,7 @@ def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", t
     if art.runtime == "onnxruntime":
         from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
 
-        ort_device = "cuda" if device == "tensorrt" else device
+        ort_device = Device.CUDA if device == Device.TENSORRT else device
         side = {r: f for r, f in art.files.items() if r.startswith("external_data")}
         if side:  # the model reads side files: load it from a directory that holds only the listed ones
             folder = bundle.sealed_dir({"model": art.files["model"], **side}, f"pixel-{name}")
@@ -83,7 +84,7 @@ def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str = "auto", t
     raise RuntimeUnavailableError(f"pixel artifact {name!r} uses runtime {art.runtime!r}, which cannot run pixels")
 
 
-def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str = "auto", threads: int | None = None,
+def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str | Device = Device.AUTO, threads: int | None = None,
                   precision: str | None = None, verbose: bool = False) -> BranchRuntime:
     name = select_artifact(spec, device, precision)
     art: Artifact = spec.artifacts[name]
@@ -95,6 +96,6 @@ def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str = "au
 
     model = bundle.verified_path(art.files["model"])
     mmproj = bundle.verified_path(art.files["mmproj"])
-    gpu_layers = 0 if device == "cpu" else (-1 if device in ("cuda", "tensorrt", "metal", "vulkan") else 0)
+    gpu_layers = -1 if Device.parse(device).offloads_vlm else 0
     kw: dict[str, Any] = {"n_gpu_layers": gpu_layers, "threads": threads, "verbose": verbose}
     return LlamaSemantic(model, mmproj, spec, artifact=name, **kw)

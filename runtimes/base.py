@@ -19,13 +19,22 @@ from aligngemini_sdk.manifest import InputSpec
 
 @runtime_checkable
 class BranchRuntime(Protocol):
+    """What the detector, the benchmark and the evaluator call on any branch."""
+
     #: backend name: "onnxruntime", "tensorrt", "llama.cpp"
     backend: str
     #: the manifest artifact this runtime serves (e.g. "int8")
     artifact: str
+    #: the last call's time per stage in ms (e.g. the VLM's image encoding and prompt evaluation); empty when the
+    #: backend does not split its calls
+    last_timing: dict[str, float]
 
     def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """P(fake) in [0, 1] for each RGB uint8 HWC image, as float64 array of shape (N,)."""
+        ...
+
+    def predict_one(self, image: np.ndarray) -> float:
+        """P(fake) of one image: ``predict([image])[0]``, on the least work the backend allows."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -33,6 +42,23 @@ class BranchRuntime(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TensorRuntime(BranchRuntime, Protocol):
+    """A branch that runs a model on a prepared input tensor (the pixel runtimes): the benchmark times the raw model
+    call apart from the SDK's preparation, and batches when the model's batch axis is dynamic."""
+
+    #: whether the model accepts any batch size (else it runs images one by one)
+    dynamic_batch: bool
+
+    def prepare(self, images: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+        """The model-input batches for RGB uint8 images: ``[(indices, batch), ...]``."""
+        ...
+
+    def run_tensor(self, batch: np.ndarray) -> np.ndarray:
+        """The model's raw output (logits) for one prepared batch."""
+        ...
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -100,6 +126,11 @@ class TensorPixelRuntime:
     output: str = "logit"
     #: set for artifacts that take the quantized uint8 input (see :class:`~aligngemini_sdk.image.QuantizedInput`)
     quantizer: InputQuantizer | None = None
+    dynamic_batch: bool = False
+
+    @property
+    def last_timing(self) -> dict[str, float]:
+        return {}  # one model call: nothing to split
 
     def run_tensor(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError

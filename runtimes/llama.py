@@ -275,6 +275,9 @@ class LlamaSemantic:
     def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray([self.probability(img) for img in images], dtype=np.float64)
 
+    def predict_one(self, image: np.ndarray) -> float:
+        return float(self.probability(image))
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "artifact": self.artifact, "threads": self.threads,
                 "fake_token_ids": self.fake_ids, "real_token_ids": self.real_ids}

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from aligngemini_sdk.device import Device
 from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
 from aligngemini_sdk.image import InputQuantizer, QuantizedInput
 from aligngemini_sdk.manifest import InputSpec
@@ -20,28 +21,30 @@ from aligngemini_sdk.runtimes.base import TensorPixelRuntime
 log = logging.getLogger("aligngemini")
 
 #: device name -> preferred provider chain (CPU is always appended last).
-DEVICE_PROVIDERS: dict[str, list[str]] = {
-    "cpu": [],
-    "cuda": ["CUDAExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
-    "coreml": ["CoreMLExecutionProvider"],
-    "openvino": ["OpenVINOExecutionProvider"],
-    "dml": ["DmlExecutionProvider"],
-    "qnn": ["QNNExecutionProvider"],
-    "xnnpack": ["XnnpackExecutionProvider"],
-    "rocm": ["ROCMExecutionProvider"],
+DEVICE_PROVIDERS: dict[Device, list[str]] = {
+    Device.CPU: [],
+    Device.CUDA: ["CUDAExecutionProvider"],
+    Device.TENSORRT: ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
+    Device.COREML: ["CoreMLExecutionProvider"],
+    Device.OPENVINO: ["OpenVINOExecutionProvider"],
+    Device.DML: ["DmlExecutionProvider"],
+    Device.QNN: ["QNNExecutionProvider"],
+    Device.XNNPACK: ["XnnpackExecutionProvider"],
+    Device.ROCM: ["ROCMExecutionProvider"],
 }
 AUTO_ORDER = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CoreMLExecutionProvider",
               "DmlExecutionProvider"]
 
 
-def choose_providers(device: str, available: Sequence[str]) -> tuple[list[str], list[str]]:
+def choose_providers(device: str | Device, available: Sequence[str]) -> tuple[list[str], list[str]]:
     """Return (providers to use, human-readable fallbacks taken) for ``device``."""
-    if device == "auto":
+    device = Device.parse(device)
+    if device == Device.AUTO:
         wanted = [p for p in AUTO_ORDER if p in available and p != "TensorrtExecutionProvider"]
         return [*wanted[:1], "CPUExecutionProvider"], []
     if device not in DEVICE_PROVIDERS:
-        raise RuntimeUnavailableError(f"unknown device {device!r}; known: auto, {', '.join(DEVICE_PROVIDERS)}")
+        raise RuntimeUnavailableError(f"device {device!r} has no ONNX Runtime provider; known: auto, "
+                                      f"{', '.join(DEVICE_PROVIDERS)}")
     chosen, fallbacks = [], []
     for p in DEVICE_PROVIDERS[device]:
         if p in available:
@@ -59,7 +62,7 @@ class OnnxRuntimePixel(TensorPixelRuntime):
     backend = "onnxruntime"
 
     def __init__(self, model_path: str | os.PathLike[str] | bytes, spec: InputSpec, *, artifact: str = "",
-                 device: str = "auto", threads: int | None = None, output: str = "logit",
+                 device: str | Device = Device.AUTO, threads: int | None = None, output: str = "logit",
                  input_quantization: QuantizedInput | None = None, reference_arithmetic: bool = False) -> None:
         """``reference_arithmetic``: graph optimizations off, so a QDQ graph runs as written (QuantizeLinear /
         DequantizeLinear around float ops) instead of on the CPU's integer kernels: the arithmetic the file

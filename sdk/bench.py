@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from aligngemini_sdk.budget import percentile
 from aligngemini_sdk.metrics import binary_metrics, fmt, markdown_table
+from aligngemini_sdk.runtimes.base import TensorRuntime
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -67,14 +68,14 @@ def _bench_artifact(bundle_dir: str, branch: str, artifact: str, images: list[st
             ms.append((time.perf_counter() - t) * 1e3)
         out["latency_ms"] = _stats(ms)
         out["latency_samples"] = ms
-        if branch == "semantic" and hasattr(rt, "last_timing"):
+        if branch == "semantic":
             parts: dict[str, list[float]] = {}
             for _ in range(min(runs, 5)):
                 rt.predict([sample])
                 for k, v in rt.last_timing.items():
                     parts.setdefault(k, []).append(v)
             out["semantic_split_ms"] = {k: statistics.median(v) for k, v in parts.items()}
-        if branch == "pixel" and getattr(rt, "dynamic_batch", False) and m.pixel and m.pixel.input.fixed_size:
+        if isinstance(rt, TensorRuntime) and rt.dynamic_batch and m.pixel and m.pixel.input.fixed_size:
             best = (1, 1e3 / out["latency_ms"]["p50"])
             for bs in (2, 4, 8, 16):
                 batch = [sample] * bs
@@ -151,7 +152,7 @@ def pipeline_sweep(bundle_dir: str, images: list[str], labels: list[int], budget
                                                                  predictions=[f[0] for f in fused])
         rows.append(row)
     overhead = None
-    if det.pixel is not None and hasattr(det.pixel, "prepare"):
+    if isinstance(det.pixel, TensorRuntime):
         overhead = sdk_overhead(det, decoded[0])
     det.close()
     prov_ms = _stats([pv.ms for pv in provenance]) if provenance else None

@@ -20,9 +20,28 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from aligngemini_sdk.choice import Choice
 from aligngemini_sdk.result import SkipReason
 
-POWER_MODES = ("full", "balanced", "low")
+
+class PowerMode(Choice):
+    """``full``: the VLM runs whenever it can change the verdict in time; ``balanced``: only when its predicted p90
+    is under :data:`~aligngemini_sdk.budget.BALANCED_MAX_MS`; ``low``: never (pixel branch only)."""
+
+    FULL = "full"
+    BALANCED = "balanced"
+    LOW = "low"
+
+    @classmethod
+    def parse(cls, value: str | PowerMode) -> PowerMode:
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"power must be one of {cls.names()}, got {value!r}") from None
+
+
+#: the power modes' values, in order
+POWER_MODES = PowerMode.names()
 
 
 def check_budget_ms(budget_ms: float | None) -> float | None:
@@ -34,6 +53,8 @@ def check_budget_ms(budget_ms: float | None) -> float | None:
             or budget_ms <= 0:
         raise ValueError(f"budget_ms must be a finite number of milliseconds > 0 (or None), got {budget_ms!r}")
     return float(budget_ms)
+
+
 #: Under ``power="balanced"`` the VLM is skipped when its predicted p90 exceeds this (ms).
 BALANCED_MAX_MS = 1500.0
 #: Measured samples needed before in-process measurements override the device profile.
@@ -51,9 +72,10 @@ class Plan:
 def plan_semantic(*, available: bool, power: str, can_change: bool, budget_ms: float | None,
                   elapsed_ms: float, predicted_p90_ms: float | None,
                   balanced_max_ms: float = BALANCED_MAX_MS) -> Plan:
-    """Pure decision function; all inputs injected, so every branch of it is testable."""
-    if power not in POWER_MODES:
-        raise ValueError(f"power must be one of {POWER_MODES}, got {power!r}")
+    """Pure decision function; all inputs injected, so every branch of it is testable. ``power`` is a
+    :class:`~aligngemini_sdk.options.PowerMode` (or its value: the enum compares equal to it), validated by the
+    options."""
+    power = PowerMode.parse(power)
     if not available:
         return Plan(False, "unavailable", "bundle has no semantic branch or it failed to load")
     if power == "low":

@@ -22,46 +22,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aligngemini_sdk.budget import POWER_MODES, LatencyTracker, check_budget_ms, plan_semantic
+from aligngemini_sdk.budget import LatencyTracker, PowerMode, check_budget_ms, plan_semantic
 from aligngemini_sdk.bundle import Bundle
-from aligngemini_sdk.device import device_key
+from aligngemini_sdk.device import Device, device_key
 from aligngemini_sdk.errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
-from aligngemini_sdk.fusion import can_change_verdict, fuse, label_for
-from aligngemini_sdk.image import DEFAULT_MAX_PIXELS, Image, ImageLike, decode_bytes, load_image, read_image_file
+from aligngemini_sdk.fusion import Fusion, label_for
+from aligngemini_sdk.image import Image, ImageLike, decode_bytes, load_image, read_image_file
+from aligngemini_sdk.options import DetectorOptions
 from aligngemini_sdk.provenance import Provenance, ProvenancePolicy, apply_policy, read_provenance
 from aligngemini_sdk.result import BranchResult, DetectionResult
+from aligngemini_sdk.runtimes.base import BranchRuntime
 
 log = logging.getLogger("aligngemini")
+__all__ = ["Detector", "DetectorOptions", "default_bundle_path"]
 
 
 def default_bundle_path() -> Path:
     """The bundle shipped inside the package (``aligngemini_sdk/default_bundle``). Where its files really are: a
     strict editable install links each file from the source tree, and a bundle never follows links out of itself."""
     return Path(str(resources.files("aligngemini_sdk") / "default_bundle" / "manifest.json")).resolve().parent
-
-
-@dataclass(frozen=True)
-class DetectorOptions:
-    """How a Detector runs. ``budget_ms=None`` means no deadline (the VLM runs whenever it can matter)."""
-
-    device: str = "auto"
-    budget_ms: float | None = None
-    power: str = "full"
-    threads: int | None = None
-    pixel_precision: str | None = None
-    semantic_precision: str | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    load_semantic: bool = True
-    verbose: bool = False
-    #: read provenance (C2PA, generator metadata) from file and bytes inputs before decoding pixels
-    provenance: bool = True
-    #: PEM file of C2PA trust anchors (a trust list, a vendor's roots); None: every signature is untrusted
-    trust_anchors: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.power not in POWER_MODES:
-            raise ValueError(f"power must be one of {POWER_MODES}, got {self.power!r}")
-        check_budget_ms(self.budget_ms)
 
 
 class Detector:
@@ -82,11 +61,11 @@ class Detector:
 
         from aligngemini_sdk.runtimes import open_pixel, open_semantic
 
-        self.pixel = None
+        self.pixel: BranchRuntime | None = None
         if m.pixel is not None:
             self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=o.threads,
                                     precision=o.pixel_precision)
-        self.semantic = None
+        self.semantic: BranchRuntime | None = None
         self.semantic_error: str | None = None
         if m.semantic is not None and o.load_semantic:
             try:
@@ -105,10 +84,12 @@ class Detector:
         if self.pixel is None and self.semantic is None:
             raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
         self.provenance_policy = ProvenancePolicy.from_dict(m.fusion.provenance)
+        self.fusion = Fusion.of(m)
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike[str], device: str = "auto", budget_ms: float | None = None,
-                    power: str = "full", threads: int | None = None, **kwargs: Any) -> Detector:
+    def from_bundle(cls, path: str | os.PathLike[str], device: str | Device = Device.AUTO,
+                    budget_ms: float | None = None, power: str | PowerMode = PowerMode.FULL,
+                    threads: int | None = None, **kwargs: Any) -> Detector:
         return cls(path, DetectorOptions(device=device, budget_ms=budget_ms, power=power, threads=threads,
                                          **kwargs))
 
@@ -141,18 +122,20 @@ class Detector:
             return []
         t0 = time.perf_counter()
         self._check_open()
+        call = self._call(budget_ms, power)
         loaded = [self._load(im, color_order) for im in images]
-        decoded = [d for d, _ in loaded]
-        probs: Sequence[float | None] = [None] * len(decoded)
-        pixel_ms = 0.0
-        if self.pixel is not None:
-            t = time.perf_counter()
-            probs = [float(p) for p in self.pixel.predict([d.rgb for d in decoded])]
-            pixel_ms = (time.perf_counter() - t) * 1e3 / len(decoded)
-            self.latency.record(self.pixel_key, pixel_ms)
-        share = (time.perf_counter() - t0) * 1e3 / len(decoded)
-        return [self._finish(d, p, pixel_ms, share, budget_ms, power, provenance=prov)
-                for (d, prov), p in zip(loaded, probs)]
+        pixels = self._run_pixel_batch([d.rgb for d, _ in loaded])
+        share = (time.perf_counter() - t0) * 1e3 / len(loaded)
+        return [self._finish(d, px, call, share, prov) for (d, prov), px in zip(loaded, pixels)]
+
+    def _run_pixel_batch(self, rgbs: list[np.ndarray]) -> list[BranchResult]:
+        if self.pixel is None:
+            return [BranchResult("pixel", ran=False, skip_reason="unavailable") for _ in rgbs]
+        t = time.perf_counter()
+        probs = [float(p) for p in self.pixel.predict(rgbs)]
+        ms = (time.perf_counter() - t) * 1e3 / len(rgbs)  # each image's share of the batch
+        self.latency.record(self.pixel_key, ms)
+        return [BranchResult("pixel", ran=True, probability=p, ms=ms, artifact=self.pixel.artifact) for p in probs]
 
     def detect_video(self, source: str | os.PathLike[str] | Iterable[Any], *, color_order: str = "BGR",
                      budget_ms: float | None = None, power: str | None = None, stride: int = 1,
@@ -239,37 +222,32 @@ class Detector:
         prov = read_provenance(data, trust_anchors=self.options.trust_anchors)
         return Image(decode_bytes(data, name=label, max_pixels=self.options.max_pixels), label), prov
 
-    def _detect_decoded(self, img: Image, t0: float, budget_ms: float | None, power: str | None,
-                        provenance: Provenance | None = None) -> DetectionResult:
-        p: float | None = None
-        pixel_ms = 0.0
-        if self.pixel is not None:
-            one = getattr(self.pixel, "predict_one", None)  # tensor runtimes' single-image fast path
-            t = time.perf_counter()
-            p = one(img.rgb) if one is not None else float(self.pixel.predict([img.rgb])[0])
-            pixel_ms = (time.perf_counter() - t) * 1e3
-            self.latency.record(self.pixel_key, pixel_ms)
-        return self._finish(img, p, pixel_ms, 0.0, budget_ms, power, t0=t0, provenance=provenance)
+    def _call(self, budget_ms: float | None, power: str | PowerMode | None) -> _Call:
+        """This call's budget and power mode: the per-call overrides validated, else the options'."""
+        o = self.options
+        return _Call(budget_ms=o.budget_ms if budget_ms is None else check_budget_ms(budget_ms),
+                     power=o.power if power is None else PowerMode.parse(power))
 
-    def _finish(self, img: Image, p_pixel: float | None, pixel_ms: float, shared_ms: float,
-                budget_ms: float | None, power: str | None, t0: float | None = None,
-                provenance: Provenance | None = None) -> DetectionResult:
-        m = self.bundle.manifest
-        budget = self.options.budget_ms if budget_ms is None else check_budget_ms(budget_ms)
-        pwr = power or self.options.power
-        if pwr not in POWER_MODES:
-            raise ValueError(f"power must be one of {POWER_MODES}, got {pwr!r}")
-        t_start = time.perf_counter()
-        elapsed_before = shared_ms if t0 is None else (t_start - t0) * 1e3
-        t_pix = m.pixel.threshold if m.pixel else 0.5
-        t_sem = m.semantic.threshold if m.semantic else 0.5
-        pixel = BranchResult("pixel", ran=p_pixel is not None, probability=p_pixel, ms=pixel_ms,
-                             artifact=self.pixel.artifact if self.pixel else "",
-                             skip_reason=None if p_pixel is not None else "unavailable")
-        pixel_fake = p_pixel is not None and p_pixel > t_pix
-        plan = plan_semantic(available=self.semantic is not None, power=pwr,
-                             can_change=(p_pixel is None) or can_change_verdict(m.fusion, pixel_fake),
-                             budget_ms=budget, elapsed_ms=elapsed_before,
+    def _run_pixel(self, rgb: np.ndarray) -> BranchResult:
+        if self.pixel is None:
+            return BranchResult("pixel", ran=False, skip_reason="unavailable")
+        t = time.perf_counter()
+        p = self.pixel.predict_one(rgb)
+        ms = (time.perf_counter() - t) * 1e3
+        self.latency.record(self.pixel_key, ms)
+        return BranchResult("pixel", ran=True, probability=p, ms=ms, artifact=self.pixel.artifact)
+
+    def _detect_decoded(self, img: Image, t0: float, budget_ms: float | None, power: str | PowerMode | None,
+                        provenance: Provenance | None = None) -> DetectionResult:
+        call = self._call(budget_ms, power)
+        pixel = self._run_pixel(img.rgb)
+        return self._finish(img, pixel, call, (time.perf_counter() - t0) * 1e3, provenance)
+
+    def _run_semantic(self, img: Image, pixel: BranchResult, call: _Call, elapsed_ms: float) -> BranchResult:
+        """Ask the planner whether the VLM runs for this image; run it when it says so."""
+        plan = plan_semantic(available=self.semantic is not None, power=call.power,
+                             can_change=self.fusion.semantic_can_change(pixel.probability),
+                             budget_ms=call.budget_ms, elapsed_ms=elapsed_ms,
                              predicted_p90_ms=self.latency.p90(self.semantic_key) if self.semantic else None)
         semantic = BranchResult("semantic", ran=False, skip_reason=plan.skip_reason,
                                 detail=plan.detail if self.semantic or not self.semantic_error
@@ -277,24 +255,43 @@ class Detector:
                                 artifact=self.semantic.artifact if self.semantic else "")
         if plan.run and self.semantic is not None:
             t = time.perf_counter()
-            semantic.probability = float(self.semantic.predict([img.rgb])[0])
+            semantic.probability = self.semantic.predict_one(img.rgb)
             semantic.ms = (time.perf_counter() - t) * 1e3
-            semantic.ran = True
+            semantic.ran, semantic.skip_reason = True, None
             self.latency.record(self.semantic_key, semantic.ms)
-        if pixel.probability is None and semantic.probability is None:
-            raise InputShapeError(img.name, "no branch produced a probability")
-        for b in (pixel, semantic):
-            if b.probability is not None and not math.isfinite(b.probability):
-                raise ModelOutputError(img.name, f"the {b.name} model gave a non-finite output ({b.probability}); "
-                                                 "no verdict for this input")
-        det_fake, det_score = fuse(m.fusion, pixel.probability, semantic.probability, t_pix, t_sem)
+        return semantic
+
+    def _finish(self, img: Image, pixel: BranchResult, call: _Call, elapsed_ms: float,
+                provenance: Provenance | None) -> DetectionResult:
+        """The semantic branch (if the planner runs it), fusion, provenance. ``elapsed_ms``: this image's time
+        spent before (decoding, the pixel branch, or its share of a batch)."""
+        t_start = time.perf_counter()
+        semantic = self._run_semantic(img, pixel, call, elapsed_ms)
+        _check_outputs(img, pixel, semantic)
+        det_fake, det_score = self.fusion(pixel.probability, semantic.probability)
         is_fake, score, why = apply_policy(self.provenance_policy, provenance, det_fake, det_score, pixel.probability)
-        total = elapsed_before + (time.perf_counter() - t_start) * 1e3
+        total = elapsed_ms + (time.perf_counter() - t_start) * 1e3
         return DetectionResult(is_fake=is_fake, score=float(score), label=label_for(is_fake), pixel=pixel,
-                               semantic=semantic, total_ms=total, budget_ms=budget, bundle_id=m.bundle_id,
-                               source=img.name, over_budget=budget is not None and total > budget,
+                               semantic=semantic, total_ms=total, budget_ms=call.budget_ms,
+                               bundle_id=self.bundle.manifest.bundle_id, source=img.name,
+                               over_budget=call.budget_ms is not None and total > call.budget_ms,
                                provenance=provenance, detector_is_fake=det_fake, detector_score=float(det_score),
                                decided_by_provenance=why)
+
+
+@dataclass(frozen=True)
+class _Call:
+    budget_ms: float | None
+    power: PowerMode
+
+
+def _check_outputs(img: Image, pixel: BranchResult, semantic: BranchResult) -> None:
+    if pixel.probability is None and semantic.probability is None:
+        raise InputShapeError(img.name, "no branch produced a probability")
+    for b in (pixel, semantic):
+        if b.probability is not None and not math.isfinite(b.probability):
+            raise ModelOutputError(img.name, f"the {b.name} model gave a non-finite output ({b.probability}); "
+                                             "no verdict for this input")
 
 
 def _iter_video(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:

@@ -8,7 +8,42 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from aligngemini_sdk.choice import Choice
+from aligngemini_sdk.errors import RuntimeUnavailableError
 from aligngemini_sdk.extras import available
+
+
+class Device(Choice):
+    """Where branches run. ``auto``: the best accelerator ONNX Runtime offers here, else the CPU; llama.cpp offloads
+    layers on ``cuda``/``tensorrt``/``metal``/``vulkan``. A device whose provider is missing falls back to the CPU,
+    and says so in ``Detector.info()``."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+    TENSORRT = "tensorrt"
+    COREML = "coreml"
+    OPENVINO = "openvino"
+    DML = "dml"
+    QNN = "qnn"
+    XNNPACK = "xnnpack"
+    ROCM = "rocm"
+    METAL = "metal"
+    VULKAN = "vulkan"
+
+    @classmethod
+    def parse(cls, value: str | Device) -> Device:
+        try:
+            return cls(value)
+        except ValueError:
+            raise RuntimeUnavailableError(f"unknown device {value!r}; known: {', '.join(cls.names())}") from None
+
+    @property
+    def offloads_vlm(self) -> bool:
+        """Whether llama.cpp puts the VLM's layers on a GPU for this device."""
+        return self in (Device.CUDA, Device.TENSORRT, Device.METAL, Device.VULKAN)
+
+
 
 _INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
                       "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm")
@@ -45,7 +80,7 @@ def cpu_slug() -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(cpu_info()["model"]).lower()).strip("-")[:48]
 
 
-def device_key(device: str = "cpu", threads: int | None = None) -> str:
+def device_key(device: str | Device = Device.CPU, threads: int | None = None) -> str:
     """Key for device profiles: architecture, CPU model, thread count and runtime device.
 
     Latency depends on all four, so a profile measured with 4 threads is not used for 1 thread.
@@ -53,7 +88,7 @@ def device_key(device: str = "cpu", threads: int | None = None) -> str:
     info = cpu_info()
     slug = cpu_slug()
     t = threads or info["usable_cores"]
-    return f"{info['arch']}-{slug}-{t}t-{'cpu' if device == 'auto' else device}"
+    return f"{info['arch']}-{slug}-{t}t-{Device.CPU if device == Device.AUTO else Device.parse(device)}"
 
 
 def fingerprint() -> dict[str, Any]:

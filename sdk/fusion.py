@@ -1,4 +1,5 @@
-"""Fusion of branch probabilities into one verdict, as plain functions.
+"""Fusion of branch probabilities into one verdict: plain functions, and :class:`Fusion`, which binds them to a
+bundle's rule and branch thresholds (the one place a probability becomes a verdict).
 
 The AlignGemini paper fuses with an OR rule: an image is fake if the pixel expert says fake OR the VLM
 says fake. Its consequence, used by the budget planner: once the pixel expert says fake, the VLM cannot
@@ -7,7 +8,9 @@ change the verdict, so it need not run. :func:`can_change_verdict` states that f
 
 from __future__ import annotations
 
-from aligngemini_sdk.manifest import FusionSpec
+from dataclasses import dataclass
+
+from aligngemini_sdk.manifest import FusionSpec, Manifest
 
 
 def fuse(spec: FusionSpec, pixel: float | None, semantic: float | None,
@@ -55,3 +58,26 @@ def can_change_verdict(spec: FusionSpec, pixel_says_fake: bool) -> bool:
 
 def label_for(is_fake: bool) -> str:
     return "fake" if is_fake else "real"
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A bundle's fusion rule with the thresholds of its branches."""
+
+    spec: FusionSpec
+    t_pixel: float = 0.5
+    t_semantic: float = 0.5
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> Fusion:
+        return cls(manifest.fusion, manifest.pixel.threshold if manifest.pixel else 0.5,
+                   manifest.semantic.threshold if manifest.semantic else 0.5)
+
+    def semantic_can_change(self, p_pixel: float | None) -> bool:
+        """Whether the semantic branch could still change the verdict after the pixel branch gave ``p_pixel``
+        (None: the pixel branch did not run, so the semantic branch decides)."""
+        return p_pixel is None or can_change_verdict(self.spec, p_pixel > self.t_pixel)
+
+    def __call__(self, pixel: float | None, semantic: float | None) -> tuple[bool, float]:
+        """``(is_fake, score)`` from the branch probabilities (None = the branch did not run)."""
+        return fuse(self.spec, pixel, semantic, self.t_pixel, self.t_semantic)

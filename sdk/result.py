@@ -8,7 +8,6 @@ from typing import Any, Literal
 from aligngemini_sdk.provenance import Provenance
 
 SkipReason = Literal["budget", "power", "decided", "unavailable"]
-SKIP_REASONS: tuple[str, ...] = ("budget", "power", "decided", "unavailable")
 
 
 @dataclass
@@ -22,9 +21,6 @@ class BranchResult:
     skip_reason: SkipReason | None = None
     detail: str = ""
     artifact: str = ""
-
-    def says_fake(self, threshold: float) -> bool | None:
-        return None if self.probability is None else self.probability > threshold
 
 
 @dataclass
@@ -55,10 +51,6 @@ class DetectionResult:
     detector_score: float | None = None
     #: why provenance decided the verdict; None when the detectors decided it
     decided_by_provenance: str | None = None
-
-    @property
-    def branches(self) -> dict[str, BranchResult]:
-        return {"pixel": self.pixel, "semantic": self.semantic}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

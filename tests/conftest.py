@@ -23,9 +23,28 @@ CNN_REAL = SHARED / "images" / "real" / "cnndetection"
 CNN_FAKE = SHARED / "images" / "fake" / "cnndetection"
 
 
+HAVE_SHARED = (SHARED / "images.csv").is_file()
+MISSING = f"shared data not found at {SHARED} (set ALIGNGEMINI_SHARED_DATA)"
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if not (SHARED / "images.csv").is_file():
-        raise pytest.UsageError(f"shared data not found at {SHARED} (set ALIGNGEMINI_SHARED_DATA)")
+    # CI must not pass by skipping: .ci/run sets ALIGNGEMINI_REQUIRE_SHARED_DATA=1
+    if not HAVE_SHARED and os.environ.get("ALIGNGEMINI_REQUIRE_SHARED_DATA") == "1":
+        raise pytest.UsageError(MISSING)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"shared data: {SHARED}" if HAVE_SHARED else f"{MISSING}: tests marked shared_data are skipped"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ../shared/data, tests that read it are skipped with the reason; pure unit tests still run."""
+    if HAVE_SHARED:
+        return
+    skip = pytest.mark.skip(reason=MISSING)
+    for item in items:
+        if item.get_closest_marker("shared_data"):
+            item.add_marker(skip)
 
 
 def real_images(n: int = 4) -> list[Path]:

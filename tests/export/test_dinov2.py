@@ -15,6 +15,8 @@ from aligngemini_sdk.manifest import InputSpec
 
 from tests.conftest import fake_images, real_images
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 torch.manual_seed(0)
 SPEC = InputSpec(height=112, width=112)  # 8x8 patches; small and quick, same code path as 336
 

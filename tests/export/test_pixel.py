@@ -11,6 +11,8 @@ from aligngemini_sdk.manifest import InputSpec
 
 from tests.conftest import LADEDA, fake_images, real_images
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def test_ladeda_loads_real_weights_for_every_preprocessing():
     for pp in PREPROCESS:

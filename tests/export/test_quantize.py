@@ -16,6 +16,8 @@ from aligngemini_sdk.export.quantize import (
 from aligngemini_sdk.image import load_image, preprocess
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def _quantized_op_types(path) -> set[str]:
     """Op types that read a dequantized activation, i.e. run on INT8 data in a QDQ graph."""

@@ -6,6 +6,7 @@ pair-saturated one), not one machine's answer."""
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
@@ -23,6 +24,8 @@ from aligngemini_sdk.manifest import InputSpec
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.export.test_pixel import Tiny
+
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
 
 def _matmul_integer(w: np.ndarray) -> onnx.ModelProto:

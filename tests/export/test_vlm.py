@@ -11,7 +11,7 @@ from aligngemini_sdk.export.vlm import QUANT_TYPES, VlmExportConfig, build_promp
 
 from tests.conftest import fake_images, real_images
 
-pytestmark = pytest.mark.gguf
+pytestmark = [pytest.mark.gguf, pytest.mark.shared_data]
 pytest.importorskip("llama_cpp", reason="needs the [gguf] extra (llama-cpp-python)")
 
 

@@ -6,6 +6,8 @@ from aligngemini_sdk.errors import RuntimeUnavailableError
 from aligngemini_sdk.runtimes.base import logits_to_probability, sigmoid, sigmoid_scalar
 from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel, choose_providers
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def test_provider_choice_and_fallback_reasons():
     cpu_only = ["CPUExecutionProvider"]

@@ -11,6 +11,8 @@ from aligngemini_sdk.errors import EngineMismatchError, MissingExtraError
 from aligngemini_sdk.export.tensorrt_build import build_key
 from aligngemini_sdk.runtimes.tensorrt import check_engine_compatible
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 
 

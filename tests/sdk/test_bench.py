@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.bench import compare, run_bench, to_markdown
+
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
 
 def test_bench_two_branch_bundle(two_branch_bundle, collection, tmp_path):

@@ -12,6 +12,8 @@ from aligngemini_sdk.manifest import SCHEMA_VERSION, LatencyStat, Manifest
 
 from tests.conftest import real_images
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def manifest_json(root):
     return json.loads((root / MANIFEST_NAME).read_text())

@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import KODAK, real_images
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def cli(*args, check=True):
     r = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", *map(str, args)], capture_output=True, text=True)

@@ -17,6 +17,8 @@ from onnx import numpy_helper
 
 from tests.sdk.test_cli import cli
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def _rewrite_entry(root, branch, artifact, role):
     """Make the manifest agree with a changed file (what a careless or hostile repackaging does)."""

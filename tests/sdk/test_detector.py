@@ -10,6 +10,8 @@ from aligngemini_sdk.errors import ImageDecodeError, InputShapeError
 
 from tests.conftest import fake_images, real_images
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 @pytest.fixture(scope="module")
 def det(ladeda_bundle):

@@ -8,6 +8,8 @@ import pytest
 from aligngemini_sdk.dataset import load_collection, split_by_hash
 from aligngemini_sdk.evaluate import evaluate, to_markdown
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def test_eval_report_and_parallel_workers_agree(ladeda_bundle, collection, tmp_path):
     serial = evaluate(str(ladeda_bundle), str(collection), out=str(tmp_path / "a"))

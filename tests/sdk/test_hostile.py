@@ -36,6 +36,8 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.conftest import real_images
 from tests.sdk.test_cli import cli
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def _peak_rss_mb(code: str) -> float:
     """Peak RSS (MB) of a fresh interpreter that runs ``code`` after importing the SDK: this test process's own

@@ -14,7 +14,9 @@ from PIL import Image as PILImage
 
 from tests.conftest import KODAK
 
-PHOTO = sorted(KODAK.glob("*.png"))[0]
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
+PHOTO = KODAK / "testsets__Kodak24__kodim01.png"
 
 
 def photo_rgb() -> np.ndarray:

@@ -19,6 +19,8 @@ c2pa = pytest.importorskip("c2pa", reason="needs the [c2pa] extra (c2pa-python)"
 pytest.importorskip("cryptography")
 from aligngemini_sdk.provenance_testing import IPTC, make_test_pki, sign_image  # noqa: E402
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):

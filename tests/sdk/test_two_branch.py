@@ -12,7 +12,7 @@ from aligngemini_sdk.fusion import fuse
 
 from tests.conftest import fake_images, real_images
 
-pytestmark = pytest.mark.gguf
+pytestmark = [pytest.mark.gguf, pytest.mark.shared_data]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,11 @@ def force_pixel_threshold(det, t):
     """Move the pixel threshold so the pixel verdict is 'real' (t=1) or 'fake' (t=0) on any image."""
     import dataclasses
 
+    from aligngemini_sdk.fusion import Fusion
+
     m = det.bundle.manifest
     m.pixel = dataclasses.replace(m.pixel, threshold=t)
+    det.fusion = Fusion.of(m)  # the detector's fusion owns the thresholds it applies
 
 
 def test_vlm_runs_when_pixel_says_real_and_result_is_or_fused(det):

@@ -7,6 +7,8 @@ import pytest
 
 from tests.conftest import SHARED
 
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
 
 def test_pool_is_train_plus_tune_in_stratified_fixed_folds():
     from training.cv import cv_pool

@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from aligngemini_sdk import Bundle, Detector, default_bundle_path
 
 from tests.conftest import CNN_FAKE, CNN_REAL, ROOT, SHARED, fake_images, real_images
+
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
 
 def test_default_bundle_is_trained_gated_and_documented():

@@ -4,8 +4,11 @@ in size, format and colour statistics so that only decoder artifacts tell them a
 import random
 
 import numpy as np
+import pytest
 
 from tests.conftest import real_images
+
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
 
 def _rows_and_images():
