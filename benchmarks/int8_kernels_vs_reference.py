@@ -112,6 +112,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import onnxruntime
+
     from aligngemini_sdk.detector import default_bundle_path
     from aligngemini_sdk.device import cpu_info, cpu_slug
 

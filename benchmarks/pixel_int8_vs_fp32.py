@@ -29,13 +29,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "pixel_int8"))
     args = ap.parse_args()
+    from transformers import Dinov2Config, Dinov2Model
+
     from aligngemini_sdk.bench import time_interleaved
     from aligngemini_sdk.dataset import load_collection, split_by_hash
     from aligngemini_sdk.export.dinov2 import DinoV2Expert
     from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
     from aligngemini_sdk.image import load_image, preprocess
     from aligngemini_sdk.runtimes import open_pixel
-    from transformers import Dinov2Config, Dinov2Model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

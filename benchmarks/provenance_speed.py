@@ -26,8 +26,9 @@ SHARED = ROOT.parent / "shared" / "data" / "images"
 
 def files() -> dict[str, tuple[bytes, str | None]]:
     import cv2
-    from aligngemini_sdk.provenance_testing import make_test_pki, sign_image
     from PIL import Image, PngImagePlugin
+
+    from aligngemini_sdk.provenance_testing import make_test_pki, sign_image
 
     src = max(SHARED.rglob("*.jpg"), key=lambda p: p.stat().st_size)
     bgr = cv2.imread(str(src))

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 
 import torch
-from aligngemini_sdk.export.checkpoint import load_tensors
 from torch import nn
+
+from aligngemini_sdk.export.checkpoint import load_tensors
 
 CROP = 224  #: inference input: a 224 x 224 centre crop (no resize), ImageNet mean/std
 

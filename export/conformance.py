@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from aligngemini_sdk.bundle import file_entry
 from aligngemini_sdk.conformance import REFERENCE, ROLE, encode
 from aligngemini_sdk.image import QuantizedInput

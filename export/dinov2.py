@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.checkpoint import load_tensors
-from torch import nn
 
 HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1536: 24}
 _WRAPPERS = ("module.", "model.", "base_model.model.", "backbone.", "dinov2.", "net.")  # training wrappers

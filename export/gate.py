@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.metrics import binary_metrics, fmt, markdown_table
 
 

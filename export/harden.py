@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.bundle import Bundle, file_entry, put_branch
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.saturation import WEIGHT_FORMATS, prove, prove_file

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.gate import FallbackRound, GateEntry, Int8Search
 from aligngemini_sdk.export.pixel import ArtifactResult, ExportContext, _fitted, _ort_eval

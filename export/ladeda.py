@@ -13,8 +13,9 @@ import os
 
 import torch
 import torch.nn.functional as F
-from aligngemini_sdk.export.checkpoint import load_tensors
 from torch import nn
+
+from aligngemini_sdk.export.checkpoint import load_tensors
 
 PREPROCESS = ("raw", "npr", "grad_x", "grad_y", "grad_diag", "grad_antidiag")
 

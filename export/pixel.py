@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aligngemini_sdk import __version__
 from aligngemini_sdk.bundle import file_entry, put_branch
 from aligngemini_sdk.dataset import Sample, load_collection, split_by_hash
 from aligngemini_sdk.errors import ExportError, GateFailedError, ImageError
@@ -36,7 +38,7 @@ from aligngemini_sdk.image import QuantizedInput, fit_to_spec, load_image, norma
 from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec
 from aligngemini_sdk.progress import log_step, track
 
-EXPORTER_VERSION = "0.1.0"
+EXPORTER_VERSION = __version__  # recorded in every bundle's provenance
 __all__ = ["ArtifactResult", "ExportContext", "GateThresholds", "PixelExportConfig", "arch_names", "default_input",
            "export_onnx", "export_pixel", "kernels_vs_reference", "load_source"]
 

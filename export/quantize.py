@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.saturation import WEIGHT_FORMATS
 from aligngemini_sdk.image import QuantizedInput

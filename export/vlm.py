@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aligngemini_sdk import __version__
 from aligngemini_sdk.bundle import default_cache_dir, file_entry, put_branch
 from aligngemini_sdk.errors import ExportError, GateFailedError
 from aligngemini_sdk.extras import require
@@ -229,6 +231,7 @@ def parity_images(cfg: VlmExportConfig, size: int) -> list[np.ndarray]:
     """Images for the parity gate, centre-cropped/resized to the projector's native size so neither side
     resamples differently (llama.cpp and transformers resize with different kernels)."""
     import cv2
+
     from aligngemini_sdk.image import center_crop, load_image
 
     imgs = []
@@ -255,6 +258,7 @@ def hf_probability(model: Any, arch: str, layout: list[tuple[str, Any]], rgb: np
                    fake_ids: list[int], real_ids: list[int]) -> float:
     """P(fake) from the transformers model on *exactly* llama.cpp's token layout (text ids + image slots)."""
     import torch
+
     from aligngemini_sdk.runtimes.llama import restricted_softmax_fake
 
     cfg = json.loads((hf / "config.json").read_text())
@@ -352,7 +356,7 @@ def export_vlm(cfg: VlmExportConfig) -> dict[str, Any]:
                               prompt={"text": prompt, "question": cfg.question}, labels=cfg.labels,
                               threshold=cfg.threshold, n_ctx=cfg.n_ctx, validation={"parity": report},
                               arch=SUPPORTED_ARCHS[arch])
-    provenance = {"exporter": "aligngemini-sdk 0.1.0", "hf_arch": arch, "source": hf.name,
+    provenance = {"exporter": f"aligngemini-sdk {__version__}", "hf_arch": arch, "source": hf.name,
                   "lora": Path(cfg.lora).name if cfg.lora else None, "llama_cpp_python": llama_cpp.__version__,
                   "transformers": transformers.__version__, "mmproj_type": cfg.mmproj_type}
     manifest = put_branch(out, "semantic", spec, name=cfg.name, provenance=provenance)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
 from aligngemini_sdk.image import InputQuantizer, fit_to_spec, normalize_into, tensor_shape
 from aligngemini_sdk.manifest import InputSpec
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.errors import RuntimeUnavailableError
 from aligngemini_sdk.extras import require
 from aligngemini_sdk.manifest import SemanticBranchSpec

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.device import Device
 from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
 from aligngemini_sdk.image import InputQuantizer, QuantizedInput
@@ -127,6 +128,7 @@ def _open_session(model: str | os.PathLike[str] | bytes, so: Any, providers: lis
     import uuid
 
     import onnxruntime as ort
+
     from aligngemini_sdk.bundle import default_cache_dir
 
     try:

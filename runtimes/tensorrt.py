@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.errors import EngineMismatchError, RuntimeUnavailableError
 from aligngemini_sdk.extras import require
 from aligngemini_sdk.manifest import InputSpec

@@ -11,7 +11,6 @@ reports side by side.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.budget import percentile
 from aligngemini_sdk.metrics import binary_metrics, fmt, markdown_table
 from aligngemini_sdk.runtimes.base import TensorRuntime
@@ -397,43 +397,3 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
             f"B: `{b['bundle_id']}` on {b['fingerprint']['cpu']['model']} ({b['device']}, threads {b['threads']})\n\n")
     return head + markdown_table(["artifact", "A", "A p50", "A p90", "A bal.acc", "B", "B p50", "B p90", "B bal.acc",
                                   "B/A p50"], rows) + "\n"
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.bundle == "compare":
-        if len(args.reports) != 2:
-            print("usage: aligngemini bench compare A.json B.json", file=sys.stderr)
-            return 2
-        a, b = (json.loads(Path(p).read_text()) for p in args.reports)
-        print(compare(a, b))
-        return 0
-    from aligngemini_sdk.detector import default_bundle_path
-
-    budgets: list[float | None] = [None] + [float(x) for x in args.budget_ms.split(",") if x] if args.budget_ms else [None]
-    rep = run_bench(args.bundle or os.fspath(default_bundle_path()), data=args.data, device=args.device,
-                    threads=args.threads, warmup=args.warmup, runs=args.runs, budgets=budgets, out=args.out,
-                    max_images=args.max_images, write_profile=args.write_profile, power=args.power,
-                    exclude_sources=tuple(x for x in args.exclude_sources.split(",") if x))
-    print(to_markdown(rep))
-    if args.out:
-        print(f"wrote {args.out}/bench.json, bench.md and plots", file=sys.stderr)
-    return 0
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="benchmark a bundle's artifacts and the fused pipeline "
-                                     "(or: bench compare A.json B.json)")
-    p.add_argument("bundle", nargs="?", help="bundle dir/.tar (default: embedded), or 'compare'")
-    p.add_argument("reports", nargs="*", help="with 'compare': two bench.json files")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--data", help="labelled images (DIR with real/ fake/, or CSV) for accuracy")
-    p.add_argument("--max-images", type=int, default=200)
-    p.add_argument("--exclude-sources", default="", help="comma list of sources to leave out of --data")
-    p.add_argument("--budget-ms", default="", help="comma list of budgets to sweep, e.g. 20,100,1000")
-    p.add_argument("--power", default="full", choices=["full", "balanced", "low"])
-    p.add_argument("--write-profile", action="store_true", help="store measured p50/p90 in the bundle manifest")
-    p.add_argument("--out", help="write bench.json, bench.md, latency.png, accuracy_vs_latency.png here")
-    p.set_defaults(func=cmd_bench)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.bundle import Bundle
 from aligngemini_sdk.errors import AlignGeminiError, BundleFormatError
 from aligngemini_sdk.manifest import Artifact
@@ -163,6 +164,7 @@ def _saturation(bundle: Bundle, art: Artifact) -> tuple[str, bool]:
     recorded = art.options.get("calibration", {}).get("int8_safety")
     try:
         import onnx  # noqa: F401
+
         from aligngemini_sdk.export.saturation import prove_file
     except ImportError:
         if isinstance(recorded, dict):
@@ -178,6 +180,7 @@ def _saturation(bundle: Bundle, art: Artifact) -> tuple[str, bool]:
 def verify_bundle(bundle: Bundle, *, device: str = "cpu", threads: int | None = None) -> ConformanceReport:
     """Check every pixel artifact's golden outputs on this device (checksums first)."""
     import onnxruntime
+
     from aligngemini_sdk.device import cpu_info
 
     bundle.verify()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from aligngemini_sdk.budget import LatencyTracker, PowerMode, check_budget_ms, plan_semantic
 from aligngemini_sdk.bundle import Bundle
 from aligngemini_sdk.device import Device, device_key

@@ -22,6 +22,7 @@ from typing import Any, Union
 
 import cv2
 import numpy as np
+
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
 from aligngemini_sdk.manifest import InputSpec
 

@@ -24,11 +24,12 @@ class TestPki:
 
 def make_test_pki(device: str = "Test Device") -> TestPki:
     """A root CA and a leaf (ES256, P-256) that C2PA accepts, and a c2pa signer holding the leaf's chain."""
-    from aligngemini_sdk.extras import require
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from aligngemini_sdk.extras import require
 
     c2pa = require("c2pa")
 

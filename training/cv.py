@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from aligngemini_sdk.export.compact import CompactExpert
 from aligngemini_sdk.metrics import binary_metrics, fmt, markdown_table
-
 from training.train_default import (
     ROOT,
     SAMPLERS,

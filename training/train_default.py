@@ -44,10 +44,11 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from aligngemini_sdk.export.compact import CROP, CompactExpert
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.metrics import binary_metrics
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSEEN_CNN_FAMILIES = ("gaugan", "stylegan")

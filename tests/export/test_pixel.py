@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+
 from aligngemini_sdk import Bundle, Detector
 from aligngemini_sdk.errors import ExportError, GateFailedError
 from aligngemini_sdk.export.ladeda import PREPROCESS, TinyLaDeDa, load_ladeda
 from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
 from aligngemini_sdk.manifest import InputSpec
-
 from tests.conftest import LADEDA, fake_images, real_images
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)

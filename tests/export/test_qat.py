@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
 from aligngemini_sdk.export.qat import fake_quantized  # noqa: E402
 from aligngemini_sdk.export.quantize import model_logits, quantize_int8  # noqa: E402
-from torch import nn  # noqa: E402
 
 
 def _net() -> nn.Module:

@@ -5,6 +5,7 @@ side (uint8 input, normalisation folded into the first Conv)."""
 import numpy as np
 import onnx
 import pytest
+
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.dataset import load_collection
 from aligngemini_sdk.export.quantize import (
@@ -197,9 +198,10 @@ def _conv_output(path, feed):
 def test_folded_graph_reads_rgb_pixels_on_a_canvas_and_computes_the_same_conv(tmp_path, order, lead):
     """With a mean whose pixel value is a whole byte, the canvas border holds the normalised zero exactly: the
     folded Conv equals the original everywhere, padding included, up to float rounding."""
+    from torch import nn
+
     from aligngemini_sdk.export.quantize import fold_input_normalization
     from aligngemini_sdk.image import InputQuantizer, normalize
-    from torch import nn
 
     fp32 = _conv_first_model(tmp_path, nn.ZeroPad2d((0, 1, 0, 1)) if lead == "ZeroPad2d" else None)
     spec = InputSpec(height=64, width=64, mean=(0.4, 0.6, 0.2), std=(0.2, 0.25, 0.3), color_order=order)
@@ -253,8 +255,9 @@ def numpy_weights(path):
 
 def test_fold_declines_graphs_that_do_not_start_with_a_plain_conv(tmp_path):
     import torch
-    from aligngemini_sdk.export.quantize import fold_input_normalization
     from torch import nn
+
+    from aligngemini_sdk.export.quantize import fold_input_normalization
 
     class Scale(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,10 +289,10 @@ def test_a_vit_patch_embedding_folds_exactly(tmp_path):
     the fold is exact (no canvas border), the Shape reader is kept, and equal constants ORT merged (zero biases)
     are not rewritten for their other readers."""
     import onnxruntime as ort
+
     from aligngemini_sdk.export.pixel import export_onnx
     from aligngemini_sdk.export.quantize import fold_input_normalization
     from aligngemini_sdk.image import InputQuantizer, normalize
-
     from tests.export.test_dinov2 import SPEC, tiny_dinov2
 
     fp32 = tmp_path / "vit.onnx"

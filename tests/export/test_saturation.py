@@ -8,6 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
+
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
 from aligngemini_sdk.export.quantize import quantize_int8
@@ -21,8 +23,6 @@ from aligngemini_sdk.export.saturation import (
     worst_pair_sum,
 )
 from aligngemini_sdk.manifest import InputSpec
-from onnx import TensorProto, helper, numpy_helper
-
 from tests.export.test_pixel import Tiny
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)

@@ -5,10 +5,10 @@ import json
 import shutil
 
 import pytest
+
 from aligngemini_sdk import Bundle, Detector, DetectorOptions
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.vlm import QUANT_TYPES, VlmExportConfig, build_prompt, export_vlm, read_arch
-
 from tests.conftest import fake_images, real_images
 
 pytestmark = [pytest.mark.gguf, pytest.mark.shared_data]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from aligngemini_sdk.errors import RuntimeUnavailableError
 from aligngemini_sdk.runtimes.llama import label_token_ids, restricted_softmax_fake, split_label_ids
 

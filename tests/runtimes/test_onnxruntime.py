@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from aligngemini_sdk.errors import RuntimeUnavailableError
 from aligngemini_sdk.runtimes.base import logits_to_probability, sigmoid, sigmoid_scalar
 from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel, choose_providers
@@ -59,10 +60,11 @@ def test_unloadable_model_is_typed(tmp_path):
 def test_input_type_must_match_what_the_manifest_says(tmp_path):
     """A uint8-input model opened as float (or the reverse) is a broken bundle, refused before any inference."""
     import onnx
+    from onnx import TensorProto, helper
+
     from aligngemini_sdk.errors import BundleFormatError
     from aligngemini_sdk.image import QuantizedInput
     from aligngemini_sdk.manifest import InputSpec
-    from onnx import TensorProto, helper
 
     def model(elem, path):  # one logit per image (the mean), as the SDK checks at load
         g = helper.make_graph([helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
@@ -90,7 +92,6 @@ def test_predict_one_is_predict_of_one_image_also_across_threads(bundle, ladeda_
 
     from aligngemini_sdk import Detector
     from aligngemini_sdk.image import load_image
-
     from tests.conftest import fake_images, real_images
 
     det = Detector(None if bundle == "default" else ladeda_bundle)

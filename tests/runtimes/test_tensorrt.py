@@ -7,6 +7,7 @@ engine build/run test below is skipped there with that reason and TensorRT suppo
 import importlib.util
 
 import pytest
+
 from aligngemini_sdk.errors import EngineMismatchError, MissingExtraError
 from aligngemini_sdk.export.tensorrt_build import build_key
 from aligngemini_sdk.runtimes.tensorrt import check_engine_compatible
@@ -49,6 +50,7 @@ def test_missing_tensorrt_names_the_extra(tmp_path):
                                          "registries); TensorRT path is UNVERIFIED on this CI")
 def test_engine_build_and_run_matches_onnx(ladeda_bundle, tmp_path):  # pragma: no cover - needs a GPU
     import numpy as np
+
     from aligngemini_sdk import Bundle
     from aligngemini_sdk.export.tensorrt_build import build_engine
     from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel

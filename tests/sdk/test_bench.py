@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.bench import compare, run_bench, to_markdown
 

@@ -1,6 +1,7 @@
 """The budget planner: the pixel branch always runs; the VLM only when available, allowed, useful and in time."""
 
 import pytest
+
 from aligngemini_sdk.budget import MIN_MEASURED, LatencyTracker, percentile, plan_semantic
 
 BASE = dict(available=True, power="full", can_change=True, budget_ms=None, elapsed_ms=5.0, predicted_p90_ms=100.0)

@@ -9,12 +9,12 @@ import zipfile
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
+
 from aligngemini_sdk import Bundle
 from aligngemini_sdk.bundle import file_entry, sha256_file
 from aligngemini_sdk.conformance import EXPECTED, ROLE, encode, verify_bundle
 from aligngemini_sdk.detector import default_bundle_path
-from onnx import numpy_helper
-
 from tests.sdk.test_cli import cli
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)

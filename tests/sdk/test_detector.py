@@ -5,9 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
+
 from aligngemini_sdk import Detector, DetectorOptions, Image
 from aligngemini_sdk.errors import ImageDecodeError, InputShapeError
-
 from tests.conftest import fake_images, real_images
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from aligngemini_sdk.dataset import load_collection, split_by_hash
 from aligngemini_sdk.evaluate import evaluate, to_markdown
 

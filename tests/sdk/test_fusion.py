@@ -1,6 +1,7 @@
 """Fusion is the paper's OR rule by default; every rule's truth table, and when the VLM can still matter."""
 
 import pytest
+
 from aligngemini_sdk.fusion import can_change_verdict, fuse
 from aligngemini_sdk.manifest import FusionSpec
 

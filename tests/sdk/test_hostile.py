@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from aligngemini_sdk import Bundle, Detector
 from aligngemini_sdk.bundle import file_entry, pack_tar, put_branch
 from aligngemini_sdk.dataset import list_images
@@ -31,8 +33,6 @@ from aligngemini_sdk.errors import (
 )
 from aligngemini_sdk.image import FORMATS, IMAGE_EXTENSIONS, decode_bytes, load_image
 from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec
-from onnx import TensorProto, helper, numpy_helper
-
 from tests.conftest import real_images
 from tests.sdk.test_cli import cli
 
@@ -329,6 +329,7 @@ class _Payload:
 
 def test_a_pickle_payload_checkpoint_gives_a_typed_export_error(tmp_path):
     import torch
+
     from aligngemini_sdk.export.ladeda import load_ladeda
 
     evil = tmp_path / "evil.pth"

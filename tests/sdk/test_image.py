@@ -7,11 +7,11 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from PIL import Image as PILImage
+
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
 from aligngemini_sdk.image import Image, center_crop, fit_to_spec, load_image, normalize, sniff_dimensions
 from aligngemini_sdk.manifest import InputSpec
-from PIL import Image as PILImage
-
 from tests.conftest import KODAK
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -258,8 +258,9 @@ def test_quantization_lut_is_what_onnxruntime_quantizelinear_computes(mean, std,
     """The uint8-input artifact must see the bytes the float-input one computed internally: the SDK's float
     normalisation of every byte value, then ORT's own QuantizeLinear."""
     import onnxruntime as ort
-    from aligngemini_sdk.image import QuantizedInput, quantization_lut
     from onnx import TensorProto, helper
+
+    from aligngemini_sdk.image import QuantizedInput, quantization_lut
 
     spec = InputSpec(mean=mean, std=std, color_order=order, layout="NHWC")
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)  # (256, 1, 3)
@@ -277,6 +278,7 @@ def test_quantization_lut_is_what_onnxruntime_quantizelinear_computes(mean, std,
 @pytest.mark.parametrize("mean,std,order,scale,zp", QUANT_CASES)
 def test_input_quantizer_is_byte_exact_and_uses_opencv_only_where_it_is(mean, std, order, scale, zp):
     import cv2
+
     from aligngemini_sdk.image import InputQuantizer, QuantizedInput
 
     spec = InputSpec(height=224, width=224, mean=mean, std=std, color_order=order)

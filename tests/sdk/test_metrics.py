@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from aligngemini_sdk.metrics import binary_metrics, bootstrap_ci, per_source, roc_auc
 
 

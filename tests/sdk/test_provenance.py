@@ -8,10 +8,10 @@ import json
 import cv2
 import numpy as np
 import pytest
+
 from aligngemini_sdk import Detector
 from aligngemini_sdk.metadata import read_metadata
 from aligngemini_sdk.provenance import ProvenancePolicy, apply_policy, read_provenance
-
 from tests.conftest import real_images
 from tests.sdk.test_cli import cli
 

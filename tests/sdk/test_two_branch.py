@@ -7,9 +7,9 @@ deterministically; the VLM itself always really runs when the planner says so.
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from aligngemini_sdk import Detector, DetectorOptions
 from aligngemini_sdk.fusion import fuse
-
 from tests.conftest import fake_images, real_images
 
 pytestmark = [pytest.mark.gguf, pytest.mark.shared_data]

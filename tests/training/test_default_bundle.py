@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aligngemini_sdk import Bundle, Detector, default_bundle_path
 
+from aligngemini_sdk import Bundle, Detector, default_bundle_path
 from tests.conftest import CNN_FAKE, CNN_REAL, ROOT, SHARED, fake_images, real_images
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -77,7 +77,6 @@ def test_recipe_split_is_fixed_and_disjoint():
 def test_committed_split_files_match_the_recipe_split():
     """training/splits/*.csv are what the recipe held aside; they must not drift from ``split_rows``."""
     from aligngemini_sdk.dataset import load_collection
-
     from training.train_default import split_rows
 
     splits = split_rows(SHARED)

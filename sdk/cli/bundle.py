@@ -1,0 +1,116 @@
+"""``aligngemini info`` and ``aligngemini verify``: what a bundle holds, and whether this device reproduces it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from aligngemini_sdk.cli.exit_codes import EXIT_NONCONFORMING, EXIT_OK
+
+
+def register(sub: Any) -> None:
+    i = sub.add_parser("info", help="summarise a bundle and verify its checksums")
+    i.add_argument("bundle", nargs="?")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    vf = sub.add_parser("verify", help="check this device reproduces the bundle's golden outputs "
+                                       f"(exit {EXIT_OK} pass, {EXIT_NONCONFORMING} an artifact does not conform or "
+                                       "none could be checked)")
+    vf.add_argument("bundle", nargs="?", help="bundle dir or .tar (default: the embedded default bundle)")
+    vf.add_argument("--device", default="cpu")
+    vf.add_argument("--threads", type=int, default=None)
+    vf.add_argument("--json", action="store_true")
+    vf.set_defaults(func=cmd_verify)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.detector import default_bundle_path
+    from aligngemini_sdk.image import QuantizedInput
+    from aligngemini_sdk.manifest import required_features
+
+    b = Bundle.open(args.bundle or default_bundle_path())
+    m = b.manifest
+    checks = b.verify()
+    out: dict[str, Any] = {"bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder,
+                           "description": m.description, "path": str(b.source), "fusion": m.fusion.rule,
+                           "requires": required_features(m), "files_verified": checks, "branches": {}}
+    for name in ("pixel", "semantic"):
+        spec = m.branch(name)
+        if spec is None:
+            continue
+        out["branches"][name] = {
+            "arch": spec.arch, "default_artifact": spec.default_artifact, "threshold": spec.threshold,
+            "artifacts": {a: {"runtime": art.runtime, "precision": art.precision,
+                              "size_mb": round(sum(f.bytes for f in art.files.values()) / 1e6, 3),
+                              **({"input": art.options["input"]} if "input" in art.options else {})}
+                          for a, art in spec.artifacts.items()},
+            **({"input": m.pixel.input.__dict__} if name == "pixel" and m.pixel else {}),
+            **({"labels": m.semantic.labels} if name == "semantic" and m.semantic else {}),
+        }
+    out["device_profiles"] = {k: {b2: s.__dict__ for b2, s in v.items()} for k, v in m.device_profiles.items()}
+    out["provenance"] = m.provenance
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    print(f"bundle   {m.bundle_id}  ({m.name}){'  [PLACEHOLDER: untrained]' if m.placeholder else ''}")
+    print(f"path     {b.source}")
+    if m.description:
+        print(f"about    {m.description}")
+    print(f"fusion   {m.fusion.rule}")
+    if out["requires"]:
+        print(f"requires {', '.join(out['requires'])} (SDK features)")
+    for name, br in out["branches"].items():
+        print(f"{name:8} arch={br['arch']} default={br['default_artifact']} threshold={br['threshold']}")
+        for a, art in br["artifacts"].items():
+            q = QuantizedInput.from_options(art)
+            takes = f"  input {q.describe()}" if q else ""
+            print(f"         - {a:10} {art['runtime']:12} {art['precision']:8} {art['size_mb']:.2f} MB{takes}")
+            for line in _artifact_notes(m.branch(name).artifacts[a].options):  # type: ignore[union-attr]
+                print(f"           {line}")
+    print(f"checksums: {len(checks)} files verified (sha256)")
+    for dev, stats in out["device_profiles"].items():
+        print(f"profile  {dev}: " + ", ".join(f"{k} p90 {v['p90_ms']:.1f} ms" for k, v in stats.items()))
+    return EXIT_OK
+
+
+def _artifact_notes(options: dict[str, Any]) -> list[str]:
+    """The INT8 saturation proof and the golden outputs an artifact carries, one line each."""
+    notes = []
+    proof = options.get("calibration", {}).get("int8_safety")
+    if isinstance(proof, dict):
+        notes.append(f"int8 weights {options['calibration'].get('weights', '?')}: "
+                     + (f"no CPU kernel can saturate (worst pair sum {proof.get('worst_pair_sum')} <= "
+                        f"{proof.get('int16_limit')}, {proof.get('nodes_checked')} nodes)" if proof.get("safe")
+                        else f"CAN SATURATE on AVX2 u8s8 kernels: {proof.get('unsafe_nodes')}"))
+    golden = options.get("conformance")
+    if isinstance(golden, dict):
+        notes.append(f"golden outputs: {golden.get('inputs')} inputs, tolerance {golden.get('tolerance', 0):.3g} "
+                     "(aligngemini verify)")
+    return notes
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Run the bundle's golden inputs on this device; exit 4 when an artifact's outputs leave their tolerance."""
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.conformance import verify_bundle
+    from aligngemini_sdk.detector import default_bundle_path
+
+    rep = verify_bundle(Bundle.open(args.bundle or default_bundle_path()), device=args.device, threads=args.threads)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        cpu = rep.device["cpu"]
+        print(f"bundle {rep.bundle_id} on {cpu['model']} [{' '.join(cpu['features'])}], "
+              f"onnxruntime {rep.device['onnxruntime']}")
+        for a in rep.artifacts:
+            mark = {True: "PASS", False: "FAIL", None: "SKIP"}[a.passed]
+            print(f"  {mark} {a.branch}/{a.artifact} ({a.runtime}, {a.precision}): {a.detail}")
+            if a.saturation != "n/a":
+                print(f"       int8 bound: {a.saturation}")
+        if not rep.checked:
+            print("  no artifact could be checked: nothing vouches for this device", file=sys.stderr)
+    return EXIT_OK if rep.passed else EXIT_NONCONFORMING
