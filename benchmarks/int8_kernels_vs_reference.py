@@ -37,7 +37,8 @@ def measure(label: str, bundle_dir: str, images: dict[str, list[Path]], timers: 
     from aligngemini_sdk.bundle import Bundle
     from aligngemini_sdk.export.pixel import kernels_vs_reference
     from aligngemini_sdk.export.saturation import prove_file
-    from aligngemini_sdk.image import QuantizedInput, load_image
+    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.quantized_input import QuantizedInput
     from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
 
     b = Bundle.open(bundle_dir)

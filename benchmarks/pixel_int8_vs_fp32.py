@@ -35,7 +35,8 @@ def main() -> int:
     from aligngemini_sdk.dataset import load_collection, split_by_hash
     from aligngemini_sdk.export.dinov2 import DinoV2Expert
     from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
-    from aligngemini_sdk.image import load_image, preprocess
+    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.preprocess import preprocess
     from aligngemini_sdk.runtimes import open_pixel
 
     out = Path(args.out)

@@ -19,8 +19,8 @@ import numpy as np
 
 from aligngemini_sdk.bundle import file_entry
 from aligngemini_sdk.conformance import REFERENCE, ROLE, encode
-from aligngemini_sdk.image import QuantizedInput
 from aligngemini_sdk.manifest import Artifact, InputSpec
+from aligngemini_sdk.quantized_input import QuantizedInput
 
 #: smallest tolerance per precision, in output (logit) units
 TOLERANCE_FLOOR: dict[str, float] = {"fp32": 1e-3, "fp16": 2e-2, "int8": 2e-2}

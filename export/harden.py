@@ -24,9 +24,11 @@ import numpy as np
 from aligngemini_sdk.bundle import Bundle, file_entry, put_branch
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.saturation import WEIGHT_FORMATS, prove, prove_file
-from aligngemini_sdk.image import QuantizedInput, fit_to_spec, load_image
+from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import Artifact, InputSpec
+from aligngemini_sdk.preprocess import fit_to_spec
 from aligngemini_sdk.progress import log_step
+from aligngemini_sdk.quantized_input import QuantizedInput
 
 
 @dataclass

@@ -28,8 +28,9 @@ from aligngemini_sdk.export.quantize import (
     to_uint8_input,
 )
 from aligngemini_sdk.export.saturation import SAFE_WEIGHT_FORMATS, WEIGHT_FORMATS, SaturationProof, prove_file
-from aligngemini_sdk.image import InputQuantizer, QuantizedInput, normalize
+from aligngemini_sdk.preprocess import normalize
 from aligngemini_sdk.progress import log_step
+from aligngemini_sdk.quantized_input import InputQuantizer, QuantizedInput
 
 __all__ = ["int8_stage", "quantize_safely"]
 

@@ -34,9 +34,11 @@ from aligngemini_sdk.export.archs import arch_names, get_arch
 from aligngemini_sdk.export.gate import GateEntry, GateMetrics, GateReport, GateThresholds, print_gate_table
 from aligngemini_sdk.export.quantize import DEFAULT_OP_TYPES
 from aligngemini_sdk.export.saturation import prove_file
-from aligngemini_sdk.image import QuantizedInput, fit_to_spec, load_image, normalize
+from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec
+from aligngemini_sdk.preprocess import fit_to_spec, normalize
 from aligngemini_sdk.progress import log_step, track
+from aligngemini_sdk.quantized_input import QuantizedInput
 
 EXPORTER_VERSION = __version__  # recorded in every bundle's provenance
 __all__ = ["ArtifactResult", "ExportContext", "GateThresholds", "PixelExportConfig", "arch_names", "default_input",

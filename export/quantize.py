@@ -16,8 +16,8 @@ import numpy as np
 
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.saturation import WEIGHT_FORMATS
-from aligngemini_sdk.image import QuantizedInput
 from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.quantized_input import QuantizedInput
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 #: Activations ORT's QDQ quantizer removes after a quantized op (their range becomes that op's output range).
@@ -334,7 +334,7 @@ def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike
     a plain Conv).
 
     Why: quantized with scale 1 and zero point Z (:func:`quantize_int8`'s ``input_qparams``), that input *is*
-    the crop's bytes, and the SDK's whole preprocessing becomes a copy (:class:`~aligngemini_sdk.image.QuantizedInput`
+    the crop's bytes, and the SDK's whole preprocessing becomes a copy (:class:`~aligngemini_sdk.quantized_input.QuantizedInput`
     ``values="pixels"``). The first Conv absorbs the affine map: with ``x_c = (p_r(c) / scale - m_c) / s_c``
     and ``u = p - Z``, ``W'[o, r(c)] = W[o, c] / (scale * s_c)`` and ``b'_o = b_o + sum_c,k W[o, c, k] * d_c``,
     ``d_c = (Z / scale - m_c) / s_c`` (``r`` also absorbs a BGR colour order, so the input is always RGB).
@@ -438,7 +438,7 @@ def to_uint8_input(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
 
     A static QDQ graph begins ``input (float NCHW) -> QuantizeLinear -> DequantizeLinear -> Conv``: the model
     rounds the normalised float tensor straight back to uint8. We remove that QuantizeLinear and feed its
-    output directly, computed by the SDK from the crop's bytes (:class:`~aligngemini_sdk.image.InputQuantizer`,
+    output directly, computed by the SDK from the crop's bytes (:class:`~aligngemini_sdk.quantized_input.InputQuantizer`,
     byte-exact). The input is NHWC with a ``Transpose`` in the graph because that is the crop's own layout
     and ONNX Runtime's NHWC transformer for QLinearConv cancels the transpose (measured: no slower than
     NCHW). Everything after the first QuantizeLinear is untouched, so outputs are bit-identical.

@@ -232,7 +232,8 @@ def parity_images(cfg: VlmExportConfig, size: int) -> list[np.ndarray]:
     resamples differently (llama.cpp and transformers resize with different kernels)."""
     import cv2
 
-    from aligngemini_sdk.image import center_crop, load_image
+    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.preprocess import center_crop
 
     imgs = []
     for p in cfg.parity_images[: cfg.parity_n]:

@@ -14,8 +14,8 @@ from aligngemini_sdk.bundle import Bundle
 from aligngemini_sdk.device import Device
 from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
 from aligngemini_sdk.extras import available
-from aligngemini_sdk.image import QuantizedInput
 from aligngemini_sdk.manifest import Artifact, PixelBranchSpec, SemanticBranchSpec
+from aligngemini_sdk.quantized_input import QuantizedInput
 from aligngemini_sdk.runtimes.base import BranchRuntime, TensorRuntime
 
 log = logging.getLogger("aligngemini")

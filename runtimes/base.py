@@ -3,7 +3,7 @@
 A runtime takes decoded RGB ``uint8`` images and returns P(fake) per image. What sits behind it
 (ONNX Runtime, a TensorRT engine, llama.cpp with a vision projector) is invisible to the detector, which
 only plans, times and fuses. Pixel runtimes share the manifest-driven preprocessing in
-:mod:`aligngemini_sdk.image`; the semantic runtime lets llama.cpp's projector preprocess.
+:mod:`aligngemini_sdk.preprocess`; the semantic runtime lets llama.cpp's projector preprocess.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from aligngemini_sdk.image import InputQuantizer, fit_to_spec, normalize_into, tensor_shape
 from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.preprocess import fit_to_spec, normalize_into, tensor_shape
+from aligngemini_sdk.quantized_input import InputQuantizer
 
 
 @runtime_checkable
@@ -125,7 +126,7 @@ class TensorPixelRuntime:
 
     spec: InputSpec
     output: str = "logit"
-    #: set for artifacts that take the quantized uint8 input (see :class:`~aligngemini_sdk.image.QuantizedInput`)
+    #: set for artifacts that take the quantized uint8 input (see :class:`~aligngemini_sdk.quantized_input.QuantizedInput`)
     quantizer: InputQuantizer | None = None
     dynamic_batch: bool = False
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from aligngemini_sdk.device import Device
 from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
-from aligngemini_sdk.image import InputQuantizer, QuantizedInput
 from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.quantized_input import InputQuantizer, QuantizedInput
 from aligngemini_sdk.runtimes.base import TensorPixelRuntime
 
 log = logging.getLogger("aligngemini")

@@ -29,8 +29,8 @@ def register(sub: Any) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from aligngemini_sdk.bundle import Bundle
     from aligngemini_sdk.detector import default_bundle_path
-    from aligngemini_sdk.image import QuantizedInput
     from aligngemini_sdk.manifest import required_features
+    from aligngemini_sdk.quantized_input import QuantizedInput
 
     b = Bundle.open(args.bundle or default_bundle_path())
     m = b.manifest

@@ -11,8 +11,9 @@ from aligngemini_sdk import Detector
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.export.dinov2 import DinoV2Expert, hub_to_hf, load_dda, merge_lora
 from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
-from aligngemini_sdk.image import load_image, preprocess
+from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.preprocess import preprocess
 from tests.conftest import fake_images, real_images
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)

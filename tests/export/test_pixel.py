@@ -31,7 +31,8 @@ def test_ladeda_rejects_foreign_state_dicts(tmp_path):
 def test_fp32_bundle_matches_pytorch_on_real_images(ladeda_bundle):
     m = load_ladeda(LADEDA)
     det = Detector(ladeda_bundle)
-    from aligngemini_sdk.image import load_image, preprocess
+    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.preprocess import preprocess
 
     for p in real_images(2) + fake_images(2):
         t = torch.from_numpy(preprocess(load_image(p).rgb, det.bundle.manifest.pixel.input))[None]
@@ -99,7 +100,8 @@ def test_a_conv_first_model_takes_the_crops_bytes_only_when_that_is_no_further_f
     bytes on a padded canvas -- shipped only if it passes the gate *and* is no further from FP32 on the search
     split than the quantized input, both measured and reported; a faster input must not cost fidelity. (Seeds
     picked so that each outcome occurs with 7-bit weights, with margins of 33-45 % between the two distances.)"""
-    from aligngemini_sdk.image import fit_to_spec, load_image
+    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.preprocess import fit_to_spec
 
     torch.manual_seed(seed)
     spec = InputSpec(height=96, width=96)

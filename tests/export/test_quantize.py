@@ -14,8 +14,9 @@ from aligngemini_sdk.export.quantize import (
     quantize_int8,
     sqnr_shortlist,
 )
-from aligngemini_sdk.image import load_image, preprocess
+from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+from aligngemini_sdk.preprocess import preprocess
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
@@ -201,7 +202,8 @@ def test_folded_graph_reads_rgb_pixels_on_a_canvas_and_computes_the_same_conv(tm
     from torch import nn
 
     from aligngemini_sdk.export.quantize import fold_input_normalization
-    from aligngemini_sdk.image import InputQuantizer, normalize
+    from aligngemini_sdk.preprocess import normalize
+    from aligngemini_sdk.quantized_input import InputQuantizer
 
     fp32 = _conv_first_model(tmp_path, nn.ZeroPad2d((0, 1, 0, 1)) if lead == "ZeroPad2d" else None)
     spec = InputSpec(height=64, width=64, mean=(0.4, 0.6, 0.2), std=(0.2, 0.25, 0.3), color_order=order)
@@ -226,7 +228,8 @@ def test_folding_imagenet_mean_leaves_at_most_half_a_grey_level_on_the_border(tm
     folded Conv is exact inside and off by at most the weights times half a grey level where it reads the
     border -- not by the weights times the whole mean, as padding the pixels with zero would be."""
     from aligngemini_sdk.export.quantize import fold_input_normalization
-    from aligngemini_sdk.image import InputQuantizer, normalize
+    from aligngemini_sdk.preprocess import normalize
+    from aligngemini_sdk.quantized_input import InputQuantizer
 
     fp32 = _conv_first_model(tmp_path)
     spec = InputSpec(height=64, width=64, mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -292,7 +295,8 @@ def test_a_vit_patch_embedding_folds_exactly(tmp_path):
 
     from aligngemini_sdk.export.pixel import export_onnx
     from aligngemini_sdk.export.quantize import fold_input_normalization
-    from aligngemini_sdk.image import InputQuantizer, normalize
+    from aligngemini_sdk.preprocess import normalize
+    from aligngemini_sdk.quantized_input import InputQuantizer
     from tests.export.test_dinov2 import SPEC, tiny_dinov2
 
     fp32 = tmp_path / "vit.onnx"

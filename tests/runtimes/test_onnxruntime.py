@@ -63,8 +63,8 @@ def test_input_type_must_match_what_the_manifest_says(tmp_path):
     from onnx import TensorProto, helper
 
     from aligngemini_sdk.errors import BundleFormatError
-    from aligngemini_sdk.image import QuantizedInput
     from aligngemini_sdk.manifest import InputSpec
+    from aligngemini_sdk.quantized_input import QuantizedInput
 
     def model(elem, path):  # one logit per image (the mean), as the SDK checks at load
         g = helper.make_graph([helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),

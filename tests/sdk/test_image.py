@@ -10,8 +10,9 @@ import pytest
 from PIL import Image as PILImage
 
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
-from aligngemini_sdk.image import Image, center_crop, fit_to_spec, load_image, normalize, sniff_dimensions
+from aligngemini_sdk.image import Image, load_image, sniff_dimensions
 from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.preprocess import center_crop, fit_to_spec, normalize
 from tests.conftest import KODAK
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -217,7 +218,7 @@ def test_fast_normalisation_equals_the_textbook_formula(order, layout):
 
 
 def test_batches_are_normalised_in_place_per_slot():
-    from aligngemini_sdk.image import preprocess
+    from aligngemini_sdk.preprocess import preprocess
     from aligngemini_sdk.runtimes.base import batched_tensors
 
     spec = InputSpec(height=64, width=64, crop="center", resize="none")
@@ -260,7 +261,7 @@ def test_quantization_lut_is_what_onnxruntime_quantizelinear_computes(mean, std,
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from aligngemini_sdk.image import QuantizedInput, quantization_lut
+    from aligngemini_sdk.quantized_input import QuantizedInput, quantization_lut
 
     spec = InputSpec(mean=mean, std=std, color_order=order, layout="NHWC")
     ramp = np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2)  # (256, 1, 3)
@@ -279,7 +280,7 @@ def test_quantization_lut_is_what_onnxruntime_quantizelinear_computes(mean, std,
 def test_input_quantizer_is_byte_exact_and_uses_opencv_only_where_it_is(mean, std, order, scale, zp):
     import cv2
 
-    from aligngemini_sdk.image import InputQuantizer, QuantizedInput
+    from aligngemini_sdk.quantized_input import InputQuantizer, QuantizedInput
 
     spec = InputSpec(height=224, width=224, mean=mean, std=std, color_order=order)
     q = InputQuantizer(spec, QuantizedInput(scale, zp))
@@ -297,7 +298,7 @@ def test_input_quantizer_is_byte_exact_and_uses_opencv_only_where_it_is(mean, st
 
 
 def test_quantized_input_options_are_validated():
-    from aligngemini_sdk.image import QuantizedInput
+    from aligngemini_sdk.quantized_input import QuantizedInput
 
     q = QuantizedInput(0.02, 114)
     assert QuantizedInput.from_options({"input": q.to_options()}) == q
@@ -321,7 +322,7 @@ def test_quantized_input_options_are_validated():
 def test_pixel_input_is_the_crop_itself_on_its_padded_canvas(pad):
     """An artifact that folded its normalisation takes the crop's RGB bytes; the first Conv's padding becomes a
     border of the fill colour around them. Whatever the colour order the model was trained in."""
-    from aligngemini_sdk.image import InputQuantizer, QuantizedInput
+    from aligngemini_sdk.quantized_input import InputQuantizer, QuantizedInput
     from aligngemini_sdk.runtimes.base import batched_tensors
 
     fill = (124, 116, 104)
@@ -351,7 +352,7 @@ def test_pixel_input_is_the_crop_itself_on_its_padded_canvas(pad):
 
 
 def test_quantized_batches_are_written_per_slot():
-    from aligngemini_sdk.image import InputQuantizer, QuantizedInput
+    from aligngemini_sdk.quantized_input import InputQuantizer, QuantizedInput
     from aligngemini_sdk.runtimes.base import batched_tensors
 
     spec = InputSpec(height=64, width=64, crop="center", resize="none")

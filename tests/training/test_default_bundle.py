@@ -163,7 +163,7 @@ def test_default_int8_cannot_saturate_any_cpu_kernel_and_matches_its_reference_a
     assert art.options["calibration"]["int8_safety"]["safe"] and art.options["calibration"]["weights"] == "u8"
     rows = (ROOT / "training" / "splits" / "test.csv").read_text().splitlines()[1:]
     images = [load_image((ROOT / "training" / "splits" / r.split(",")[0]).resolve()).rgb for r in rows]
-    from aligngemini_sdk.image import QuantizedInput
+    from aligngemini_sdk.quantized_input import QuantizedInput
 
     q = QuantizedInput.from_options(art.options)
     path = b.verified_path(art.files["model"])
