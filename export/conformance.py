@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aligngemini_sdk.bundle import file_entry
 from aligngemini_sdk.conformance import REFERENCE, ROLE, encode
+from aligngemini_sdk.export.bundle_writer import file_entry
 from aligngemini_sdk.manifest import Artifact, InputSpec
 from aligngemini_sdk.quantized_input import QuantizedInput
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from aligngemini_sdk.bundle import Bundle, file_entry, put_branch
+from aligngemini_sdk.bundle import Bundle
 from aligngemini_sdk.errors import ExportError
+from aligngemini_sdk.export.bundle_writer import file_entry, put_branch
 from aligngemini_sdk.export.saturation import WEIGHT_FORMATS, prove, prove_file
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import Artifact, InputSpec

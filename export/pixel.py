@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from aligngemini_sdk import __version__
-from aligngemini_sdk.bundle import file_entry, put_branch
 from aligngemini_sdk.dataset import Sample, load_collection, split_by_hash
 from aligngemini_sdk.errors import ExportError, GateFailedError, ImageError
 from aligngemini_sdk.export.archs import arch_names, get_arch
+from aligngemini_sdk.export.bundle_writer import file_entry, put_branch
 from aligngemini_sdk.export.gate import GateEntry, GateMetrics, GateReport, GateThresholds, print_gate_table
 from aligngemini_sdk.export.quantize import DEFAULT_OP_TYPES
 from aligngemini_sdk.export.saturation import prove_file

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from aligngemini_sdk import __version__
-from aligngemini_sdk.bundle import default_cache_dir, file_entry, put_branch
+from aligngemini_sdk.bundle import default_cache_dir
 from aligngemini_sdk.errors import ExportError, GateFailedError
+from aligngemini_sdk.export.bundle_writer import file_entry, put_branch
 from aligngemini_sdk.extras import require
 from aligngemini_sdk.manifest import Artifact, SemanticBranchSpec
 from aligngemini_sdk.metrics import fmt, markdown_table

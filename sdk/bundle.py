@@ -55,10 +55,10 @@ class Bundle:
         """Open a bundle directory or ``.tar`` archive. Raises :class:`BundleFormatError` if unusable."""
         p = Path(path)
         if p.is_dir():
-            return cls(p, _read_manifest(p), source=p)
+            return cls(p, read_manifest(p), source=p)
         if p.is_file() and tarfile.is_tarfile(p):
             root = _unpack_tar(p, Path(cache_dir) if cache_dir else default_cache_dir() / "bundles")
-            return cls(root, _read_manifest(root), source=p)
+            return cls(root, read_manifest(root), source=p)
         if not p.exists():
             raise BundleFormatError(f"bundle not found: {p}")
         raise BundleFormatError(f"{p} is neither a bundle directory nor a tar archive")
@@ -150,7 +150,7 @@ class Bundle:
         return sum(f.bytes for f in spec.artifacts[artifact].files.values())
 
 
-def _read_manifest(root: Path) -> Manifest:
+def read_manifest(root: Path) -> Manifest:
     mpath = root / MANIFEST_NAME
     if not mpath.is_file():
         raise BundleFormatError(f"{root} has no {MANIFEST_NAME}")
@@ -281,20 +281,7 @@ def _common_prefix(members: list[tarfile.TarInfo]) -> str:
     return f"{tops.pop()}/" if len(tops) == 1 else ""
 
 
-# -- writing ---------------------------------------------------------------------------------------
-def file_entry(root: Path, rel: str) -> FileEntry:
-    path = root / rel
-    return FileEntry(path=rel, sha256=sha256_file(path), bytes=path.stat().st_size)
-
-
-def compute_bundle_id(manifest: Manifest, prefix: str = "ag") -> str:
-    """A stable id: the same model files give the same id, whatever directory they sit in."""
-    h = hashlib.sha256()
-    for key, entry in sorted(manifest.all_files().items()):
-        h.update(f"{key}={entry.sha256}\n".encode())
-    return f"{prefix}-{h.hexdigest()[:16]}"
-
-
+# -- writing the manifest (device side too: `bench --write-profile`) ------------------------------------------
 def write_manifest(root: str | os.PathLike[str], manifest: Manifest) -> Path:
     """Atomically (write-then-rename) write ``manifest.json`` so a crash never leaves half a manifest."""
     root = Path(root)
@@ -310,59 +297,9 @@ def write_manifest(root: str | os.PathLike[str], manifest: Manifest) -> Path:
 def write_device_profile(root: str | os.PathLike[str], device_key: str, stats: dict[str, LatencyStat]) -> Manifest:
     """Merge measured latencies for ``device_key`` into a bundle directory's manifest."""
     root = Path(root)
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     profiles = dict(manifest.device_profiles)
     profiles[device_key] = {**profiles.get(device_key, {}), **stats}
     manifest = replace(manifest, device_profiles=profiles)
     write_manifest(root, manifest)
     return manifest
-
-
-def pack_tar(root: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Pack a bundle directory into one deterministic ``.tar`` (sorted, zeroed times and owners)."""
-    root, out = Path(root), Path(out)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            info = tf.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with open(path, "rb") as fh:
-                tf.addfile(info, fh)
-    os.replace(tmp, out)
-    return out
-
-
-def put_branch(root: str | os.PathLike[str], branch: str, spec: object, *, name: str | None = None,
-               description: str | None = None, provenance: dict | None = None, placeholder: bool | None = None,
-               model_card: str | None = None) -> Manifest:
-    """Create or update a bundle directory's manifest with one branch (the other branch is kept), and
-    recompute the bundle id. Lets the pixel and VLM exporters write into the same bundle in any order."""
-    from aligngemini_sdk.manifest import FusionSpec, PixelBranchSpec, SemanticBranchSpec
-
-    root = Path(root)
-    if (root / MANIFEST_NAME).is_file():
-        m = _read_manifest(root)
-    else:
-        m = Manifest(bundle_id="ag-pending", name=name or root.name, pixel=None, semantic=None,
-                     fusion=FusionSpec())
-    if branch == "pixel":
-        assert isinstance(spec, PixelBranchSpec)
-        m.pixel = spec
-    elif branch == "semantic":
-        assert isinstance(spec, SemanticBranchSpec)
-        m.semantic = spec
-    else:
-        raise ValueError(f"unknown branch {branch!r}")
-    if name:
-        m.name = name
-    if description is not None:
-        m.description = description
-    if placeholder is not None:
-        m.placeholder = placeholder
-    if model_card is not None:
-        m.model_card = model_card
-    m.provenance = {**m.provenance, **({branch: provenance} if provenance else {})}
-    m.device_profiles = {}  # new model files invalidate measured latencies
-    m.bundle_id = compute_bundle_id(m)
-    write_manifest(root, m)
-    return m

@@ -150,9 +150,9 @@ def test_harden_reencodes_an_int8_bundle_losslessly_and_makes_it_verifiable(tmp_
     arithmetic stays bit-identical, the proof holds, and the hardened bundle carries golden outputs that pass."""
     import json
 
-    from aligngemini_sdk.bundle import file_entry
     from aligngemini_sdk.conformance import verify_bundle
     from aligngemini_sdk.dataset import list_images
+    from aligngemini_sdk.export.bundle_writer import file_entry
     from aligngemini_sdk.export.harden import harden_bundle
 
     torch.manual_seed(7)

@@ -7,8 +7,9 @@ import tarfile
 import pytest
 
 from aligngemini_sdk import Bundle, Detector
-from aligngemini_sdk.bundle import MANIFEST_NAME, compute_bundle_id, pack_tar, write_device_profile
+from aligngemini_sdk.bundle import MANIFEST_NAME, write_device_profile
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
+from aligngemini_sdk.export.bundle_writer import compute_bundle_id, pack_tar
 from aligngemini_sdk.manifest import SCHEMA_VERSION, LatencyStat, Manifest
 from tests.conftest import real_images
 

@@ -12,9 +12,10 @@ import pytest
 from onnx import numpy_helper
 
 from aligngemini_sdk import Bundle
-from aligngemini_sdk.bundle import file_entry, sha256_file
+from aligngemini_sdk.bundle import sha256_file
 from aligngemini_sdk.conformance import EXPECTED, ROLE, encode, verify_bundle
 from aligngemini_sdk.detector import default_bundle_path
+from aligngemini_sdk.export.bundle_writer import file_entry
 from tests.sdk.test_cli import cli
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)

@@ -19,7 +19,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from aligngemini_sdk import Bundle, Detector
-from aligngemini_sdk.bundle import file_entry, pack_tar, put_branch
 from aligngemini_sdk.dataset import list_images
 from aligngemini_sdk.errors import (
     BundleFormatError,
@@ -31,6 +30,7 @@ from aligngemini_sdk.errors import (
     InputShapeError,
     ModelOutputError,
 )
+from aligngemini_sdk.export.bundle_writer import file_entry, pack_tar, put_branch
 from aligngemini_sdk.image import FORMATS, IMAGE_EXTENSIONS, decode_bytes, load_image
 from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec
 from tests.conftest import real_images
