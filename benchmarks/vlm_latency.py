@@ -36,10 +36,11 @@ def main() -> int:
     lines = ["# Semantic branch latency per quantization (split)", "",
              "| artifact | MB | image encoding ms | prompt eval ms | total ms (p50 of split runs) | bench p50 ms |",
              "|---|---|---|---|---|---|"]
-    for r in rep["artifacts"]:
-        s = r.get("semantic_split_ms", {})
-        lines.append(f"| {r['artifact']} | {r['size_mb']:.2f} | {s.get('image_ms', 0):.1f} | {s.get('prompt_ms', 0):.1f} | "
-                     f"{s.get('total_ms', 0):.1f} | {r['latency_ms']['p50']:.1f} |")
+    for r in rep.artifacts:
+        s = r.semantic_split_ms or {}
+        p50 = r.latency_ms.p50 if r.latency_ms else float("nan")
+        lines.append(f"| {r.artifact} | {r.size_mb:.2f} | {s.get('image_ms', 0):.1f} | {s.get('prompt_ms', 0):.1f} | "
+                     f"{s.get('total_ms', 0):.1f} | {p50:.1f} |")
     md = "\n".join(lines) + "\n\n" + to_markdown(rep)
     (Path(args.out) / "README.md").write_text(md)
     print(md)

@@ -49,11 +49,18 @@ class FallbackRound:
     """One INT8 quantization tried: nodes kept in float, weight format, and how it did."""
 
     excluded: list[str]
-    weights: str
+    weights: str | None  # None in bundles exported before weight formats were recorded (they were s8)
     output_bias_correction: float | None
     agreement: float | None
     balanced_accuracy: float | None
     passed: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if not (k == "weights" and v is None)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FallbackRound:
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -64,7 +71,7 @@ class Int8Search:
     kept_in_float: list[str]
     output_bias_correction: float | None
     fallback_history: list[FallbackRound]
-    weights_tried: list[FallbackRound]
+    weights_tried: list[FallbackRound] | None  # None in bundles exported before formats were tried in turn
 
 
 #: GateEntry keys that exist only for some artifacts, in the order the JSON has always listed them
@@ -113,8 +120,9 @@ class GateEntry:
         if self.int8 is not None:
             d.update(kept_in_float=self.int8.kept_in_float, scheme=self.int8.scheme,
                      output_bias_correction=self.int8.output_bias_correction,
-                     fallback_history=[asdict(r) for r in self.int8.fallback_history],
-                     weights_tried=[asdict(r) for r in self.int8.weights_tried])
+                     fallback_history=[r.to_dict() for r in self.int8.fallback_history])
+            if self.int8.weights_tried is not None:
+                d["weights_tried"] = [r.to_dict() for r in self.int8.weights_tried]
         return d
 
     @classmethod
@@ -123,11 +131,11 @@ class GateEntry:
                    if "agreement" in d else None)
         int8 = None
         if "scheme" in d:
-            rounds = lambda rs: [FallbackRound(**r) for r in rs or []]  # noqa: E731
+            tried = d.get("weights_tried")
             int8 = Int8Search(scheme=d["scheme"], kept_in_float=list(d.get("kept_in_float") or []),
                               output_bias_correction=d.get("output_bias_correction"),
-                              fallback_history=rounds(d.get("fallback_history")),
-                              weights_tried=rounds(d.get("weights_tried")))
+                              fallback_history=[FallbackRound.from_dict(r) for r in d.get("fallback_history") or []],
+                              weights_tried=None if tried is None else [FallbackRound.from_dict(r) for r in tried])
         return cls(size_mb=float(d.get("size_mb", 0.0)), passed=d.get("passed"), reasons=list(d.get("reasons") or []),
                    metrics=metrics, latency_ms_p50=d.get("latency_ms_p50"), int8_safety=d.get("int8_safety"),
                    kernels_vs_reference=d.get("kernels_vs_reference"),

@@ -28,9 +28,9 @@ from aligngemini_sdk import __version__
 from aligngemini_sdk.bundle import default_cache_dir
 from aligngemini_sdk.errors import ExportError, GateFailedError
 from aligngemini_sdk.export.bundle_writer import file_entry, put_branch
+from aligngemini_sdk.export.parity import ParityEntry, ParityReport, print_parity_table
 from aligngemini_sdk.extras import require
 from aligngemini_sdk.manifest import Artifact, SemanticBranchSpec
-from aligngemini_sdk.metrics import fmt, markdown_table
 from aligngemini_sdk.progress import log_step
 
 QUANT_TYPES = {  # name -> llama_ftype
@@ -289,90 +289,92 @@ def hf_probability(model: Any, arch: str, layout: list[tuple[str, Any]], rgb: np
     return restricted_softmax_fake(logits, fake_ids, real_ids)
 
 
-def export_vlm(cfg: VlmExportConfig) -> dict[str, Any]:
+def export_vlm(cfg: VlmExportConfig) -> ParityReport:
     """Convert, quantize, gate and write the semantic branch into ``cfg.out``. Returns the parity report."""
     transformers = require("transformers")
-    hf = Path(cfg.hf)
+    hf, out = Path(cfg.hf), Path(cfg.out)
     arch = read_arch(hf)
-    out = Path(cfg.out)
-    sem_dir = out / "semantic"
-    sem_dir.mkdir(parents=True, exist_ok=True)
-    conv = converter_dir(cfg.llama_cpp)
+    (out / "semantic").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ag-vlm-") as tmp_s:
         tmp = Path(tmp_s)
         src = merge_lora(hf, Path(cfg.lora), tmp / "merged") if cfg.lora else hf
         prompt = build_prompt(src, cfg.question)
-        ref_gguf = tmp / "text.f16.gguf"
-        run_converter(conv, src, ref_gguf, "f16")
-        mmproj = sem_dir / f"mmproj.{cfg.mmproj_type}.gguf"
-        run_converter(conv, src, mmproj, cfg.mmproj_type, mmproj=True)
-        gate_types = ["F16", "Q8_0", *[q.upper() for q in cfg.quants if q.upper() not in ("F16", "Q8_0")]]
-        files: dict[str, Path] = {"F16": ref_gguf}
-        for q in gate_types[1:]:
-            files[q] = tmp / f"text.{q.lower()}.gguf"
-            quantize_gguf(ref_gguf, files[q], q, cfg.imatrix)
-
-        # -- parity gate: GGUF vs transformers fp32 on identical tokens and pixels --------------------------
-        log_step("parity gate: GGUF vs transformers (fp32)")
-        spec = SemanticBranchSpec(artifacts={}, default_artifact="", prompt={"text": prompt}, labels=cfg.labels,
-                                  threshold=cfg.threshold, n_ctx=cfg.n_ctx, arch=SUPPORTED_ARCHS[arch])
-        from aligngemini_sdk.runtimes.llama import LlamaSemantic
-
-        model = getattr(transformers, arch).from_pretrained(src, dtype="float32").eval()
-        images = parity_images(cfg, _vision_size(src, arch))
-        report: dict[str, Any] = {"n_images": len(images), "tolerances": {"F16": cfg.tol_f16, "Q8_0": cfg.tol_q8},
-                                  "types": {}}
-        hf_p: list[float] | None = None
-        for q in gate_types:
-            rt = LlamaSemantic(files[q], mmproj, spec, artifact=q.lower())
-            try:
-                if hf_p is None:
-                    hf_p = [hf_probability(model, arch, rt.prompt_layout(img), img, src, rt.fake_ids, rt.real_ids)
-                            for img in images]
-                    report["transformers"] = hf_p
-                gg = [rt.probability(img) for img in images]
-            finally:
-                rt.close()
-            delta = float(np.max(np.abs(np.asarray(gg) - np.asarray(hf_p))))
-            tol = report["tolerances"].get(q)
-            report["types"][q] = {"max_abs_delta": delta, "probabilities": gg, "tolerance": tol,
-                                  "passed": None if tol is None else delta <= tol,
-                                  "size_mb": round(files[q].stat().st_size / 1e6, 3)}
-        print_parity_table(report)
-
-        artifacts: dict[str, Artifact] = {}
-        mm_entry_rel = mmproj.relative_to(out).as_posix()
-        for q in [q.upper() for q in cfg.quants] + (["F16"] if cfg.keep_reference and "F16" not in cfg.quants else []):
-            dst = sem_dir / f"model.{q.lower()}.gguf"
-            shutil.copyfile(files[q], dst)
-            artifacts[q.lower()] = Artifact(runtime="llama.cpp", precision=q,
-                                            files={"model": file_entry(out, dst.relative_to(out).as_posix()),
-                                                   "mmproj": file_entry(out, mm_entry_rel)},
-                                            options={"mmproj_type": cfg.mmproj_type})
-    failures = [f"{q}: max|Δp| {r['max_abs_delta']:.2e} > {r['tolerance']:.0e}"
-                for q, r in report["types"].items() if r["passed"] is False]
-    report["passed"] = not failures
+        files, mmproj = _convert(cfg, src, tmp, out / "semantic")
+        report = parity_gate(cfg, transformers, arch, src, prompt, files, mmproj)
+        artifacts = _ship(cfg, out, files, mmproj)
+    report.passed = not report.failures
     import llama_cpp
 
     spec = SemanticBranchSpec(artifacts=artifacts, default_artifact=cfg.quants[0].lower(),
                               prompt={"text": prompt, "question": cfg.question}, labels=cfg.labels,
-                              threshold=cfg.threshold, n_ctx=cfg.n_ctx, validation={"parity": report},
+                              threshold=cfg.threshold, n_ctx=cfg.n_ctx, validation={"parity": report.to_dict()},
                               arch=SUPPORTED_ARCHS[arch])
     provenance = {"exporter": f"aligngemini-sdk {__version__}", "hf_arch": arch, "source": hf.name,
                   "lora": Path(cfg.lora).name if cfg.lora else None, "llama_cpp_python": llama_cpp.__version__,
                   "transformers": transformers.__version__, "mmproj_type": cfg.mmproj_type}
-    manifest = put_branch(out, "semantic", spec, name=cfg.name, provenance=provenance)
-    report["bundle_id"] = manifest.bundle_id
-    if failures:
-        raise GateFailedError("parity gate failed: " + "; ".join(failures), report)
+    report.bundle_id = put_branch(out, "semantic", spec, name=cfg.name, provenance=provenance).bundle_id
+    if report.failures:
+        raise GateFailedError("parity gate failed: " + "; ".join(report.failures), report)
     return report
 
 
-def print_parity_table(report: dict[str, Any]) -> None:
-    rows = []
-    for q, r in report["types"].items():
-        status = {True: "✅ pass", False: "❎ fail", None: "reported"}[r["passed"]]
-        rows.append([q, f"{r['size_mb']:.2f}", fmt(r["max_abs_delta"]), "–" if r["tolerance"] is None
-                     else f"{r['tolerance']:.0e}", status])
-    sys.stderr.write(f"\nParity gate on {report['n_images']} images, P(fake) GGUF vs transformers fp32:\n")
-    sys.stderr.write(markdown_table(["text model", "MB", "max|Δp|", "tolerance", "gate"], rows) + "\n")
+def _gate_types(cfg: VlmExportConfig) -> list[str]:
+    """The types the parity gate measures: F16 and Q8_0 (gated by tolerance), then the shipped ones."""
+    return ["F16", "Q8_0", *[q.upper() for q in cfg.quants if q.upper() not in ("F16", "Q8_0")]]
+
+
+def _convert(cfg: VlmExportConfig, src: Path, tmp: Path, sem_dir: Path) -> tuple[dict[str, Path], Path]:
+    """llama.cpp's converter: the f16 text model (the reference GGUF), the mmproj, and each quantized type."""
+    conv = converter_dir(cfg.llama_cpp)
+    ref_gguf = tmp / "text.f16.gguf"
+    run_converter(conv, src, ref_gguf, "f16")
+    mmproj = sem_dir / f"mmproj.{cfg.mmproj_type}.gguf"
+    run_converter(conv, src, mmproj, cfg.mmproj_type, mmproj=True)
+    files: dict[str, Path] = {"F16": ref_gguf}
+    for q in _gate_types(cfg)[1:]:
+        files[q] = tmp / f"text.{q.lower()}.gguf"
+        quantize_gguf(ref_gguf, files[q], q, cfg.imatrix)
+    return files, mmproj
+
+
+def parity_gate(cfg: VlmExportConfig, transformers: Any, arch: str, src: Path, prompt: str,
+                files: dict[str, Path], mmproj: Path) -> ParityReport:
+    """GGUF vs transformers fp32 on identical tokens and pixels, for every type in ``files``."""
+    from aligngemini_sdk.runtimes.llama import LlamaSemantic
+
+    log_step("parity gate: GGUF vs transformers (fp32)")
+    spec = SemanticBranchSpec(artifacts={}, default_artifact="", prompt={"text": prompt}, labels=cfg.labels,
+                              threshold=cfg.threshold, n_ctx=cfg.n_ctx, arch=SUPPORTED_ARCHS[arch])
+    model = getattr(transformers, arch).from_pretrained(src, dtype="float32").eval()
+    images = parity_images(cfg, _vision_size(src, arch))
+    report = ParityReport(n_images=len(images), tolerances={"F16": cfg.tol_f16, "Q8_0": cfg.tol_q8})
+    for q in _gate_types(cfg):
+        rt = LlamaSemantic(files[q], mmproj, spec, artifact=q.lower())
+        try:
+            if report.transformers is None:
+                report.transformers = [hf_probability(model, arch, rt.prompt_layout(img), img, src, rt.fake_ids,
+                                                      rt.real_ids) for img in images]
+            gg = [rt.probability(img) for img in images]
+        finally:
+            rt.close()
+        delta = float(np.max(np.abs(np.asarray(gg) - np.asarray(report.transformers))))
+        tol = report.tolerances.get(q)
+        report.types[q] = ParityEntry(max_abs_delta=delta, probabilities=gg, tolerance=tol,
+                                      passed=None if tol is None else delta <= tol,
+                                      size_mb=round(files[q].stat().st_size / 1e6, 3))
+    print_parity_table(report)
+    return report
+
+
+def _ship(cfg: VlmExportConfig, out: Path, files: dict[str, Path], mmproj: Path) -> dict[str, Artifact]:
+    """Copy the shipped text models into the bundle; each artifact lists its model and the shared mmproj."""
+    artifacts: dict[str, Artifact] = {}
+    mm_rel = mmproj.relative_to(out).as_posix()
+    for q in [q.upper() for q in cfg.quants] + (["F16"] if cfg.keep_reference and "F16" not in cfg.quants else []):
+        dst = out / "semantic" / f"model.{q.lower()}.gguf"
+        shutil.copyfile(files[q], dst)
+        artifacts[q.lower()] = Artifact(runtime="llama.cpp", precision=q,
+                                        files={"model": file_entry(out, dst.relative_to(out).as_posix()),
+                                               "mmproj": file_entry(out, mm_rel)},
+                                        options={"mmproj_type": cfg.mmproj_type})
+    return artifacts

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aligngemini_sdk.dataset import Sample, load_collection
-from aligngemini_sdk.metrics import binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
+from aligngemini_sdk.metrics import Intervals, Metrics, binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
 from aligngemini_sdk.progress import Progress
 
 
@@ -120,43 +120,78 @@ def run_rows(bundle: str, samples: Sequence[Sample], *, workers: int = 1, backen
     return rows
 
 
-def report(rows: Sequence[Row], bundle_id: str = "", threshold: float = 0.5) -> dict[str, Any]:
+@dataclass
+class EvalReport:
+    """``aligngemini eval``'s report (``eval.json``): the fused verdicts' metrics overall (with bootstrap intervals)
+    and per source, the pixel branch alone, and the detectors alone (provenance ignored)."""
+
+    bundle_id: str
+    n: int
+    n_errors: int
+    overall: Metrics
+    ci: Intervals | None
+    by_source: dict[str, Metrics]
+    errors: list[dict[str, str]]
+    pixel_only: Metrics | None = None
+    without_provenance: Metrics | None = None
+    decided_by_provenance: int | None = None
+    data: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"bundle_id": self.bundle_id, "n": self.n, "n_errors": self.n_errors,
+                             "overall": {**self.overall, "ci": self.ci}, "by_source": self.by_source,
+                             "errors": self.errors}
+        for k in ("pixel_only", "without_provenance", "decided_by_provenance", "data"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalReport:
+        overall = dict(d["overall"])
+        ci = overall.pop("ci", None)
+        return cls(bundle_id=d.get("bundle_id", ""), n=d["n"], n_errors=d["n_errors"], overall=overall,  # type: ignore[arg-type]
+                   ci=ci, by_source=d.get("by_source", {}), errors=d.get("errors", []),
+                   pixel_only=d.get("pixel_only"), without_provenance=d.get("without_provenance"),
+                   decided_by_provenance=d.get("decided_by_provenance"), data=d.get("data"))
+
+
+def report(rows: Sequence[Row], bundle_id: str = "", threshold: float = 0.5) -> EvalReport:
     ok = [r for r in rows if r.error is None]
     labels = [r.label for r in ok]
-    scores = [float(r.score) for r in ok]
+    scores = [float(r.score) for r in ok if r.score is not None]
     preds = [bool(r.is_fake) for r in ok]
-    rep: dict[str, Any] = {
-        "bundle_id": bundle_id, "n": len(rows), "n_errors": len(rows) - len(ok),
-        "overall": {**binary_metrics(labels, scores, threshold, preds),
-                    "ci": bootstrap_ci(labels, scores, threshold, preds)},
-        "by_source": per_source(labels, scores, [r.source for r in ok], threshold, preds),
-        "errors": [{"path": r.path, "error": r.error} for r in rows if r.error][:50],
-    }
+    rep = EvalReport(bundle_id=bundle_id, n=len(rows), n_errors=len(rows) - len(ok),
+                     overall=binary_metrics(labels, scores, threshold, preds),
+                     ci=bootstrap_ci(labels, scores, threshold, preds),
+                     by_source=per_source(labels, scores, [r.source for r in ok], threshold, preds),
+                     errors=[{"path": r.path, "error": r.error} for r in rows if r.error][:50])
     if ok and all(r.pixel is not None for r in ok):
-        rep["pixel_only"] = binary_metrics(labels, [float(r.pixel) for r in ok], threshold)  # type: ignore[arg-type]
+        rep.pixel_only = binary_metrics(labels, [float(r.pixel) for r in ok if r.pixel is not None], threshold)
     if ok and all(r.detector_score is not None for r in ok):
         # the detectors alone, as if every file's metadata had been stripped: the figure provenance cannot inflate
-        rep["without_provenance"] = binary_metrics(labels, [float(r.detector_score) for r in ok], threshold,  # type: ignore[arg-type]
-                                                   [bool(r.detector_is_fake) for r in ok])
-        rep["decided_by_provenance"] = sum(r.provenance is not None for r in ok)
+        rep.without_provenance = binary_metrics(labels, [float(r.detector_score) for r in ok
+                                                         if r.detector_score is not None], threshold,
+                                                [bool(r.detector_is_fake) for r in ok])
+        rep.decided_by_provenance = sum(r.provenance is not None for r in ok)
     return rep
 
 
-def to_markdown(rep: dict[str, Any], title: str = "Evaluation") -> str:
-    o = rep["overall"]
-    lines = [f"## {title}", "", f"bundle `{rep['bundle_id']}`: {o['n']} images ({rep['n_errors']} unreadable)", ""]
+def to_markdown(rep: EvalReport, title: str = "Evaluation") -> str:
+    o = rep.overall
+    lines = [f"## {title}", "", f"bundle `{rep.bundle_id}`: {o['n']} images ({rep.n_errors} unreadable)", ""]
     rows = [["**all**", o["n"], fmt(o["balanced_accuracy"], True), fmt(o["auc"]), fmt(o["acc_real"], True),
              fmt(o["acc_fake"], True)]]
-    for src, m in rep["by_source"].items():
+    for src, m in rep.by_source.items():
         rows.append([src, m["n"], fmt(m["balanced_accuracy"], True), fmt(m["auc"]), fmt(m["acc_real"], True),
                      fmt(m["acc_fake"], True)])
     lines.append(markdown_table(["source", "n", "balanced acc.", "AUC", "acc. real", "acc. fake"], rows))
-    wp = rep.get("without_provenance")
+    wp = rep.without_provenance
     if wp:
         lines += ["", f"Detectors alone (provenance ignored, as for a file whose metadata was stripped): balanced "
                       f"accuracy {fmt(wp['balanced_accuracy'], True)}, AUC {fmt(wp['auc'])}; provenance decided "
-                      f"{rep['decided_by_provenance']} of {o['n']} verdicts."]
-    ci = o.get("ci")
+                      f"{rep.decided_by_provenance} of {o['n']} verdicts."]
+    ci = rep.ci
     if ci:
         (b_lo, b_hi), (a_lo, a_hi) = ci["balanced_accuracy"], ci["auc"]
         lines += ["", f"{100 * ci['level']:.0f} % confidence intervals ({ci['method']}, {ci['n_boot']} resamples): "
@@ -165,18 +200,18 @@ def to_markdown(rep: dict[str, Any], title: str = "Evaluation") -> str:
 
 
 def evaluate(bundle: str, data: str, *, out: str | None = None, workers: int = 1, backend: str = "local",
-             exclude_sources: Sequence[str] = (), **opts: Any) -> dict[str, Any]:
+             exclude_sources: Sequence[str] = (), **opts: Any) -> EvalReport:
     from aligngemini_sdk.bundle import Bundle
 
     samples = load_collection(data, exclude_sources)
     b = Bundle.open(bundle)
     rows = run_rows(os.fspath(b.root), samples, workers=workers, backend=backend, **opts)
     rep = report(rows, b.manifest.bundle_id)
-    rep["data"] = os.fspath(data)
+    rep.data = os.fspath(data)
     if out:
         d = Path(out)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "eval.json").write_text(json.dumps(rep, indent=1))
+        (d / "eval.json").write_text(json.dumps(rep.to_dict(), indent=1))
         (d / "eval.md").write_text(to_markdown(rep))
         with open(d / "predictions.jsonl", "w") as fh:
             for r in rows:

@@ -6,9 +6,32 @@ Used by the export gate, ``aligngemini eval`` and ``aligngemini bench`` so all t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+
+
+class Metrics(TypedDict):
+    """What :func:`binary_metrics` measures (a TypedDict: it is the JSON the reports have always written)."""
+
+    n: int
+    n_real: int
+    n_fake: int
+    acc_real: float | None
+    acc_fake: float | None
+    balanced_accuracy: float | None
+    accuracy: float | None
+    auc: float | None
+
+
+class Intervals(TypedDict):
+    """:func:`bootstrap_ci`'s percentile intervals: ``[low, high]`` of balanced accuracy and AUC."""
+
+    level: float
+    n_boot: int
+    method: str
+    balanced_accuracy: list[float]
+    auc: list[float]
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
@@ -26,7 +49,7 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
 
 def bootstrap_ci(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5,
                  predictions: Sequence[bool] | None = None, n_boot: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> dict[str, Any] | None:
+                 seed: int = 0) -> Intervals | None:
     """Percentile confidence intervals of balanced accuracy and AUC from a stratified bootstrap.
 
     Why: held-out sets here have a few hundred images, where one image moves balanced accuracy by about a
@@ -53,7 +76,7 @@ def bootstrap_ci(labels: Sequence[int], scores: Sequence[float], threshold: floa
 
 
 def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5,
-                   predictions: Sequence[bool] | None = None) -> dict[str, Any]:
+                   predictions: Sequence[bool] | None = None) -> Metrics:
     """Accuracy on real, on fake, balanced accuracy, AUC and counts. ``predictions`` overrides thresholding
     (for fused verdicts that are not a threshold of one score)."""
     y = np.asarray(labels, dtype=bool)
@@ -71,9 +94,9 @@ def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: fl
 
 
 def per_source(labels: Sequence[int], scores: Sequence[float], sources: Sequence[str],
-               threshold: float = 0.5, predictions: Sequence[bool] | None = None) -> dict[str, dict[str, Any]]:
+               threshold: float = 0.5, predictions: Sequence[bool] | None = None) -> dict[str, Metrics]:
     """``binary_metrics`` per source (a source holding only reals or only fakes reports its accuracy)."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Metrics] = {}
     src = np.asarray(sources)
     preds = None if predictions is None else np.asarray(predictions)
     for name in sorted(set(sources)):

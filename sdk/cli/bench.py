@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aligngemini_sdk.bench import compare, run_bench, to_markdown
+from aligngemini_sdk.bench import BenchReport, compare, run_bench, to_markdown
 from aligngemini_sdk.cli.common import add_power, comma_list
 from aligngemini_sdk.cli.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from aligngemini_sdk.device import Device
@@ -40,7 +40,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if len(args.reports) != 2:
             print("usage: aligngemini bench compare A.json B.json", file=sys.stderr)
             return EXIT_BAD_INPUT
-        a, b = (json.loads(Path(p).read_text()) for p in args.reports)
+        a, b = (BenchReport.from_dict(json.loads(Path(p).read_text())) for p in args.reports)
         print(compare(a, b))
         return EXIT_OK
     from aligngemini_sdk.detector import default_bundle_path

@@ -30,7 +30,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    exclude_sources=comma_list(args.exclude_sources), device=args.device,
                    threads=args.threads, budget_ms=args.budget_ms, power=args.power)
     if args.json:
-        print(json.dumps(rep, indent=1))
+        print(json.dumps(rep.to_dict(), indent=1))
     else:
         print(to_markdown(rep))
     return EXIT_OK

@@ -131,6 +131,6 @@ def cmd_export_vlm(args: argparse.Namespace) -> int:
     except GateFailedError as exc:
         print(f"GATE FAILED: {exc}", file=sys.stderr)
         return EXIT_GATE
-    print(json.dumps({"bundle": args.out, "bundle_id": rep["bundle_id"],
-                      "parity": {q: r["max_abs_delta"] for q, r in rep["types"].items()}}))
+    print(json.dumps({"bundle": args.out, "bundle_id": rep.bundle_id,
+                      "parity": {q: r.max_abs_delta for q, r in rep.types.items()}}))
     return EXIT_OK

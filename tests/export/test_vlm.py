@@ -8,6 +8,7 @@ import pytest
 
 from aligngemini_sdk import Bundle, Detector, DetectorOptions
 from aligngemini_sdk.errors import ExportError
+from aligngemini_sdk.export.parity import ParityReport
 from aligngemini_sdk.export.vlm import QUANT_TYPES, VlmExportConfig, build_prompt, export_vlm, read_arch
 from tests.conftest import fake_images, real_images
 
@@ -20,6 +21,7 @@ def check_two_branch(bundle_dir, arch):
     assert m.semantic.arch == arch and m.semantic.artifacts["q4_k_m"].precision == "Q4_K_M"
     assert m.semantic.artifacts["q4_k_m"].files["mmproj"].path.endswith("mmproj.f16.gguf")
     parity = m.semantic.validation["parity"]
+    assert ParityReport.from_dict(parity).to_dict() == parity  # the typed report is the JSON the manifest keeps
     assert parity["passed"] and parity["types"]["F16"]["max_abs_delta"] <= 1e-3
     assert parity["types"]["Q8_0"]["max_abs_delta"] <= 1e-2 and "Q4_K_M" in parity["types"]
     det = Detector(bundle_dir, DetectorOptions(device="cpu"))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from aligngemini_sdk.dataset import load_collection, split_by_hash
-from aligngemini_sdk.evaluate import evaluate, to_markdown
+from aligngemini_sdk.evaluate import EvalReport, evaluate, to_markdown
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
@@ -15,10 +15,11 @@ pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the 
 def test_eval_report_and_parallel_workers_agree(ladeda_bundle, collection, tmp_path):
     serial = evaluate(str(ladeda_bundle), str(collection), out=str(tmp_path / "a"))
     parallel = evaluate(str(ladeda_bundle), str(collection), workers=2)
-    assert serial["overall"] == parallel["overall"] and serial["by_source"] == parallel["by_source"]
+    assert serial.overall == parallel.overall and serial.ci == parallel.ci and serial.by_source == parallel.by_source
     n = len(load_collection(collection))
-    assert serial["overall"]["n"] == n and serial["n_errors"] == 0
-    assert set(serial["by_source"]) == {"cnndetection", "kodak24", "sd_family"}
+    assert serial.overall["n"] == n and serial.n_errors == 0
+    assert set(serial.by_source) == {"cnndetection", "kodak24", "sd_family"}
+    assert EvalReport.from_dict(json.loads((tmp_path / "a" / "eval.json").read_text())) == serial
     assert (tmp_path / "a" / "eval.md").read_text().startswith("## Evaluation")
     preds = (tmp_path / "a" / "predictions.jsonl").read_text().splitlines()
     assert len(preds) == n
@@ -35,7 +36,7 @@ def test_ray_backend_gives_the_same_rows_as_one_process(ladeda_bundle, collectio
     assert [r.path for r in ray_rows] == [r.path for r in local]  # input order restored
     assert [r.score for r in ray_rows] == pytest.approx([r.score for r in local], abs=1e-6)
     a, b = report(ray_rows), report(local)
-    assert a["overall"] == b["overall"] and a["by_source"] == b["by_source"] and a["n_errors"] == 0
+    assert a.overall == b.overall and a.ci == b.ci and a.by_source == b.by_source and a.n_errors == 0
     import ray
 
     assert not ray.is_initialized()  # a cluster we started ourselves is shut down afterwards
@@ -48,7 +49,7 @@ def test_unreadable_files_are_counted(ladeda_bundle, collection, tmp_path):
     shutil.copytree(collection, c, symlinks=True)
     (c / "fake" / "sd_family" / "zz_broken.jpg").write_bytes(b"\xff\xd8broken")
     rep = evaluate(str(ladeda_bundle), str(c))
-    assert rep["n_errors"] == 1 and "zz_broken.jpg" in rep["errors"][0]["path"]
+    assert rep.n_errors == 1 and "zz_broken.jpg" in rep.errors[0]["path"]
     assert "1 unreadable" in to_markdown(rep)
 
 

@@ -93,9 +93,9 @@ def test_shipped_bundle_reproduces_its_recorded_held_aside_metrics():
     m = Bundle.open(default_bundle_path()).manifest
     recorded = m.pixel.validation["artifacts"]["int8"]
     rep = evaluate(str(default_bundle_path()), str(ROOT / "training" / "splits" / "test.csv"), workers=1)
-    assert rep["n_errors"] == 0 and rep["overall"]["n"] == m.pixel.validation["n_val"]
-    assert abs(rep["overall"]["balanced_accuracy"] - recorded["balanced_accuracy"]) < 0.01
-    assert abs(rep["overall"]["auc"] - recorded["auc"]) < 0.01
+    assert rep.n_errors == 0 and rep.overall["n"] == m.pixel.validation["n_val"]
+    assert abs(rep.overall["balanced_accuracy"] - recorded["balanced_accuracy"]) < 0.01
+    assert abs(rep.overall["auc"] - recorded["auc"]) < 0.01
 
 
 def test_source_balanced_batches_make_the_paired_source_carry_no_label():
