@@ -44,7 +44,8 @@ def measure(label: str, bundle_dir: str, images: dict[str, list[Path]], timers: 
     b = Bundle.open(bundle_dir)
     spec = b.manifest.pixel
     assert spec is not None
-    out = {"label": label, "bundle_id": b.manifest.bundle_id, "threshold": spec.threshold, "artifacts": {}}
+    artifacts: dict[str, dict] = {}
+    out = {"label": label, "bundle_id": b.manifest.bundle_id, "threshold": spec.threshold, "artifacts": artifacts}
     for name, art in spec.artifacts.items():
         if art.precision != "int8" or art.runtime != "onnxruntime":
             continue
@@ -61,9 +62,9 @@ def measure(label: str, bundle_dir: str, images: dict[str, list[Path]], timers: 
         [(_, batch)] = opt.prepare([load_image(images[SPLITS[0]][0]).rgb])
         timers[f"{label}/{name}"] = lambda rt=opt, x=batch: rt.run_tensor(x)
         proof = prove_file(path)
-        out["artifacts"][name] = {"splits": per_split, "latency_ms_p50": None,
-                                  "weights": art.options.get("calibration", {}).get("weights", "s8"),
-                                  "saturation_bound": proof.to_dict()}
+        artifacts[name] = {"splits": per_split, "latency_ms_p50": None,
+                           "weights": art.options.get("calibration", {}).get("weights", "s8"),
+                           "saturation_bound": proof.to_dict()}
     return out
 
 

@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,10 +35,11 @@ def main() -> int:
     from aligngemini_sdk.bench import time_interleaved
     from aligngemini_sdk.dataset import load_collection, split_by_hash
     from aligngemini_sdk.export.dinov2 import DinoV2Expert
+    from aligngemini_sdk.export.gate import GateReport
     from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
     from aligngemini_sdk.image import load_image
     from aligngemini_sdk.preprocess import preprocess
-    from aligngemini_sdk.runtimes import open_pixel
+    from aligngemini_sdk.runtimes import TensorRuntime, open_pixel
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,7 @@ def main() -> int:
     bundle = work / "bundle"
     t0 = time.time()
     try:
-        report = export_pixel(PixelExportConfig(arch="module", module=model, out=bundle, precisions=("fp32", "int8"),
+        report: GateReport | None = export_pixel(PixelExportConfig(arch="module", module=model, out=bundle, precisions=("fp32", "int8"),
                                                 calib=str(csv_c), val=str(csv_v), max_calib=160,
                                                 fallback_rounds=0,
                                                 # keep INT8 in the bundle whatever the gate says, so it is timed;
@@ -74,11 +76,13 @@ def main() -> int:
     except Exception as exc:  # a failed gate is a result to report
         report, gate_error = getattr(exc, "report", None), f"{type(exc).__name__}: {exc}"
     export_s = time.time() - t0
-    report = report.to_dict() if report is not None else {}  # the gate's JSON layout
+    gate: dict[str, Any] = report.to_dict() if report is not None else {}  # the gate's JSON layout
     from aligngemini_sdk import Bundle
 
     b = Bundle.open(bundle)
-    spec = b.manifest.pixel.input
+    pixel = b.manifest.pixel
+    assert pixel is not None
+    spec = pixel.input
     img = load_image(sorted((SHARED / "images" / "real" / "kodak24").glob("*.png"))[0]).rgb
     x = preprocess(img, spec)[None]
     threads = args.threads or torch.get_num_threads()
@@ -89,8 +93,9 @@ def main() -> int:
         xt = torch.from_numpy(x)
         fns["pytorch-eager-fp32"] = lambda: model(xt)
     for name in ("fp32", "int8"):
-        if name in b.manifest.pixel.artifacts:
-            rt = open_pixel(b, b.manifest.pixel, device="cpu", threads=threads, precision=name)
+        if name in pixel.artifacts:
+            rt = open_pixel(b, pixel, device="cpu", threads=threads, precision=name)
+            assert isinstance(rt, TensorRuntime)
             [(_, xr)] = rt.prepare([img])  # the artifact's own input (uint8 for a static INT8 artifact)
             fns[f"onnxruntime-{name}"] = lambda rt=rt, xr=xr: rt.run_tensor(xr)
     with torch.no_grad():
@@ -103,12 +108,12 @@ def main() -> int:
         "model": "DINOv2-small-sized expert (384 hidden, 12 layers, 6 heads, patch 14), 336x336, batch 1",
         "threads": threads, "runs": args.runs, "median_ms": med,
         "int8_speedup_vs_fp32_ort": med["onnxruntime-fp32"] / med["onnxruntime-int8"] if "onnxruntime-int8" in med else None,
-        "int8_scheme": report.get("artifacts", {}).get("int8", {}).get("scheme"),
+        "int8_scheme": gate.get("artifacts", {}).get("int8", {}).get("scheme"),
         "fp32_ort_speedup_vs_eager": med["pytorch-eager-fp32"] / med["onnxruntime-fp32"],
         "target_int8_speedup": 1.7, "export_seconds": export_s, "gate_error": gate_error,
-        "int8_meets_98pct_agreement": (report.get("artifacts", {}).get("int8", {}).get("agreement") or 0) >= 0.98,
+        "int8_meets_98pct_agreement": (gate.get("artifacts", {}).get("int8", {}).get("agreement") or 0) >= 0.98,
         "gate": {k: {kk: v.get(kk) for kk in ("agreement", "max_abs_delta", "balanced_accuracy", "passed", "size_mb",
-                                            "kept_in_float")} for k, v in report.get("artifacts", {}).items()},
+                                            "kept_in_float")} for k, v in gate.get("artifacts", {}).items()},
     }
     (out / "result.json").write_text(json.dumps(summary, indent=1))
     lines = ["# Pixel expert: INT8 vs FP32 vs PyTorch eager (this CPU, one run)", "",

@@ -32,6 +32,7 @@ def files() -> dict[str, tuple[bytes, str | None]]:
 
     src = max(SHARED.rglob("*.jpg"), key=lambda p: p.stat().st_size)
     bgr = cv2.imread(str(src))
+    assert bgr is not None, src
     plain = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
     pil = Image.fromarray(bgr[:, :, ::-1])
     exif = Image.Exif()

@@ -152,7 +152,8 @@ def merge_lora(state: dict[str, torch.Tensor], alpha: float = 1.0) -> dict[str, 
     Accepts peft naming (``x.base_layer.weight``, ``x.lora_A[.default].weight``) and plain
     (``x.weight``, ``x.lora_A.weight``/``x.lora_down.weight``). Returns a state without LoRA keys.
     """
-    base, loras = {}, {}
+    base: dict[str, torch.Tensor] = {}
+    loras: dict[str, dict[str, torch.Tensor]] = {}
     pat = re.compile(r"^(.*)\.(lora_A|lora_B|lora_down|lora_up)(?:\.default)?\.weight$")
     for k, v in state.items():
         m = pat.match(k)

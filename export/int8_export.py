@@ -160,8 +160,8 @@ def int8_stage(ctx: ExportContext) -> ArtifactResult:
                    "output_bias_correction": writer.bias_fix.get(int8.name), "symmetric": cfg.target == "tensorrt",
                    "kept_in_float": found.excluded, "weights": writer.fmt, "weight_format": WEIGHT_FORMATS[writer.fmt],
                    "int8_safety": e.int8_safety}
-    return ArtifactResult(name, e, ctx.artifact([int8], "int8", calibration=calibration,
-                                                **({"input": quantized.to_options()} if quantized else {})))
+    options = {"calibration": calibration, **({"input": quantized.to_options()} if quantized else {})}
+    return ArtifactResult(name, e, ctx.artifact([int8], "int8", options))
 
 
 def _scheme(ctx: ExportContext) -> str:

@@ -301,11 +301,12 @@ class ExportContext:
     def pix_dir(self) -> Path:
         return self.out / "pixel"
 
-    def artifact(self, files: list[Path], precision: str, runtime: str = "onnxruntime", **options: Any) -> Artifact:
+    def artifact(self, files: list[Path], precision: str, options: dict[str, Any] | None = None) -> Artifact:
+        """An ONNX Runtime artifact of the bundle: the model file (and its external data) with checksums."""
         roles = {"model": files[0], **{f"external_data{i}": f for i, f in enumerate(files[1:])}}
-        return Artifact(runtime=runtime, precision=precision,
+        return Artifact(runtime="onnxruntime", precision=precision,
                         files={r: file_entry(self.out, f.relative_to(self.out).as_posix()) for r, f in roles.items()},
-                        options=options)
+                        options=options or {})
 
 
 def fp32_stage(ctx: ExportContext) -> ArtifactResult:

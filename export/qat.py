@@ -101,7 +101,7 @@ def _freeze_batchnorm(model: Any, handle: FakeQuantHandle) -> None:
             handle._bn_modes.append((m, m.training))
             m.eval()
             # model.train() would flip it back; pin eval by overriding this instance's train()
-            m.train = lambda mode=True, _m=m: nn.Module.train(_m, False)  # type: ignore[method-assign]
+            m.train = lambda mode=True, _m=m: nn.Module.train(_m, False)
 
 
 #: Modules ONNX export folds into the preceding Conv/Gemm (BatchNorm) or ORT's QDQ folds into its output range.
@@ -130,7 +130,7 @@ def _output_chains(model: Any, x: Any, targets: dict[str, Any]) -> dict[str, str
             h.remove()
     modules = dict(model.named_modules())
     chains = {}
-    first_call = {}
+    first_call: dict[str, int] = {}
     for i, c in enumerate(calls):
         first_call.setdefault(c[0], i)
     for name in targets:

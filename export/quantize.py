@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     # No "CalibMaxIntermediateOutputs": ORT 1.32's MinMax calibrator drops every full chunk without reducing
     # it (onnxruntime#18893; the fix, PR #20226, was never merged), so ranges came from the last few images
     # only. MinMax keeps just per-tensor ReduceMin/ReduceMax values per image, so one pass is cheap anyway.
-    extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibMovingAverage": False}
+    extra: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibMovingAverage": False}
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
     if input_qparams is not None:

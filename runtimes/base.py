@@ -27,9 +27,12 @@ class BranchRuntime(Protocol):
     backend: str
     #: the manifest artifact this runtime serves (e.g. "int8")
     artifact: str
-    #: the last call's time per stage in ms (e.g. the VLM's image encoding and prompt evaluation); empty when the
-    #: backend does not split its calls
-    last_timing: dict[str, float]
+
+    @property
+    def last_timing(self) -> dict[str, float]:
+        """The last call's time per stage in ms (e.g. the VLM's image encoding and prompt evaluation); empty when
+        the backend does not split its calls."""
+        ...
 
     def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """P(fake) in [0, 1] for each RGB uint8 HWC image, as float64 array of shape (N,)."""

@@ -290,7 +290,7 @@ class LlamaSemantic:
                 self.mctx = None
             if getattr(self, "llm", None) is not None:
                 self.llm.close()
-                self.llm = None  # type: ignore[assignment]
+                self.llm = None
 
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
         with contextlib.suppress(Exception):

@@ -118,7 +118,7 @@ class OnnxRuntimePixel(TensorPixelRuntime):
         return d
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None
 
 
 def _open_session(model: str | os.PathLike[str] | bytes, so: Any, providers: list[str], label: str) -> Any:

@@ -47,17 +47,22 @@ def _bench_artifact(bundle_dir: str, branch: str, artifact: str, images: list[st
     """Runs in a fresh process: load one artifact, time it, score it. A failure is a row, not a crash."""
     from aligngemini_sdk.bundle import Bundle
     from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.manifest import PixelBranchSpec, SemanticBranchSpec
     from aligngemini_sdk.runtimes import open_pixel, open_semantic
 
     out = ArtifactBench(branch=branch, artifact=artifact)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         b = Bundle.open(bundle_dir)
-        spec = b.manifest.pixel if branch == "pixel" else b.manifest.semantic
-        assert spec is not None
+        m = b.manifest
         t = time.perf_counter()
-        rt = (open_pixel(b, spec, device=device, threads=threads, precision=artifact) if branch == "pixel"
-              else open_semantic(b, spec, device=device, threads=threads, precision=artifact))
+        if branch == "pixel" and m.pixel is not None:
+            spec: PixelBranchSpec | SemanticBranchSpec = m.pixel
+            rt = open_pixel(b, m.pixel, device=device, threads=threads, precision=artifact)
+        elif branch == "semantic" and m.semantic is not None:
+            spec, rt = m.semantic, open_semantic(b, m.semantic, device=device, threads=threads, precision=artifact)
+        else:
+            raise ValueError(f"the bundle has no {branch} branch")
         out.load_ms, out.describe = (time.perf_counter() - t) * 1e3, rt.describe()
         decoded = [load_image(p).rgb for p in images]
         sample = decoded[0] if decoded else np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
@@ -141,11 +146,14 @@ def _status(res: ArtifactBench, validation: dict[str, Any], branch: str) -> tupl
 def pipeline_sweep(bundle_dir: str, images: list[str], labels: list[int], budgets: list[float | None],
                    threads: int | None, device: str, power: str) -> PipelineBench:
     """Fused detection under each budget: deadline hit rate, VLM run rate, fused accuracy; SDK overhead."""
+    from aligngemini_sdk.budget import PowerMode
     from aligngemini_sdk.detector import Detector, DetectorOptions
+    from aligngemini_sdk.device import Device
     from aligngemini_sdk.image import Image, load_image
     from aligngemini_sdk.provenance import read_provenance
 
-    det = Detector(bundle_dir, DetectorOptions(device=device, threads=threads, power=power))
+    det = Detector(bundle_dir, DetectorOptions(device=Device.parse(device), threads=threads,
+                                               power=PowerMode.parse(power)))
     decoded = [Image(load_image(p).rgb, p) for p in images] or \
         [Image(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8), "synthetic")]
     det.warmup(runs=2)

@@ -136,7 +136,9 @@ class Bundle:
 
     def verify(self) -> dict[str, str]:
         """Verify every file in the manifest; returns ``{key: "ok"}`` or raises on the first failure."""
-        return {key: (self.verified_path(entry) and "ok") for key, entry in self.manifest.all_files().items()}
+        for entry in self.manifest.all_files().values():
+            self.verified_path(entry)
+        return dict.fromkeys(self.manifest.all_files(), "ok")
 
     def model_card(self) -> str | None:
         if not self.manifest.model_card:

@@ -99,7 +99,8 @@ def _read_collection(p: Path) -> list[Sample]:
 
 def split_by_hash(samples: list[Sample], fraction: float, salt: str = "aligngemini") -> tuple[list[Sample], list[Sample]]:
     """Deterministic split (stable across machines and file order): (held-out fraction, rest)."""
-    held, rest = [], []
+    held: list[Sample] = []
+    rest: list[Sample] = []
     for s in samples:
         h = int(hashlib.sha256(f"{salt}:{s.path.name}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (held if h < fraction else rest).append(s)

@@ -91,8 +91,8 @@ class Detector:
     def from_bundle(cls, path: str | os.PathLike[str], device: str | Device = Device.AUTO,
                     budget_ms: float | None = None, power: str | PowerMode = PowerMode.FULL,
                     threads: int | None = None, **kwargs: Any) -> Detector:
-        return cls(path, DetectorOptions(device=device, budget_ms=budget_ms, power=power, threads=threads,
-                                         **kwargs))
+        return cls(path, DetectorOptions(device=Device.parse(device), budget_ms=budget_ms,
+                                         power=PowerMode.parse(power), threads=threads, **kwargs))
 
     # -- keys for latency tracking -----------------------------------------------------------------
     @property

@@ -91,7 +91,7 @@ def run_rows(bundle: str, samples: Sequence[Sample], *, workers: int = 1, backen
                 return _run_chunk(c)
 
         try:
-            actors = [_Actor.remote() for _ in range(max(1, workers))]
+            actors = [_Actor.remote() for _ in range(max(1, workers))]  # type: ignore[attr-defined]
             pending = [actors[i % len(actors)].run.remote(c) for i, c in enumerate(_chunks(samples, chunk))]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)

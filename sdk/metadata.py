@@ -169,7 +169,7 @@ def _exif(tiff: bytes, md: Metadata) -> None:
         md.problems.append("EXIF block without a TIFF header")
         return
     end = "<" if tiff[:2] == b"II" else ">"
-    ifds, seen = [struct.unpack(end + "I", tiff[4:8])[0]], set()
+    ifds, seen = [struct.unpack(end + "I", tiff[4:8])[0]], set[int]()
     while ifds and len(seen) < 4:
         off = ifds.pop()
         if off in seen or off + 2 > len(tiff):

@@ -34,7 +34,7 @@ class Intervals(TypedDict):
     auc: list[float]
 
 
-def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+def roc_auc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float | None:
     """Area under the ROC curve via the rank statistic (ties count half). None if one class is absent."""
     y = np.asarray(labels, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
@@ -75,8 +75,8 @@ def bootstrap_ci(labels: Sequence[int], scores: Sequence[float], threshold: floa
             "auc": [float(v) for v in np.percentile(auc, q)]}
 
 
-def binary_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5,
-                   predictions: Sequence[bool] | None = None) -> Metrics:
+def binary_metrics(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, threshold: float = 0.5,
+                   predictions: Sequence[bool] | np.ndarray | None = None) -> Metrics:
     """Accuracy on real, on fake, balanced accuracy, AUC and counts. ``predictions`` overrides thresholding
     (for fused verdicts that are not a threshold of one score)."""
     y = np.asarray(labels, dtype=bool)

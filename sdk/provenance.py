@@ -213,7 +213,7 @@ def _c2pa_outcome(prov: Provenance, report: dict[str, Any], state: str) -> Prove
 
 
 def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for a in manifest.get("assertions") or []:
         if str(a.get("label", "")).startswith("c2pa.actions"):
             out.extend(x for x in (a.get("data") or {}).get("actions") or [] if isinstance(x, dict))

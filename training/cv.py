@@ -62,7 +62,8 @@ def cv_pool(data: Path, folds: int) -> list[dict]:
     """
     splits = split_rows(data)
     pool = sorted(splits["train"] + splits["tune"], key=lambda r: (r["label"], r["source"], _hash(r["path"])))
-    out, seen = [], {}
+    out: list[dict] = []
+    seen: dict[tuple[str, str], int] = {}
     for r in pool:
         group = (r["label"], r["source"])
         out.append({**r, "fold": seen.setdefault(group, 0) % folds})

@@ -39,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -136,7 +137,9 @@ def strip_frame(img: np.ndarray, tol: int = 24, min_frame: int = 4) -> np.ndarra
 
 def jpeg(img: np.ndarray, q: int) -> np.ndarray:
     _, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
+    assert out is not None  # our own encoder's bytes
+    return out
 
 
 def random_crop(img: np.ndarray, rng: random.Random, size: int = TRAIN_CROP) -> np.ndarray:
@@ -438,7 +441,7 @@ def main() -> int:
     threshold = best_threshold(y_tune, p_tune.ravel())
     print(f"threshold chosen on {len(splits['tune'])} tune images x {len(shifts)} crops: {threshold:.4f}",
           file=sys.stderr)
-    metrics = {"threshold": threshold}
+    metrics: dict[str, Any] = {"threshold": threshold}
     for name in ("tune", "test", "unseen"):
         p = evaluate(model, splits[name], images)[:, 0]
         y = [int(r["label"] == "fake") for r in splits[name]]
