@@ -355,11 +355,33 @@ def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike
     pre-processing does: exporters often compute a "same" padding in a small subgraph (a ``Pad`` fed by
     ``ConstantOfShape``/``Concat``/``Slice``) that only constant folding and Pad fusion turn into the Conv's pads.
     """
+    import onnx
+
+    model = _basic_optimized(src)
+    found = _input_conv(model)
+    if found is None:
+        return None
+    conv, w, b, pads = found
+    w_new, b_new, fill = _folded_conv_params(w, b, spec, int(zero_point))
+    _replace_conv_params(model.graph, conv, w_new, b_new)
+    top, left, bottom, right = pads
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for ax, extra in ((2, top + bottom), (3, left + right)):
+        if dims[ax].HasField("dim_value"):
+            dims[ax].dim_value += extra
+    del model.graph.value_info[:]  # shapes downstream of the input are re-inferred by whoever loads it
+    onnx.checker.check_model(model)
+    onnx.save(model, os.fspath(dst))
+    return QuantizedInput(scale=1.0, zero_point=int(zero_point), values="pixels", pad=(top, left, bottom, right),
+                          fill=(fill[0], fill[1], fill[2]))
+
+
+def _basic_optimized(src: str | os.PathLike[str]) -> Any:
+    """The graph after ONNX Runtime's basic (standard-ops) optimizations: constant folding, Pad fusion."""
     import tempfile
 
     import onnx
     import onnxruntime as ort
-    from onnx import helper, numpy_helper
 
     with tempfile.TemporaryDirectory() as tmp:
         so = ort.SessionOptions()
@@ -367,49 +389,74 @@ def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike
         so.optimized_model_filepath = os.path.join(tmp, "basic.onnx")
         so.log_severity_level = 3
         ort.InferenceSession(os.fspath(src), so, providers=["CPUExecutionProvider"])
-        model = onnx.load(so.optimized_model_filepath)
+        return onnx.load(so.optimized_model_filepath)
+
+
+def _input_conv(model: Any) -> tuple[Any, np.ndarray, np.ndarray, list[int]] | None:
+    """The plain Conv that alone reads the float NCHW input (Shape readers aside): the node, its float64 weights
+    and bias, and its padding (top, left, bottom, right) with the padding removed from the node. None when the
+    graph does not start that way."""
+    import onnx
+    from onnx import helper, numpy_helper
+
     g = model.graph
     if len(g.input) != 1 or g.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         return None
     x = g.input[0]
-    dims = x.type.tensor_type.shape.dim
     consumers = [n for n in g.node if x.name in n.input]
     # Besides the Conv, only Shape may read the input (ViT exports take the patch grid from it), and only if the
     # canvas keeps the input's size (checked below, once the padding is known)
     convs = [n for n in consumers if n.op_type != "Shape"]
     shape_readers = len(consumers) - len(convs)
     inits = {i.name: i for i in g.initializer}
-    if len(dims) != 4 or len(convs) != 1 or convs[0].op_type != "Conv" or convs[0].input[0] != x.name:
+    if len(x.type.tensor_type.shape.dim) != 4 or len(convs) != 1 or convs[0].op_type != "Conv" \
+            or convs[0].input[0] != x.name:
         return None
     conv = convs[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
     if attrs.get("group", 1) != 1 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
         return None
-    has_bias = len(conv.input) > 2 and bool(conv.input[2])
     if any(p not in inits for p in conv.input[1:] if p):
         return None  # computed weights: not ours to rewrite
     w = numpy_helper.to_array(inits[conv.input[1]]).astype(np.float64)
     if w.ndim != 4 or w.shape[1] != 3:
         return None
+    has_bias = len(conv.input) > 2 and bool(conv.input[2])
     b = numpy_helper.to_array(inits[conv.input[2]]).astype(np.float64) if has_bias else np.zeros(w.shape[0])
     pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])] if attrs.get("auto_pad", b"NOTSET") == b"NOTSET" \
         else [0, 0, 0, 0]
     if len(pads) != 4 or min(pads) < 0 or (shape_readers and any(pads)):
         return None
+    for a in conv.attribute:
+        if a.name == "pads":
+            a.CopyFrom(helper.make_attribute("pads", [0, 0, 0, 0]))
+    return conv, w, b, pads
+
+
+def _folded_conv_params(w: np.ndarray, b: np.ndarray, spec: InputSpec,
+                        z: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The first Conv's weights and bias with the affine map folded in (see :func:`fold_input_normalization`),
+    and the canvas fill: per RGB channel, the nearest byte to the pixel the normalised zero stands for."""
     rgb_of = [2 - c if spec.color_order == "BGR" else c for c in range(3)]  # model channel c reads RGB channel
-    # the spec's mean/std are in RGB order (as in image.normalize_into); m, s: per *model* channel
+    # the spec's mean/std are in RGB order (as in preprocess.normalize_into); m, s: per *model* channel
     m = np.asarray(spec.mean, np.float64)[rgb_of]
     s = np.asarray(spec.std, np.float64)[rgb_of]
-    scale, z = float(spec.scale), int(zero_point)
+    scale = float(spec.scale)
     d = (z / scale - m) / s
     w_new = np.empty_like(w)
     fill = [0, 0, 0]
     for c in range(3):
         w_new[:, rgb_of[c]] = w[:, c] / (scale * s[c])
         fill[rgb_of[c]] = int(np.clip(np.rint(scale * m[c]), 0, 255))
-    b_new = b + (w.sum(axis=(2, 3)) * d).sum(axis=1)
-    # New initializers for this Conv alone: the originals may be shared (ORT's optimizer merges equal constants,
-    # e.g. all-zero biases); those no other node reads are dropped.
+    return w_new, b + (w.sum(axis=(2, 3)) * d).sum(axis=1), fill
+
+
+def _replace_conv_params(g: Any, conv: Any, w_new: np.ndarray, b_new: np.ndarray) -> None:
+    """New initializers for this Conv alone: the originals may be shared (ORT's optimizer merges equal constants,
+    e.g. all-zero biases); those no other node reads are dropped."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in g.initializer}
     old_params = [p for p in conv.input[1:] if p]
     names = (conv.name or "input_conv") + "_folded_weight", (conv.name or "input_conv") + "_folded_bias"
     g.initializer.extend([numpy_helper.from_array(w_new.astype(np.float32), names[0]),
@@ -420,18 +467,6 @@ def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike
     for p in old_params:
         if p not in still_read:
             g.initializer.remove(inits[p])
-    for a in conv.attribute:
-        if a.name == "pads":
-            a.CopyFrom(helper.make_attribute("pads", [0, 0, 0, 0]))
-    top, left, bottom, right = pads[0], pads[1], pads[2], pads[3]
-    for ax, extra in ((2, top + bottom), (3, left + right)):
-        if dims[ax].HasField("dim_value"):
-            dims[ax].dim_value += extra
-    del g.value_info[:]  # shapes downstream of the input are re-inferred by whoever loads it
-    onnx.checker.check_model(model)
-    onnx.save(model, os.fspath(dst))
-    return QuantizedInput(scale=1.0, zero_point=z, values="pixels", pad=(top, left, bottom, right),
-                          fill=(fill[0], fill[1], fill[2]))
 
 
 def to_uint8_input(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> QuantizedInput | None:
