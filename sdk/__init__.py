@@ -11,8 +11,10 @@ import os as _os
 # module below imports onnxruntime (an application that imported onnxruntime earlier has made its own choice).
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
+from aligngemini_sdk.budget import PowerMode
 from aligngemini_sdk.bundle import Bundle
 from aligngemini_sdk.detector import Detector, DetectorOptions, default_bundle_path
+from aligngemini_sdk.device import Device
 from aligngemini_sdk.errors import (
     AlignGeminiError,
     BundleError,
@@ -36,7 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlignGeminiError", "BranchResult", "Bundle", "BundleError", "BundleFormatError", "BundleIntegrityError",
-    "DetectionResult", "Detector", "DetectorOptions", "EngineMismatchError", "ExportError", "GateFailedError",
+    "DetectionResult", "Detector", "DetectorOptions", "Device", "EngineMismatchError", "ExportError", "GateFailedError",
     "Image", "ImageDecodeError", "ImageError", "ImageTooLargeError", "InputShapeError", "Manifest",
-    "MissingExtraError", "RuntimeUnavailableError", "__version__", "default_bundle_path", "load_image",
+    "MissingExtraError", "PowerMode", "RuntimeUnavailableError", "__version__", "default_bundle_path", "load_image",
 ]
