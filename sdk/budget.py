@@ -33,11 +33,8 @@ class PowerMode(Choice):
     LOW = "low"
 
     @classmethod
-    def parse(cls, value: str | PowerMode) -> PowerMode:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"power must be one of {cls.names()}, got {value!r}") from None
+    def invalid(cls, value: object) -> Exception:
+        return ValueError(f"power must be one of {cls.names()}, got {value!r}")
 
 
 #: the power modes' values, in order

@@ -4,6 +4,9 @@ value; each is parsed once, where it enters (the options)."""
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
+
+_C = TypeVar("_C", bound="Choice")
 
 
 class Choice(str, Enum):
@@ -21,3 +24,15 @@ class Choice(str, Enum):
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(str(m.value) for m in cls)
+
+    @classmethod
+    def parse(cls: type[_C], value: str | _C) -> _C:
+        """The member for ``value`` (a member or its string); an unknown value raises :meth:`invalid`'s error."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise cls.invalid(value) from None
+
+    @classmethod
+    def invalid(cls, value: object) -> Exception:
+        return ValueError(f"{cls.__name__} must be one of {cls.names()}, got {value!r}")

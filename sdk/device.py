@@ -31,18 +31,14 @@ class Device(Choice):
     METAL = "metal"
     VULKAN = "vulkan"
 
-    @classmethod
-    def parse(cls, value: str | Device) -> Device:
-        try:
-            return cls(value)
-        except ValueError:
-            raise RuntimeUnavailableError(f"unknown device {value!r}; known: {', '.join(cls.names())}") from None
-
     @property
     def offloads_vlm(self) -> bool:
         """Whether llama.cpp puts the VLM's layers on a GPU for this device."""
         return self in (Device.CUDA, Device.TENSORRT, Device.METAL, Device.VULKAN)
 
+    @classmethod
+    def invalid(cls, value: object) -> Exception:
+        return RuntimeUnavailableError(f"unknown device {value!r}; known: {', '.join(cls.names())}")
 
 
 _INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aligngemini_sdk.cli.common import comma_list
 from aligngemini_sdk.cli.exit_codes import EXIT_GATE, EXIT_OK
 from aligngemini_sdk.errors import GateFailedError
 from aligngemini_sdk.export.archs import arch_names, get_arch
+
+R = TypeVar("R")
 
 
 def register(sub: Any) -> None:
@@ -94,13 +97,18 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
         max_val=args.max_val, max_calib=args.max_calib, uint8_input=not args.float_input,
         int8_weights=args.int8_weights,
         pixel_input=not (args.float_input or args.quantized_input))
+    return _gated(lambda: export_pixel(cfg), lambda r: {"bundle": r.bundle, "bundle_id": r.bundle_id,
+                                                        "artifacts": {k: v.passed for k, v in r.artifacts.items()}})
+
+
+def _gated(export: Callable[[], R], summary: Callable[[R], dict[str, Any]]) -> int:
+    """Run an export: its summary as JSON on stdout, or exit 3 when a gate failed (what passed was written)."""
     try:
-        report = export_pixel(cfg)
+        rep = export()
     except GateFailedError as exc:
         print(f"GATE FAILED: {exc}", file=sys.stderr)
         return EXIT_GATE
-    print(json.dumps({"bundle": report.bundle, "bundle_id": report.bundle_id,
-                      "artifacts": {k: v.passed for k, v in report.artifacts.items()}}))
+    print(json.dumps(summary(rep)))
     return EXIT_OK
 
 
@@ -126,11 +134,5 @@ def cmd_export_vlm(args: argparse.Namespace) -> int:
                           keep_reference=args.keep_f16)
     if args.question:
         cfg.question = args.question
-    try:
-        rep = export_vlm(cfg)
-    except GateFailedError as exc:
-        print(f"GATE FAILED: {exc}", file=sys.stderr)
-        return EXIT_GATE
-    print(json.dumps({"bundle": args.out, "bundle_id": rep.bundle_id,
-                      "parity": {q: r.max_abs_delta for q, r in rep.types.items()}}))
-    return EXIT_OK
+    return _gated(lambda: export_vlm(cfg), lambda r: {"bundle": args.out, "bundle_id": r.bundle_id,
+                                                      "parity": {q: e.max_abs_delta for q, e in r.types.items()}})
