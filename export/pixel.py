@@ -35,7 +35,7 @@ from aligngemini_sdk.export.gate import GateEntry, GateMetrics, GateReport, Gate
 from aligngemini_sdk.export.quantize import DEFAULT_OP_TYPES
 from aligngemini_sdk.export.saturation import prove_file
 from aligngemini_sdk.image import load_image
-from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec
+from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec, SemanticBranchSpec
 from aligngemini_sdk.preprocess import fit_to_spec, normalize
 from aligngemini_sdk.progress import log_step, track
 from aligngemini_sdk.quantized_input import QuantizedInput
@@ -49,6 +49,9 @@ __all__ = ["ArtifactResult", "ExportContext", "GateThresholds", "PixelExportConf
 class PixelExportConfig:
     arch: str
     out: Path
+    #: "pixel": the pixel-artifact expert; "semantic": a whole-image classifier as the semantic branch (the
+    #: two-branch design without a VLM: ``input`` then says how the whole image is resized)
+    branch: str = "pixel"
     weights: str | None = None
     module: Any = None  # an nn.Module for arch="module" through the Python API
     input: InputSpec | None = None
@@ -299,7 +302,7 @@ class ExportContext:
 
     @property
     def pix_dir(self) -> Path:
-        return self.out / "pixel"
+        return self.out / self.cfg.branch
 
     def artifact(self, files: list[Path], precision: str, options: dict[str, Any] | None = None) -> Artifact:
         """An ONNX Runtime artifact of the bundle: the model file (and its external data) with checksums."""
@@ -369,14 +372,16 @@ def _begin(cfg: PixelExportConfig) -> ExportContext:
     import torch
 
     torch.manual_seed(cfg.seed)
+    if cfg.branch not in ("pixel", "semantic"):
+        raise ExportError(f"branch must be pixel or semantic, got {cfg.branch!r}")
     spec = cfg.input or default_input(cfg.arch)
     out = Path(cfg.out)
-    (out / "pixel").mkdir(parents=True, exist_ok=True)
+    (out / cfg.branch).mkdir(parents=True, exist_ok=True)
     log_step(f"loading {cfg.arch} source model")
     model = load_source(cfg)
     data = load_data(cfg, spec)
     log_step("exporting ONNX FP32")
-    fp32_files = export_onnx(model, out / "pixel" / "model.fp32.onnx", spec, cfg.opset)
+    fp32_files = export_onnx(model, out / cfg.branch / "model.fp32.onnx", spec, cfg.opset)
     ref = _torch_probs(model, data.val_t) if data.val_t else np.zeros(0)
     return ExportContext(cfg=cfg, spec=spec, out=out, model=model, data=data, fp32_files=fp32_files,
                          gate=Gate(cfg, spec, data, ref))
@@ -417,11 +422,16 @@ def write_bundle(ctx: ExportContext, artifacts: dict[str, Artifact], report: Gat
     if cfg.model_card:
         shutil.copyfile(cfg.model_card, out / "MODEL_CARD.md")
         card_rel = "MODEL_CARD.md"
-    pixel_spec = PixelBranchSpec(artifacts=artifacts, default_artifact=default, input=ctx.spec,
-                                 threshold=cfg.threshold, validation=report.to_dict(), arch=cfg.arch)
-    manifest = put_branch(out, "pixel", pixel_spec, name=cfg.name or f"{cfg.arch} pixel expert",
-                          description=cfg.description, provenance=_provenance(ctx), placeholder=cfg.placeholder,
-                          model_card=card_rel)
+    spec: PixelBranchSpec | SemanticBranchSpec
+    if cfg.branch == "semantic":
+        spec = SemanticBranchSpec(artifacts=artifacts, default_artifact=default, input=ctx.spec,
+                                  threshold=cfg.threshold, validation=report.to_dict(), arch=cfg.arch)
+    else:
+        spec = PixelBranchSpec(artifacts=artifacts, default_artifact=default, input=ctx.spec,
+                               threshold=cfg.threshold, validation=report.to_dict(), arch=cfg.arch)
+    name = cfg.name or (f"{cfg.arch} pixel expert" if cfg.branch == "pixel" else None)
+    manifest = put_branch(out, cfg.branch, spec, name=name, description=cfg.description or None,
+                          provenance=_provenance(ctx), placeholder=cfg.placeholder, model_card=card_rel)
     report.bundle_id, report.bundle = manifest.bundle_id, os.fspath(out)
 
 

@@ -14,7 +14,7 @@ from aligngemini_sdk.bundle import Bundle
 from aligngemini_sdk.device import Device
 from aligngemini_sdk.errors import BundleFormatError, RuntimeUnavailableError
 from aligngemini_sdk.extras import available
-from aligngemini_sdk.manifest import Artifact, PixelBranchSpec, SemanticBranchSpec
+from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec, SemanticBranchSpec
 from aligngemini_sdk.quantized_input import QuantizedInput
 from aligngemini_sdk.runtimes.base import BranchRuntime, TensorRuntime
 
@@ -52,42 +52,31 @@ def select_artifact(spec: PixelBranchSpec | SemanticBranchSpec, device: str | De
     return spec.default_artifact
 
 
-def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str | Device = Device.AUTO, threads: int | None = None,
-               precision: str | None = None) -> BranchRuntime:
+def open_pixel(bundle: Bundle, spec: PixelBranchSpec, *, device: str | Device = Device.AUTO,
+               threads: int | None = None, precision: str | None = None) -> BranchRuntime:
     name = select_artifact(spec, device, precision)
     art = spec.artifacts[name]
-    output = str(art.options.get("output", "logit"))
-    try:
-        quantized = QuantizedInput.from_options(art.options)
-    except ValueError as exc:
-        raise BundleFormatError(f"pixel artifact {name!r}: {exc}") from None
-    if quantized is not None and art.runtime != "onnxruntime":
+    if _quantized_input(art, "pixel", name) is not None and art.runtime != "onnxruntime":
         raise RuntimeUnavailableError(f"pixel artifact {name!r}: a quantized uint8 input is only supported on "
                                       f"onnxruntime, not {art.runtime!r}")
     if art.runtime == "tensorrt":
         from aligngemini_sdk.runtimes.tensorrt import TensorRTPixel
 
         path = bundle.verified_path(art.files["engine"])
-        return TensorRTPixel(path, spec.input, artifact=name, options=art.options, output=output)
+        return TensorRTPixel(path, spec.input, artifact=name, options=art.options,
+                             output=str(art.options.get("output", "logit")))
     if art.runtime == "onnxruntime":
-        from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
-
-        ort_device = Device.CUDA if device == Device.TENSORRT else device
-        side = {r: f for r, f in art.files.items() if r.startswith("external_data")}
-        if side:  # the model reads side files: load it from a directory that holds only the listed ones
-            folder = bundle.sealed_dir({"model": art.files["model"], **side}, f"pixel-{name}")
-            model: str | bytes = os.fspath(folder / art.files["model"].path)
-        else:  # the verified bytes themselves; external data it may reference can then resolve nowhere
-            model = bundle.read_verified(art.files["model"])
-        return OnnxRuntimePixel(model, spec.input, artifact=name, device=ort_device, threads=threads,
-                                output=output, input_quantization=quantized)
+        return _open_onnx(bundle, "pixel", name, art, spec.input, device, threads)
     raise RuntimeUnavailableError(f"pixel artifact {name!r} uses runtime {art.runtime!r}, which cannot run pixels")
 
 
-def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str | Device = Device.AUTO, threads: int | None = None,
-                  precision: str | None = None, verbose: bool = False) -> BranchRuntime:
+def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str | Device = Device.AUTO,
+                  threads: int | None = None, precision: str | None = None, verbose: bool = False) -> BranchRuntime:
+    """The semantic branch: a VLM on llama.cpp, or an ONNX image classifier (``spec.input``) on ONNX Runtime."""
     name = select_artifact(spec, device, precision)
     art: Artifact = spec.artifacts[name]
+    if art.runtime == "onnxruntime" and spec.input is not None:
+        return _open_onnx(bundle, "semantic", name, art, spec.input, device, threads)
     if art.runtime != "llama.cpp":
         raise RuntimeUnavailableError(f"semantic artifact {name!r} uses unsupported runtime {art.runtime!r}")
     from aligngemini_sdk.runtimes.llama import (
@@ -99,3 +88,27 @@ def open_semantic(bundle: Bundle, spec: SemanticBranchSpec, *, device: str | Dev
     gpu_layers = -1 if Device.parse(device).offloads_vlm else 0
     kw: dict[str, Any] = {"n_gpu_layers": gpu_layers, "threads": threads, "verbose": verbose}
     return LlamaSemantic(model, mmproj, spec, artifact=name, **kw)
+
+
+def _open_onnx(bundle: Bundle, branch: str, name: str, art: Artifact, spec: InputSpec, device: str | Device,
+               threads: int | None) -> BranchRuntime:
+    """An ONNX image classifier (one fake-logit) from the bundle's verified bytes."""
+    from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel
+
+    quantized = _quantized_input(art, branch, name)
+    ort_device = Device.CUDA if device == Device.TENSORRT else device
+    side = {r: f for r, f in art.files.items() if r.startswith("external_data")}
+    if side:  # the model reads side files: load it from a directory that holds only the listed ones
+        folder = bundle.sealed_dir({"model": art.files["model"], **side}, f"{branch}-{name}")
+        model: str | bytes = os.fspath(folder / art.files["model"].path)
+    else:  # the verified bytes themselves; external data it may reference can then resolve nowhere
+        model = bundle.read_verified(art.files["model"])
+    return OnnxRuntimePixel(model, spec, artifact=name, device=ort_device, threads=threads,
+                            output=str(art.options.get("output", "logit")), input_quantization=quantized)
+
+
+def _quantized_input(art: Artifact, branch: str, name: str) -> QuantizedInput | None:
+    try:
+        return QuantizedInput.from_options(art.options)
+    except ValueError as exc:
+        raise BundleFormatError(f"{branch} artifact {name!r}: {exc}") from None

@@ -123,7 +123,7 @@ def _throughput(rt: BranchRuntime, sample: np.ndarray, out: ArtifactBench) -> Th
     return best
 
 
-def _status(res: ArtifactBench, validation: dict[str, Any], branch: str) -> tuple[str, str]:
+def _status(res: ArtifactBench, validation: dict[str, Any]) -> tuple[str, str]:
     """✅ ran and passed its gate (or ran with none recorded), ❎ ran but failed it, ❌ failed to run."""
     from aligngemini_sdk.export.gate import GateReport
     from aligngemini_sdk.export.parity import ParityReport
@@ -131,13 +131,13 @@ def _status(res: ArtifactBench, validation: dict[str, Any], branch: str) -> tupl
     if not res.ok:
         return "❌", res.error or "failed"
     reasons: list[str] = []
-    if branch == "pixel":
+    if "parity" in validation:  # a VLM: GGUF against transformers
+        parity = ParityReport.from_dict(validation["parity"]).entry(res.artifact)
+        passed = None if parity is None else (parity.passed if parity.tolerance is not None else True)
+    else:  # an ONNX image classifier (the pixel branch, or a semantic one): the export gate
         gate = GateReport.from_dict(validation).artifacts.get(res.artifact) if validation else None
         passed = gate.passed if gate else None
         reasons = gate.reasons if gate else []
-    else:
-        parity = ParityReport.from_dict(validation["parity"]).entry(res.artifact) if "parity" in validation else None
-        passed = None if parity is None else (parity.passed if parity.tolerance is not None else True)
     if passed is False:
         return "❎", "; ".join(reasons) or "failed its gate"
     return ("✅", "gate passed") if passed else ("✅", "ran (no gate recorded)")
@@ -281,7 +281,7 @@ def _bench_artifacts(b: Any, images: list[str], labels: list[int], warmup: int, 
                               warmup if branch == "pixel" else min(warmup, 2), n_runs, threads, device,
                               max_vlm_images).result()
         spec = m.branch(branch)
-        res.status, res.status_reason = _status(res, spec.validation if spec else {}, branch)
+        res.status, res.status_reason = _status(res, spec.validation if spec else {})
         res.size_mb = b.size_bytes(branch, art) / 1e6
         res.precision = spec.artifacts[art].precision if spec else ""
         res.runtime = spec.artifacts[art].runtime if spec else ""

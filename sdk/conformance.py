@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from aligngemini_sdk.bundle import Bundle
-from aligngemini_sdk.errors import AlignGeminiError, BundleFormatError
+from aligngemini_sdk.errors import AlignGeminiError, BundleFormatError, RuntimeUnavailableError
 from aligngemini_sdk.manifest import Artifact
+from aligngemini_sdk.runtimes.base import TensorRuntime
 
 #: the artifact file role that holds golden inputs and outputs
 ROLE = "conformance"
@@ -111,11 +112,10 @@ def load(bundle: Bundle, art: Artifact, name: str) -> tuple[list[np.ndarray], np
 
 def check_artifact(bundle: Bundle, branch: str, name: str, *, device: str = "cpu",
                    threads: int | None = None) -> ArtifactConformance:
-    """Run one artifact's golden inputs through the runtime ``detect()`` would use, on this device."""
-    from aligngemini_sdk.runtimes import open_pixel
-
-    spec = bundle.manifest.pixel
-    assert spec is not None and branch == "pixel"
+    """Run one ONNX artifact's golden inputs (pixel branch, or a semantic image classifier) through the runtime
+    ``detect()`` would use, on this device."""
+    spec = bundle.manifest.branch(branch)
+    assert spec is not None
     art = spec.artifacts[name]
     info = art.options.get(ROLE)
 
@@ -137,11 +137,11 @@ def check_artifact(bundle: Bundle, branch: str, name: str, *, device: str = "cpu
     except BundleFormatError as exc:
         return verdict(0, None, tol, False, str(exc))
     try:
-        rt = open_pixel(bundle, spec, device=device, threads=threads, precision=name)
+        rt = _open(bundle, branch, name, device, threads)
     except AlignGeminiError as exc:
         return verdict(len(inputs), None, tol, None, f"cannot run here: {exc}")
     try:
-        got = np.concatenate([np.asarray(rt.run_tensor(x), np.float64).reshape(1, -1) for x in inputs])  # type: ignore[attr-defined]
+        got = np.concatenate([np.asarray(rt.run_tensor(x), np.float64).reshape(1, -1) for x in inputs])
     finally:
         rt.close()
     if got.shape != expected.shape:
@@ -153,6 +153,18 @@ def check_artifact(bundle: Bundle, branch: str, name: str, *, device: str = "cpu
               f"max |Δ| {worst:.3g} > tolerance {tol:.3g} on input {int(np.argmax(np.max(np.nan_to_num(delta, nan=np.inf), axis=1)))}: "
               f"this device does not compute what the exporter's reference arithmetic computes")
     return verdict(len(inputs), worst, tol, ok, detail)
+
+
+def _open(bundle: Bundle, branch: str, name: str, device: str, threads: int | None) -> TensorRuntime:
+    from aligngemini_sdk.runtimes import open_pixel, open_semantic
+
+    m = bundle.manifest
+    rt = (open_pixel(bundle, m.pixel, device=device, threads=threads, precision=name) if branch == "pixel" and m.pixel
+          else open_semantic(bundle, m.semantic, device=device, threads=threads, precision=name) if m.semantic
+          else None)
+    if not isinstance(rt, TensorRuntime):
+        raise RuntimeUnavailableError(f"{branch}/{name} does not run a model on prepared tensors")
+    return rt
 
 
 def _saturation(bundle: Bundle, art: Artifact) -> tuple[str, bool]:
@@ -178,14 +190,16 @@ def _saturation(bundle: Bundle, art: Artifact) -> tuple[str, bool]:
 
 
 def verify_bundle(bundle: Bundle, *, device: str = "cpu", threads: int | None = None) -> ConformanceReport:
-    """Check every pixel artifact's golden outputs on this device (checksums first)."""
+    """Check the golden outputs of every pixel artifact and every ONNX semantic artifact on this device (checksums
+    first)."""
     import onnxruntime
 
     from aligngemini_sdk.device import cpu_info
 
     bundle.verify()
-    spec = bundle.manifest.pixel
-    checks = tuple(check_artifact(bundle, "pixel", name, device=device, threads=threads)
-                   for name in (spec.artifacts if spec else {}))
+    m = bundle.manifest
+    names = [("pixel", n) for n in (m.pixel.artifacts if m.pixel else {})]
+    names += [("semantic", n) for n, a in (m.semantic.artifacts.items() if m.semantic else ()) if a.runtime == "onnxruntime"]
+    checks = tuple(check_artifact(bundle, branch, name, device=device, threads=threads) for branch, name in names)
     dev = {"cpu": cpu_info(), "onnxruntime": onnxruntime.__version__, "device": device, "threads": threads}
     return ConformanceReport(bundle.manifest.bundle_id, dev, checks)

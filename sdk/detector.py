@@ -85,7 +85,7 @@ class Detector:
         if self.pixel is None and self.semantic is None:
             raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
         self.provenance_policy = ProvenancePolicy.from_dict(m.fusion.provenance)
-        self.fusion = Fusion.of(m)
+        self.fusion = Fusion.of(m, o.operating_point)
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike[str], device: str | Device = Device.AUTO,
@@ -185,11 +185,14 @@ class Detector:
         return {k: v for k in (self.pixel_key, self.semantic_key) if (v := self.latency.p90(k)) is not None}
 
     def info(self) -> dict[str, Any]:
-        m = self.bundle.manifest
+        m, o = self.bundle.manifest, self.options
         return {
             "bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder, "description": m.description,
             "source": str(self.bundle.source), "device_key": self.device_key,
             "fusion": m.fusion.rule, "options": self.options.__dict__,
+            "operating_point": o.operating_point or m.fusion.default_operating_point,
+            "thresholds": {"pixel": self.fusion.t_pixel, "semantic": self.fusion.t_semantic,
+                           "fusion": self.fusion.spec.threshold},
             "pixel": self.pixel.describe() if self.pixel else None,
             "semantic": self.semantic.describe() if self.semantic else {"unavailable": self.semantic_error},
         }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aligngemini_sdk.dataset import Sample, load_collection
+from aligngemini_sdk.manifest import Manifest
 from aligngemini_sdk.metrics import Intervals, Metrics, binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
 from aligngemini_sdk.progress import Progress
 
@@ -136,12 +137,15 @@ class EvalReport:
     without_provenance: Metrics | None = None
     decided_by_provenance: int | None = None
     data: str | None = None
+    #: the detectors' verdicts at each of the bundle's operating points: fpr (real photos called fake), tpr,
+    #: balanced accuracy, and the thresholds used
+    operating_points: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"bundle_id": self.bundle_id, "n": self.n, "n_errors": self.n_errors,
                              "overall": {**self.overall, "ci": self.ci}, "by_source": self.by_source,
                              "errors": self.errors}
-        for k in ("pixel_only", "without_provenance", "decided_by_provenance", "data"):
+        for k in ("pixel_only", "without_provenance", "decided_by_provenance", "data", "operating_points"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         return d
@@ -153,7 +157,8 @@ class EvalReport:
         return cls(bundle_id=d.get("bundle_id", ""), n=d["n"], n_errors=d["n_errors"], overall=overall,  # type: ignore[arg-type]
                    ci=ci, by_source=d.get("by_source", {}), errors=d.get("errors", []),
                    pixel_only=d.get("pixel_only"), without_provenance=d.get("without_provenance"),
-                   decided_by_provenance=d.get("decided_by_provenance"), data=d.get("data"))
+                   decided_by_provenance=d.get("decided_by_provenance"), data=d.get("data"),
+                   operating_points=d.get("operating_points"))
 
 
 def report(rows: Sequence[Row], bundle_id: str = "", threshold: float = 0.5) -> EvalReport:
@@ -177,6 +182,25 @@ def report(rows: Sequence[Row], bundle_id: str = "", threshold: float = 0.5) -> 
     return rep
 
 
+def at_operating_points(rows: Sequence[Row], manifest: Manifest) -> dict[str, dict[str, Any]]:
+    """Each operating point's verdicts, recomputed from the branch probabilities every row recorded (the detectors
+    alone, before provenance). For an OR bundle, a VLM the planner skipped as decided at the evaluated thresholds
+    counts as not run at the others too."""
+    from aligngemini_sdk.fusion import Fusion
+
+    ok = [r for r in rows if r.error is None]
+    out: dict[str, dict[str, Any]] = {}
+    for name, point in manifest.fusion.operating_points.items():
+        fusion = Fusion.of(manifest, name)
+        verdicts = [fusion(r.pixel, r.semantic)[0] for r in ok]
+        m = binary_metrics([r.label for r in ok], [float(v) for v in verdicts], predictions=verdicts)
+        out[name] = {"target_fpr": point.target_fpr, "fpr": None if m["acc_real"] is None else 1.0 - m["acc_real"],
+                     "tpr": m["acc_fake"], "balanced_accuracy": m["balanced_accuracy"], "n_real": m["n_real"],
+                     "n_fake": m["n_fake"], "thresholds": {"pixel": fusion.t_pixel, "semantic": fusion.t_semantic,
+                                                           "fusion": fusion.spec.threshold}}
+    return out
+
+
 def to_markdown(rep: EvalReport, title: str = "Evaluation") -> str:
     o = rep.overall
     lines = [f"## {title}", "", f"bundle `{rep.bundle_id}`: {o['n']} images ({rep.n_errors} unreadable)", ""]
@@ -191,6 +215,12 @@ def to_markdown(rep: EvalReport, title: str = "Evaluation") -> str:
         lines += ["", f"Detectors alone (provenance ignored, as for a file whose metadata was stripped): balanced "
                       f"accuracy {fmt(wp['balanced_accuracy'], True)}, AUC {fmt(wp['auc'])}; provenance decided "
                       f"{rep.decided_by_provenance} of {o['n']} verdicts."]
+    if rep.operating_points:
+        lines += ["", "At the bundle's operating points (detectors alone):", "",
+                  markdown_table(["operating point", "target FPR", "FPR (reals called fake)", "TPR (fakes caught)",
+                                  "balanced acc."],
+                                 [[n, fmt(p["target_fpr"], True), fmt(p["fpr"], True), fmt(p["tpr"], True),
+                                   fmt(p["balanced_accuracy"], True)] for n, p in rep.operating_points.items()])]
     ci = rep.ci
     if ci:
         (b_lo, b_hi), (a_lo, a_hi) = ci["balanced_accuracy"], ci["auc"]
@@ -208,6 +238,7 @@ def evaluate(bundle: str, data: str, *, out: str | None = None, workers: int = 1
     rows = run_rows(os.fspath(b.root), samples, workers=workers, backend=backend, **opts)
     rep = report(rows, b.manifest.bundle_id)
     rep.data = os.fspath(data)
+    rep.operating_points = at_operating_points(rows, b.manifest) or None
     if out:
         d = Path(out)
         d.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ change the verdict, so it need not run. :func:`can_change_verdict` states that f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from aligngemini_sdk.manifest import FusionSpec, Manifest
 
@@ -20,6 +21,8 @@ def fuse(spec: FusionSpec, pixel: float | None, semantic: float | None,
     - ``or``: fake if any branch that ran is above its threshold; score = max probability.
     - ``and``: fake only if every branch that ran is above its threshold; score = min probability.
     - ``mean``: weighted mean of the probabilities that ran, against ``spec.threshold``.
+    - ``logistic``: sigmoid(w_pixel * logit(pixel) + w_semantic * logit(semantic) + bias) against
+      ``spec.threshold``: a fusion whose weights were learned on validation data; with one branch, its own verdict.
     - ``pixel_only``: the pixel branch alone.
     A branch that did not run abstains: with one branch, every rule reduces to that branch's verdict.
     """
@@ -38,22 +41,41 @@ def fuse(spec: FusionSpec, pixel: float | None, semantic: float | None,
         probs = [p for p in (pixel, semantic) if p is not None]
         score = sum(w * p for w, p in zip(weights, probs)) / max(sum(weights), 1e-12)
         return score > spec.threshold, score
+    if spec.rule == "logistic":
+        if pixel is None or semantic is None:
+            p, t = votes[0]
+            return p > t, p
+        z = spec.weights.get("pixel", 1.0) * _logit(pixel) + spec.weights.get("semantic", 1.0) * _logit(semantic)
+        score = _sigmoid(z + spec.bias)
+        return score > spec.threshold, score
     if spec.rule == "pixel_only":
         p, t = votes[0]
         return p > t, p
     raise ValueError(f"unknown fusion rule {spec.rule!r}")
 
 
+def _logit(p: float, eps: float = 1e-7) -> float:
+    p = min(max(p, eps), 1.0 - eps)
+    return math.log(p / (1.0 - p))
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
 def can_change_verdict(spec: FusionSpec, pixel_says_fake: bool) -> bool:
     """Whether running the semantic branch could still change the verdict, given the pixel verdict.
 
-    OR: a pixel 'fake' is final. AND: a pixel 'real' is final. mean: always open. pixel_only: never.
+    OR: a pixel 'fake' is final. AND: a pixel 'real' is final. mean, logistic: always open. pixel_only: never.
     """
     if spec.rule == "or":
         return not pixel_says_fake
     if spec.rule == "and":
         return pixel_says_fake
-    return spec.rule == "mean"
+    return spec.rule in ("mean", "logistic")
 
 
 def label_for(is_fake: bool) -> str:
@@ -69,9 +91,18 @@ class Fusion:
     t_semantic: float = 0.5
 
     @classmethod
-    def of(cls, manifest: Manifest) -> Fusion:
-        return cls(manifest.fusion, manifest.pixel.threshold if manifest.pixel else 0.5,
-                   manifest.semantic.threshold if manifest.semantic else 0.5)
+    def of(cls, manifest: Manifest, operating_point: str | None = None) -> Fusion:
+        """The bundle's fusion at an operating point (``None``: the bundle's default point, else its own
+        thresholds); a point's thresholds replace the ones it names. Unknown names raise ValueError."""
+        op = manifest.operating_point(operating_point)
+        t_pixel = manifest.pixel.threshold if manifest.pixel else 0.5
+        t_semantic = manifest.semantic.threshold if manifest.semantic else 0.5
+        spec = manifest.fusion
+        if op is not None:
+            t_pixel = t_pixel if op.pixel is None else op.pixel
+            t_semantic = t_semantic if op.semantic is None else op.semantic
+            spec = spec if op.fusion is None else replace(spec, threshold=op.fusion)
+        return cls(spec, t_pixel, t_semantic)
 
     def semantic_can_change(self, p_pixel: float | None) -> bool:
         """Whether the semantic branch could still change the verdict after the pixel branch gave ``p_pixel``

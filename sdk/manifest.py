@@ -49,7 +49,7 @@ BRANCHES = ("pixel", "semantic")
 RUNTIMES = ("onnxruntime", "tensorrt", "llama.cpp")
 CROP_POLICIES = ("center", "none")
 RESIZE_POLICIES = ("none", "shorter", "exact")
-FUSION_RULES = ("or", "and", "mean", "pixel_only")
+FUSION_RULES = ("or", "and", "mean", "logistic", "pixel_only")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -65,6 +65,9 @@ FEATURES: dict[str, str] = {
     "uint8-input": "a static-INT8 artifact takes its input already quantized (options.input.values = quantized)",
     "pixel-input": "a static-INT8 artifact takes the crop's RGB bytes on a bordered canvas "
                    "(options.input.values = pixels)",
+    "semantic-onnx": "the semantic branch is an ONNX image classifier (semantic.input), not a VLM",
+    "operating-points": "the bundle's verdicts use a named operating point's thresholds "
+                        "(fusion.default_operating_point), not the branch thresholds",
 }
 
 
@@ -126,23 +129,52 @@ class PixelBranchSpec:
 
 @dataclass(frozen=True)
 class SemanticBranchSpec:
+    """The branch that judges global content and style: a VLM on llama.cpp (``prompt``, ``labels``), or an ONNX
+    image classifier with one fake-logit (``input``: its resize policy and mean/std, as a pixel branch's)."""
+
     artifacts: dict[str, Artifact]
     default_artifact: str
-    prompt: dict[str, Any]
-    labels: dict[str, list[str]]
+    prompt: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, list[str]] = field(default_factory=dict)
     threshold: float = 0.5
     n_ctx: int = 2048
     validation: dict[str, Any] = field(default_factory=dict)
     arch: str = ""
     #: semantics need no full resolution; larger images are downsized (area) before the projector
     image_max_side: int = 448
+    #: the input of an ONNX image-classifier artifact (None for a VLM-only branch)
+    input: InputSpec | None = None
+
+    @property
+    def is_vlm(self) -> bool:
+        return any(a.runtime == "llama.cpp" for a in self.artifacts.values())
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Thresholds chosen for a target real-photo false-positive rate (``fpr5``: 5 %), on data named in ``measured``.
+    A None threshold keeps the branch's (or fusion's) own."""
+
+    pixel: float | None = None
+    semantic: float | None = None
+    fusion: float | None = None
+    target_fpr: float | None = None
+    #: what was measured when it was chosen: fpr, tpr, n_real, n_fake, data
+    measured: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FusionSpec:
+    """``or``/``and`` of the branch verdicts, a weighted ``mean`` of probabilities, or ``logistic``:
+    sigmoid(sum of weight x branch logit + bias) against ``threshold`` (weights learned on grouped validation)."""
+
     rule: str = "or"
     weights: dict[str, float] = field(default_factory=lambda: {"pixel": 0.5, "semantic": 0.5})
-    threshold: float = 0.5  # for "mean"
+    threshold: float = 0.5  # for "mean" and "logistic"
+    bias: float = 0.0  # for "logistic"
+    operating_points: dict[str, OperatingPoint] = field(default_factory=dict)
+    #: the operating point a Detector uses when its options name none (None: the thresholds above)
+    default_operating_point: str | None = None
     #: how file provenance (C2PA, generator metadata) changes the verdict: :class:`~.provenance.ProvenancePolicy`
     provenance: dict[str, Any] = field(default_factory=lambda: ProvenancePolicy().to_dict())
 
@@ -229,6 +261,16 @@ class Manifest:
                     out[f"{bname}/{aname}/{role}"] = entry
         return out
 
+    def operating_point(self, name: str | None) -> OperatingPoint | None:
+        """The named operating point (``None``: the bundle's default one, if any); unknown names raise."""
+        name = self.fusion.default_operating_point if name is None else name
+        if name is None:
+            return None
+        if name not in self.fusion.operating_points:
+            known = ", ".join(self.fusion.operating_points) or "none"
+            raise ValueError(f"bundle {self.bundle_id} has no operating point {name!r} (has: {known})")
+        return self.fusion.operating_points[name]
+
 
 def required_features(manifest: Manifest) -> list[str]:
     """The ``FEATURES`` a reader needs for this manifest's artifacts, sorted."""
@@ -239,6 +281,10 @@ def required_features(manifest: Manifest) -> list[str]:
             inp = art.options.get("input")
             if isinstance(inp, dict):
                 used.add("pixel-input" if inp.get("values") == "pixels" else "uint8-input")
+    if manifest.semantic is not None and manifest.semantic.input is not None:
+        used.add("semantic-onnx")
+    if manifest.fusion.default_operating_point is not None:
+        used.add("operating-points")
     return sorted(used)
 
 
@@ -324,6 +370,57 @@ def _parse_input(raw: dict[str, Any]) -> InputSpec:
     return spec
 
 
+def _parse_semantic(b: dict[str, Any]) -> SemanticBranchSpec:
+    arts, default = _parse_branch_artifacts(b, "semantic")
+    runtimes = {a.runtime for a in arts.values()}
+    labels = {k: [str(w) for w in v] for k, v in (b.get("labels") or {}).items()}
+    if "llama.cpp" in runtimes:
+        _require(bool(labels.get("fake")) and bool(labels.get("real")),
+                 "semantic.labels needs non-empty 'fake' and 'real' word lists")
+        _require(isinstance(b.get("prompt"), dict) and "{image}" in str(b["prompt"].get("text", "")),
+                 "semantic.prompt.text missing or without an {image} placeholder")
+    if "onnxruntime" in runtimes:
+        _require(isinstance(b.get("input"), dict), "an ONNX semantic artifact needs semantic.input")
+    _require(runtimes <= {"llama.cpp", "onnxruntime"}, f"semantic artifacts cannot run on {sorted(runtimes)}")
+    return SemanticBranchSpec(artifacts=arts, default_artifact=default, prompt=dict(b.get("prompt") or {}),
+                              labels=labels, threshold=_probability(b.get("threshold", 0.5), "semantic.threshold"),
+                              n_ctx=int(b.get("n_ctx", 2048)), validation=dict(b.get("validation", {})),
+                              arch=str(b.get("arch", "")), image_max_side=int(b.get("image_max_side", 448)),
+                              input=_parse_input(b["input"]) if isinstance(b.get("input"), dict) else None)
+
+
+def _finite(value: Any, field_name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise BundleFormatError(f"{field_name} must be a number, got {value!r}") from None
+    _require(math.isfinite(v), f"{field_name} must be finite, got {value!r}")
+    return v
+
+
+def _parse_operating_point(name: str, raw: Any) -> OperatingPoint:
+    _require(isinstance(raw, dict), f"fusion.operating_points.{name} must be an object")
+    t = {k: None if raw.get(k) is None else _probability(raw[k], f"fusion.operating_points.{name}.{k}")
+         for k in ("pixel", "semantic", "fusion", "target_fpr")}
+    return OperatingPoint(**t, measured=dict(raw.get("measured") or {}))
+
+
+def _parse_fusion(f: dict[str, Any]) -> FusionSpec:
+    points = {str(k): _parse_operating_point(str(k), v) for k, v in (f.get("operating_points") or {}).items()}
+    default = f.get("default_operating_point")
+    _require(default is None or default in points,
+             f"fusion.default_operating_point {default!r} is not one of the operating points {sorted(points)}")
+    fusion = FusionSpec(rule=str(f.get("rule", "or")),
+                        weights={k: _finite(v, f"fusion.weights.{k}")
+                                 for k, v in f.get("weights", {"pixel": 0.5, "semantic": 0.5}).items()},
+                        threshold=_probability(f.get("threshold", 0.5), "fusion.threshold"),
+                        bias=_finite(f.get("bias", 0.0), "fusion.bias"),
+                        provenance=_provenance_policy(f.get("provenance")).to_dict(),
+                        operating_points=points, default_operating_point=default)
+    _require(fusion.rule in FUSION_RULES, f"fusion.rule must be one of {FUSION_RULES}")
+    return fusion
+
+
 def _parse_manifest(data: Any) -> Manifest:
     _require(isinstance(data, dict), "manifest must be a JSON object")
     version = data.get("schema_version")
@@ -348,29 +445,9 @@ def _parse_manifest(data: Any) -> Manifest:
         pixel = PixelBranchSpec(artifacts=arts, default_artifact=default, input=_parse_input(b["input"]),
                                 threshold=_probability(b.get("threshold", 0.5), "pixel.threshold"),
                                 validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")))
-    semantic = None
-    if "semantic" in branches:
-        b = branches["semantic"]
-        arts, default = _parse_branch_artifacts(b, "semantic")
-        labels = {k: [str(w) for w in v] for k, v in b["labels"].items()}
-        _require(bool(labels.get("fake")) and bool(labels.get("real")),
-                 "semantic.labels needs non-empty 'fake' and 'real' word lists")
-        _require(isinstance(b["prompt"], dict) and "{image}" in str(b["prompt"].get("text", "")),
-                 "semantic.prompt.text missing or without an {image} placeholder")
-        semantic = SemanticBranchSpec(artifacts=arts, default_artifact=default, prompt=dict(b["prompt"]),
-                                      labels=labels, threshold=_probability(b.get("threshold", 0.5),
-                                                                            "semantic.threshold"),
-                                      n_ctx=int(b.get("n_ctx", 2048)),
-                                      validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")),
-                                      image_max_side=int(b.get("image_max_side", 448)))
+    semantic = _parse_semantic(branches["semantic"]) if "semantic" in branches else None
     _require(pixel is not None or semantic is not None, "bundle has no branches")
-
-    f = data.get("fusion", {}) or {}
-    fusion = FusionSpec(rule=str(f.get("rule", "or")),
-                        weights={k: float(v) for k, v in f.get("weights", {"pixel": 0.5, "semantic": 0.5}).items()},
-                        threshold=_probability(f.get("threshold", 0.5), "fusion.threshold"),
-                        provenance=_provenance_policy(f.get("provenance")).to_dict())
-    _require(fusion.rule in FUSION_RULES, f"fusion.rule must be one of {FUSION_RULES}")
+    fusion = _parse_fusion(data.get("fusion", {}) or {})
 
     profiles = {
         str(dev): {str(k): LatencyStat(p50_ms=float(s["p50_ms"]), p90_ms=float(s["p90_ms"]), n=int(s.get("n", 0)))

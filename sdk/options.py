@@ -31,6 +31,9 @@ class DetectorOptions:
     provenance: bool = True
     #: PEM file of C2PA trust anchors (a trust list, a vendor's roots); None: every signature is untrusted
     trust_anchors: str | None = None
+    #: a named operating point of the bundle (e.g. "fpr5": thresholds chosen for a 5 % real-photo false-positive
+    #: rate); None: the bundle's default point, or its own thresholds when it has none
+    operating_point: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "power", PowerMode.parse(self.power))

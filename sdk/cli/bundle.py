@@ -29,38 +29,63 @@ def register(sub: Any) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from aligngemini_sdk.bundle import Bundle
     from aligngemini_sdk.detector import default_bundle_path
-    from aligngemini_sdk.manifest import required_features
-    from aligngemini_sdk.quantized_input import QuantizedInput
 
     b = Bundle.open(args.bundle or default_bundle_path())
+    out = bundle_summary(b)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        _print_summary(b, out)
+    return EXIT_OK
+
+
+def bundle_summary(b: Any) -> dict[str, Any]:
+    """What ``info --json`` prints: identity, requirements, verified files, branches, fusion, operating points."""
+    from aligngemini_sdk.manifest import required_features
+
     m = b.manifest
-    checks = b.verify()
     out: dict[str, Any] = {"bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder,
                            "description": m.description, "path": str(b.source), "fusion": m.fusion.rule,
-                           "requires": required_features(m), "files_verified": checks, "branches": {}}
+                           "requires": required_features(m), "files_verified": b.verify(), "branches": {}}
+    if m.fusion.rule in ("mean", "logistic"):
+        out["fusion_weights"] = {**m.fusion.weights, "bias": m.fusion.bias, "threshold": m.fusion.threshold}
+    out["operating_points"] = {n: {"target_fpr": p.target_fpr, "pixel": p.pixel, "semantic": p.semantic,
+                                   "fusion": p.fusion, "measured": p.measured}
+                               for n, p in m.fusion.operating_points.items()}
+    out["default_operating_point"] = m.fusion.default_operating_point
     for name in ("pixel", "semantic"):
         spec = m.branch(name)
         if spec is None:
             continue
+        inp = spec.input
         out["branches"][name] = {
             "arch": spec.arch, "default_artifact": spec.default_artifact, "threshold": spec.threshold,
             "artifacts": {a: {"runtime": art.runtime, "precision": art.precision,
                               "size_mb": round(sum(f.bytes for f in art.files.values()) / 1e6, 3),
                               **({"input": art.options["input"]} if "input" in art.options else {})}
                           for a, art in spec.artifacts.items()},
-            **({"input": m.pixel.input.__dict__} if name == "pixel" and m.pixel else {}),
-            **({"labels": m.semantic.labels} if name == "semantic" and m.semantic else {}),
+            **({"input": inp.__dict__} if inp is not None else {}),
+            **({"labels": m.semantic.labels} if name == "semantic" and m.semantic and m.semantic.labels else {}),
         }
     out["device_profiles"] = {k: {b2: s.__dict__ for b2, s in v.items()} for k, v in m.device_profiles.items()}
     out["provenance"] = m.provenance
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return EXIT_OK
+    return out
+
+
+def _print_summary(b: Any, out: dict[str, Any]) -> None:
+    from aligngemini_sdk.quantized_input import QuantizedInput
+
+    m = b.manifest
     print(f"bundle   {m.bundle_id}  ({m.name}){'  [PLACEHOLDER: untrained]' if m.placeholder else ''}")
     print(f"path     {b.source}")
     if m.description:
         print(f"about    {m.description}")
-    print(f"fusion   {m.fusion.rule}")
+    print(f"fusion   {m.fusion.rule}" + (f" {out['fusion_weights']}" if "fusion_weights" in out else ""))
+    for n, p in out["operating_points"].items():
+        mark = " (default)" if n == out["default_operating_point"] else ""
+        thresholds = ", ".join(f"{k} {p[k]:.4f}" for k in ("pixel", "semantic", "fusion") if p[k] is not None)
+        print(f"point    {n}{mark}: {thresholds}; measured FPR {p['measured'].get('fpr', float('nan')):.3f}, "
+              f"TPR {p['measured'].get('tpr') or float('nan'):.3f} on {p['measured'].get('data', '?')}")
     if out["requires"]:
         print(f"requires {', '.join(out['requires'])} (SDK features)")
     for name, br in out["branches"].items():
@@ -69,12 +94,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             q = QuantizedInput.from_options(art)
             takes = f"  input {q.describe()}" if q else ""
             print(f"         - {a:10} {art['runtime']:12} {art['precision']:8} {art['size_mb']:.2f} MB{takes}")
-            for line in _artifact_notes(m.branch(name).artifacts[a].options):  # type: ignore[union-attr]
+            for line in _artifact_notes(m.branch(name).artifacts[a].options):
                 print(f"           {line}")
-    print(f"checksums: {len(checks)} files verified (sha256)")
+    print(f"checksums: {len(out['files_verified'])} files verified (sha256)")
     for dev, stats in out["device_profiles"].items():
         print(f"profile  {dev}: " + ", ".join(f"{k} p90 {v['p90_ms']:.1f} ms" for k, v in stats.items()))
-    return EXIT_OK
 
 
 def _artifact_notes(options: dict[str, Any]) -> list[str]:

@@ -21,6 +21,9 @@ def add_runtime_options(sp: argparse.ArgumentParser, *, bundle_flag: bool = True
         sp.add_argument("--precision", default=None, help="pixel artifact: int8, fp32, fp16, tensorrt")
     sp.add_argument("--budget-ms", type=float, default=None, help="per-image latency budget")
     add_power(sp)
+    sp.add_argument("--operating-point", default=None, metavar="NAME",
+                    help="a named operating point of the bundle, e.g. fpr1, fpr5, fpr10 (thresholds chosen for that "
+                         "real-photo false-positive rate; `aligngemini info` lists them)")
 
 
 def add_power(sp: argparse.ArgumentParser) -> None:
@@ -37,4 +40,5 @@ def detector_from(args: argparse.Namespace) -> Any:
     return Detector(args.bundle, DetectorOptions(device=args.device, budget_ms=args.budget_ms, power=args.power,
                                                  threads=args.threads, pixel_precision=args.precision,
                                                  verbose=args.verbose, provenance=not args.no_provenance,
-                                                 trust_anchors=args.trust_anchors))
+                                                 trust_anchors=args.trust_anchors,
+                                                 operating_point=args.operating_point))

@@ -28,7 +28,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     rep = evaluate(args.bundle, args.data, out=args.out, workers=args.workers, backend=args.backend,
                    exclude_sources=comma_list(args.exclude_sources), device=args.device,
-                   threads=args.threads, budget_ms=args.budget_ms, power=args.power)
+                   threads=args.threads, budget_ms=args.budget_ms, power=args.power,
+                   operating_point=args.operating_point)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=1))
     else:

@@ -13,6 +13,7 @@ from aligngemini_sdk.cli.common import comma_list
 from aligngemini_sdk.cli.exit_codes import EXIT_GATE, EXIT_OK
 from aligngemini_sdk.errors import GateFailedError
 from aligngemini_sdk.export.archs import arch_names, get_arch
+from aligngemini_sdk.manifest import CROP_POLICIES, RESIZE_POLICIES
 
 R = TypeVar("R")
 
@@ -24,6 +25,9 @@ def register(sub: Any) -> None:
     ep.add_argument("--arch", required=True, choices=arch_names(),
                     help="; ".join(f"{n}: {get_arch(n).help}" for n in arch_names()))
     ep.add_argument("--weights", required=True)
+    ep.add_argument("--branch", default="pixel", choices=["pixel", "semantic"],
+                    help="semantic: export a whole-image classifier as the bundle's semantic branch (the two-branch "
+                         "design without a VLM; --input-size with --crop none resizes the whole image)")
     ep.add_argument("--out", required=True)
     ep.add_argument("--calib", help="calibration images: DIR with real/ fake/, or CSV")
     ep.add_argument("--val", help="validation images (default: hold out part of --calib)")
@@ -50,12 +54,27 @@ def register(sub: Any) -> None:
     ep.add_argument("--max-val", type=int, default=400)
     ep.add_argument("--max-calib", type=int, default=352)
     ep.add_argument("--input-size", type=int, default=None)
-    ep.add_argument("--crop", default=None, choices=["center", "none"])
+    ep.add_argument("--crop", default=None, choices=list(CROP_POLICIES))
+    ep.add_argument("--resize", default=None, choices=list(RESIZE_POLICIES),
+                    help="exact: the whole image resized to --input-size (a semantic classifier's view); shorter: the "
+                         "shorter side, then the crop; none (pixel experts): never resample")
     ep.add_argument("--trt", action="store_true", help="also build a TensorRT engine (needs TensorRT + GPU)")
     ep.add_argument("--ladeda-preprocess", default="grad_diag")
     ep.add_argument("--name")
     ep.add_argument("--model-card")
     ep.set_defaults(func=cmd_export_pixel)
+
+    ec = esub.add_parser("calibrate", help="learn a logistic fusion of the two branches and choose operating points "
+                                           "(thresholds for target real-photo false-positive rates) on labelled "
+                                           "data; rewrites the manifest's fusion section only")
+    ec.add_argument("bundle")
+    ec.add_argument("--data", required=True, help="labelled validation images (DIR with real/ fake/, or CSV)")
+    ec.add_argument("--fpr", default="1,5,10", help="target false-positive rates in percent (default 1,5,10)")
+    ec.add_argument("--default", default="fpr5", help="the operating point detect() uses by default ('' for none)")
+    ec.add_argument("--fusion", default=None, choices=["logistic", "or", "mean"],
+                    help="logistic: fit weights on --data (needs both branches); default: keep the bundle's rule")
+    ec.add_argument("--threads", type=int, default=None)
+    ec.set_defaults(func=cmd_export_calibrate)
 
     eh = esub.add_parser("harden", help="make an existing INT8 bundle give the same answers on every CPU: int8 weights "
                                         "an AVX2 kernel could saturate re-encoded losslessly as uint8, with the "
@@ -86,9 +105,9 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
     spec = default_input(args.arch)
     if args.input_size:
         spec = InputSpec(**{**spec.__dict__, "height": args.input_size, "width": args.input_size,
-                            "crop": args.crop or "center"})
+                            "crop": args.crop or "center", "resize": args.resize or spec.resize})
     cfg = PixelExportConfig(
-        arch=args.arch, weights=args.weights, out=Path(args.out), input=spec,
+        arch=args.arch, weights=args.weights, out=Path(args.out), input=spec, branch=args.branch,
         precisions=tuple(args.precisions.split(",")), calib=args.calib, val=args.val, holdout=args.holdout,
         exclude_sources=comma_list(args.exclude_sources),
         calib_method=args.calib_method, target=args.target, int8_scheme=args.int8_scheme, allow_small_calib=args.allow_small_calib,
@@ -109,6 +128,20 @@ def _gated(export: Callable[[], R], summary: Callable[[R], dict[str, Any]]) -> i
         print(f"GATE FAILED: {exc}", file=sys.stderr)
         return EXIT_GATE
     print(json.dumps(summary(rep)))
+    return EXIT_OK
+
+
+def cmd_export_calibrate(args: argparse.Namespace) -> int:
+    from aligngemini_sdk.export.calibrate import calibrate
+
+    fprs = [float(x) / 100.0 for x in comma_list(args.fpr)]
+    m = calibrate(args.bundle, args.data, fprs=fprs, default=args.default or None, fusion=args.fusion,
+                  threads=args.threads)
+    print(json.dumps({"bundle": args.bundle, "bundle_id": m.bundle_id, "fusion": m.fusion.rule,
+                      "weights": m.fusion.weights, "bias": m.fusion.bias,
+                      "default_operating_point": m.fusion.default_operating_point,
+                      "operating_points": {n: {**{k: getattr(p, k) for k in ("pixel", "semantic", "fusion")},
+                                               **p.measured} for n, p in m.fusion.operating_points.items()}}))
     return EXIT_OK
 
 

@@ -1,0 +1,184 @@
+"""Calibrate a bundle's decision on labelled data: learn a logistic fusion of its two branches, and choose
+operating points -- thresholds for target real-photo false-positive rates (``fpr1``, ``fpr5``, ``fpr10``).
+
+    aligngemini export calibrate BUNDLE --data VAL.csv --fpr 1,5,10 --default fpr5 [--fusion logistic]
+
+Both read the branches' probabilities from the bundle's own runtimes on ``--data`` (every branch run on every
+image: no budget, provenance off) and write only the manifest's ``fusion`` section, so the model files, their
+checksums and the bundle id stay as they are. Choose on validation data that is not the data you report: the
+``measured`` figures recorded with each point are in-sample. A camera maker can calibrate on its own photos.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aligngemini_sdk.bundle import Bundle, read_manifest, write_manifest
+from aligngemini_sdk.dataset import load_collection
+from aligngemini_sdk.errors import ExportError
+from aligngemini_sdk.fusion import Fusion
+from aligngemini_sdk.manifest import Manifest, OperatingPoint
+from aligngemini_sdk.progress import track
+
+DEFAULT_FPRS = (0.01, 0.05, 0.10)
+
+
+@dataclass
+class BranchScores:
+    """Each image's label and branch probabilities (None where the bundle has no such branch)."""
+
+    labels: np.ndarray
+    pixel: np.ndarray | None
+    semantic: np.ndarray | None
+    data: str
+
+
+def point_name(fpr: float) -> str:
+    return f"fpr{100 * fpr:g}"
+
+
+def branch_scores(bundle: str | os.PathLike[str], data: str, *, threads: int | None = None) -> BranchScores:
+    """Run every branch of the bundle on every image of a labelled collection (DIR or CSV)."""
+    from aligngemini_sdk.detector import Detector, DetectorOptions
+
+    samples = load_collection(data)
+    if not samples:
+        raise ExportError(f"no labelled images in {data}")
+    det = Detector(bundle, DetectorOptions(threads=threads, provenance=False))
+    try:
+        pix, sem = [], []
+        for s in track(samples, desc="calibration images"):
+            r = det.detect(s.path)
+            pix.append(r.pixel.probability)
+            sem.append(_semantic_probability(det, s.path, r.semantic.probability))
+    finally:
+        det.close()
+    return BranchScores(labels=np.asarray([s.label for s in samples]),
+                        pixel=None if det.pixel is None else np.asarray(pix, np.float64),
+                        semantic=None if det.semantic is None else np.asarray(sem, np.float64), data=os.fspath(data))
+
+
+def _semantic_probability(det: Any, path: Path, ran: float | None) -> float | None:
+    """The semantic branch's probability even where the planner skipped it (e.g. OR fusion, pixel said fake)."""
+    if ran is not None or det.semantic is None:
+        return ran
+    from aligngemini_sdk.image import load_image
+
+    return float(det.semantic.predict_one(load_image(path).rgb))
+
+
+def fit_logistic(scores: BranchScores, l2: float = 1e-3, steps: int = 200) -> tuple[dict[str, float], float]:
+    """Weights and bias of sigmoid(w_p * logit(pixel) + w_s * logit(semantic) + b), by Newton's method on the
+    class-balanced log-loss (both classes weigh the same, whatever their counts)."""
+    if scores.pixel is None or scores.semantic is None:
+        raise ExportError("a logistic fusion needs a bundle with both a pixel and a semantic branch")
+    x = np.stack([_logits(scores.pixel), _logits(scores.semantic), np.ones(len(scores.labels))], axis=1)
+    y = scores.labels.astype(np.float64)
+    if y.min() == y.max():
+        raise ExportError("fitting a fusion needs real and fake images")
+    w_cls = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
+    beta = np.zeros(3)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        grad = x.T @ (w_cls * (p - y)) + l2 * np.r_[beta[:2], 0.0]
+        hess = (x * (w_cls * p * (1 - p))[:, None]).T @ x + l2 * np.diag([1.0, 1.0, 0.0])
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return {"pixel": float(beta[0]), "semantic": float(beta[1])}, float(beta[2])
+
+
+def _logits(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    p = np.clip(p, eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def choose_points(manifest: Manifest, scores: BranchScores, fprs: Sequence[float]) -> dict[str, OperatingPoint]:
+    """One operating point per target FPR: the thresholds that call at most that share of the real images fake."""
+    real = scores.labels == 0
+    if not real.any():
+        raise ExportError("choosing operating points needs real images")
+    out = {}
+    for fpr in fprs:
+        if not 0.0 < fpr < 1.0:
+            raise ExportError(f"a target false-positive rate must be in (0, 1), got {fpr}")
+        point = _point_for(manifest, scores, real, fpr)
+        out[point_name(fpr)] = replace(point, target_fpr=fpr, measured=_measure(manifest, point, scores, fpr))
+    return out
+
+
+def _point_for(manifest: Manifest, scores: BranchScores, real: np.ndarray, fpr: float) -> OperatingPoint:
+    rule, pix, sem = manifest.fusion.rule, scores.pixel, scores.semantic
+    if pix is not None and sem is not None and rule in ("mean", "logistic"):
+        fused = np.asarray([Fusion(manifest.fusion)(p, s)[1] for p, s in zip(pix, sem)])
+        return OperatingPoint(fusion=_threshold(fused[real], fpr))
+    if pix is not None and (sem is None or rule == "pixel_only"):
+        return OperatingPoint(pixel=_threshold(pix[real], fpr))
+    if sem is not None and pix is None:
+        return OperatingPoint(semantic=_threshold(sem[real], fpr))
+    assert pix is not None and sem is not None
+    if rule != "or":
+        raise ExportError(f"operating points for the {rule!r} rule are not supported; use or, mean or logistic")
+    return _or_point(pix[real], sem[real], fpr)
+
+
+def _threshold(real_scores: np.ndarray, fpr: float) -> float:
+    """The smallest threshold t with (share of real scores > t) <= fpr."""
+    s = np.sort(real_scores)
+    k = max(0, math.ceil((1.0 - fpr) * len(s)) - 1)
+    return float(np.clip(s[k], 0.0, 1.0))
+
+
+def _or_point(pix: np.ndarray, sem: np.ndarray, fpr: float) -> OperatingPoint:
+    """Under OR an image is fake when either branch says so: give both branches the same individual rate q, the
+    largest q whose combined rate on the real images stays within ``fpr``."""
+    best = OperatingPoint(pixel=_threshold(pix, 0.0), semantic=_threshold(sem, 0.0))
+    for q in np.linspace(fpr / 2, fpr, 64):
+        tp, ts = _threshold(pix, float(q)), _threshold(sem, float(q))
+        if np.mean((pix > tp) | (sem > ts)) <= fpr:
+            best = OperatingPoint(pixel=tp, semantic=ts)
+    return best
+
+
+def _measure(manifest: Manifest, point: OperatingPoint, scores: BranchScores, fpr: float) -> dict[str, Any]:
+    m = replace(manifest, fusion=replace(manifest.fusion, operating_points={"x": point}, default_operating_point="x"))
+    fusion = Fusion.of(m)
+    pix = scores.pixel if scores.pixel is not None else [None] * len(scores.labels)
+    sem = scores.semantic if scores.semantic is not None else [None] * len(scores.labels)
+    verdicts = np.asarray([fusion(p, s)[0] for p, s in zip(pix, sem)])
+    real, fake = scores.labels == 0, scores.labels == 1
+    return {"fpr": float(verdicts[real].mean()), "tpr": float(verdicts[fake].mean()) if fake.any() else None,
+            "n_real": int(real.sum()), "n_fake": int(fake.sum()), "data": scores.data, "in_sample": True}
+
+
+def calibrate(bundle: str | os.PathLike[str], data: str, *, fprs: Sequence[float] = DEFAULT_FPRS,
+              default: str | None = "fpr5", fusion: str | None = None, threads: int | None = None) -> Manifest:
+    """Measure the branches on ``data``, optionally fit a new fusion rule (``logistic``), choose the operating
+    points, and rewrite the bundle directory's manifest."""
+    root = Bundle.open(bundle).root
+    if Path(bundle).resolve() != root:
+        raise ExportError("calibrate a bundle directory (a .tar is unpacked into the cache, not rewritten)")
+    manifest = read_manifest(root)
+    scores = branch_scores(root, data, threads=threads)
+    spec = manifest.fusion
+    if fusion == "logistic":
+        weights, bias = fit_logistic(scores)
+        spec = replace(spec, rule="logistic", weights=weights, bias=bias, threshold=0.5)
+    elif fusion is not None:
+        spec = replace(spec, rule=fusion)
+    manifest = replace(manifest, fusion=spec)
+    points = choose_points(manifest, scores, fprs)
+    if default is not None and default not in points:
+        raise ExportError(f"--default {default!r} is not one of the chosen points {sorted(points)}")
+    manifest = replace(manifest, fusion=replace(spec, operating_points=points, default_operating_point=default))
+    write_manifest(root, manifest)
+    return manifest
+

@@ -1,0 +1,121 @@
+"""The two-branch design without a VLM: a whole-image ONNX classifier as the semantic branch, a logistic fusion
+learned on labelled data, and operating points for target real-photo false-positive rates."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aligngemini_sdk import Bundle, Detector, DetectorOptions
+from aligngemini_sdk.conformance import verify_bundle
+from aligngemini_sdk.evaluate import evaluate
+from aligngemini_sdk.export.calibrate import calibrate
+from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
+from aligngemini_sdk.fusion import Fusion
+from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+from tests.conftest import fake_images, real_images
+
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
+WHOLE_IMAGE = InputSpec(height=64, width=64, crop="none", resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+class GlobalLook(nn.Module):
+    """A small whole-image classifier (random weights): pooled colour statistics -> one fake-logit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def onnx_two_branch(tmp_path_factory, ladeda_bundle, collection):
+    out = tmp_path_factory.mktemp("onnx-two-branch") / "bundle"
+    shutil.copytree(ladeda_bundle, out)
+    torch.manual_seed(0)
+    export_pixel(PixelExportConfig(arch="module", module=GlobalLook(), out=out, branch="semantic", input=WHOLE_IMAGE,
+                                   precisions=("fp32",), val=str(collection), gate=GateThresholds()))
+    return out
+
+
+def test_a_whole_image_classifier_exports_into_the_semantic_branch(onnx_two_branch, ladeda_bundle):
+    m = Bundle.open(onnx_two_branch).manifest
+    assert m.pixel is not None and m.semantic is not None and m.semantic.input == WHOLE_IMAGE
+    assert [a.runtime for a in m.semantic.artifacts.values()] == ["onnxruntime"] and not m.semantic.is_vlm
+    assert m.semantic.validation["artifacts"]["fp32"]["passed"]
+    assert m.name == Bundle.open(ladeda_bundle).manifest.name  # the pixel bundle's identity is kept
+    rep = verify_bundle(Bundle.open(onnx_two_branch))  # golden outputs for both branches' ONNX artifacts
+    assert rep.passed and {(a.branch, a.artifact) for a in rep.artifacts} == {("pixel", "fp32"), ("semantic", "fp32")}
+
+
+def test_calibration_learns_a_logistic_fusion_and_operating_points(onnx_two_branch, collection, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(onnx_two_branch, b)
+    before = Bundle.open(b).manifest
+    m = calibrate(b, str(collection), fprs=(0.01, 0.05, 0.10), default="fpr5", fusion="logistic")
+    assert m.bundle_id == before.bundle_id and m.fusion.rule == "logistic"  # the model files are untouched
+    assert set(m.fusion.operating_points) == {"fpr1", "fpr5", "fpr10"} and m.fusion.default_operating_point == "fpr5"
+    thresholds = [m.fusion.operating_points[n].fusion for n in ("fpr1", "fpr5", "fpr10")]
+    assert thresholds == sorted(thresholds, reverse=True)  # a lower false-positive rate needs a higher threshold
+    for p in m.fusion.operating_points.values():
+        assert p.measured["fpr"] <= p.target_fpr and p.measured["in_sample"]
+    assert json.loads((b / "manifest.json").read_text())["requires"] == ["operating-points", "semantic-onnx"]
+
+
+def test_the_detector_runs_both_branches_at_an_operating_point(onnx_two_branch, collection, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(onnx_two_branch, b)
+    calibrate(b, str(collection), default="fpr5", fusion="logistic")
+    det = Detector(b)
+    m = det.bundle.manifest
+    assert det.fusion.spec.threshold == m.fusion.operating_points["fpr5"].fusion  # the bundle's default point
+    img = real_images(1)[0]
+    r = det.detect(img)
+    assert r.pixel.ran and r.semantic.ran and r.semantic.artifact == "fp32"  # logistic: the semantic view matters
+    assert (r.is_fake, r.score) == Fusion.of(m, "fpr5")(r.pixel.probability, r.semantic.probability)
+    strict = Detector(b, DetectorOptions(operating_point="fpr1"))
+    assert strict.fusion.spec.threshold >= det.fusion.spec.threshold
+    with pytest.raises(ValueError, match="no operating point 'fpr50'"):
+        Detector(b, DetectorOptions(operating_point="fpr50"))
+    rep = evaluate(str(b), str(collection))
+    assert rep.operating_points is not None and set(rep.operating_points) == {"fpr1", "fpr5", "fpr10"}
+    assert rep.operating_points["fpr5"]["fpr"] <= 0.05  # the data it was chosen on
+    probs = [det.detect(p).score for p in fake_images(2)]
+    assert all(np.isfinite(probs))
+
+
+def test_the_cli_calibrates_and_detects_at_a_named_point(onnx_two_branch, collection, tmp_path):
+    import subprocess
+    import sys
+
+    b = tmp_path / "b"
+    shutil.copytree(onnx_two_branch, b)
+    run = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "export", "calibrate", str(b), "--data",
+                          str(collection), "--fusion", "logistic", "--fpr", "5,10", "--default", "fpr10"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["fusion"] == "logistic" and set(summary["operating_points"]) == {"fpr5", "fpr10"}
+    run = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "detect", str(real_images(1)[0]), "--bundle",
+                          str(b), "--operating-point", "fpr5", "--json"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["branches"]["semantic"]["ran"]
+    info = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "info", str(b), "--json"],
+                          capture_output=True, text=True)
+    assert json.loads(info.stdout)["default_operating_point"] == "fpr10"
+
+
+def test_bench_measures_the_onnx_semantic_branch_against_its_gate(onnx_two_branch):
+    from aligngemini_sdk.bench import run_bench
+
+    rep = run_bench(str(onnx_two_branch), warmup=1, runs=3, plots=False)
+    rows = {r.key: r for r in rep.artifacts}
+    assert rows["semantic/fp32"].status == "✅" and rows["semantic/fp32"].status_reason == "gate passed"
+    assert rows["semantic/fp32"].runtime == "onnxruntime" and rows["semantic/fp32"].latency_ms is not None

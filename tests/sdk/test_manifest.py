@@ -1,0 +1,64 @@
+"""The manifest's fusion section and semantic branch: what a reader accepts, and what it refuses by name."""
+
+import copy
+
+import pytest
+
+from aligngemini_sdk.errors import BundleFormatError
+from aligngemini_sdk.manifest import Manifest, required_features
+
+SHA = "0" * 64
+BASE = {
+    "schema_version": 1, "bundle_id": "ag-test", "name": "t",
+    "branches": {
+        "pixel": {"artifacts": {"fp32": {"runtime": "onnxruntime", "precision": "fp32",
+                                         "files": {"model": {"path": "pixel/m.onnx", "sha256": SHA, "bytes": 1}}}},
+                  "input": {"height": 224, "width": 224}, "threshold": 0.5},
+        "semantic": {"artifacts": {"fp32": {"runtime": "onnxruntime", "precision": "fp32",
+                                            "files": {"model": {"path": "semantic/m.onnx", "sha256": SHA,
+                                                                "bytes": 1}}}},
+                     "input": {"height": 224, "width": 224, "crop": "none", "resize": "exact"}, "threshold": 0.4},
+    },
+    "fusion": {"rule": "logistic", "weights": {"pixel": 1.5, "semantic": 0.7}, "bias": -0.2, "threshold": 0.5,
+               "operating_points": {"fpr5": {"fusion": 0.62, "target_fpr": 0.05, "measured": {"fpr": 0.05}}},
+               "default_operating_point": "fpr5"},
+}
+
+
+def parsed(mutate=None):
+    d = copy.deepcopy(BASE)
+    if mutate:
+        mutate(d)
+    return Manifest.from_dict(d)
+
+
+def test_an_onnx_semantic_branch_and_a_logistic_fusion_with_operating_points_round_trip():
+    m = parsed()
+    assert m.semantic is not None and m.semantic.input is not None and m.semantic.input.resize == "exact"
+    assert not m.semantic.is_vlm and m.fusion.bias == -0.2 and m.fusion.operating_points["fpr5"].fusion == 0.62
+    assert Manifest.from_dict(m.to_dict()) == m
+    # an older reader must refuse rather than misread: both new features are listed as required
+    assert required_features(m) == ["operating-points", "semantic-onnx"]
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d["fusion"].update(default_operating_point="fpr1"), "default_operating_point 'fpr1'"),
+    (lambda d: d["fusion"]["operating_points"]["fpr5"].update(fusion=float("nan")), "fpr5.fusion"),
+    (lambda d: d["fusion"]["operating_points"]["fpr5"].update(fusion=1.5), "fpr5.fusion"),
+    (lambda d: d["fusion"].update(bias=float("inf")), "fusion.bias"),
+    (lambda d: d["fusion"]["weights"].update(pixel="heavy"), "fusion.weights.pixel"),
+    (lambda d: d["branches"]["semantic"].pop("input"), "needs semantic.input"),
+    (lambda d: d["fusion"].update(rule="vote"), "fusion.rule"),
+])
+def test_a_bad_fusion_section_or_semantic_branch_is_refused_by_name(mutate, message):
+    with pytest.raises(BundleFormatError, match=message):
+        parsed(mutate)
+
+
+def test_a_vlm_semantic_branch_still_needs_its_prompt_and_labels():
+    def vlm(d):
+        d["branches"]["semantic"] = {"artifacts": {"q4": {"runtime": "llama.cpp", "precision": "Q4_K_M", "files": {
+            "model": {"path": "s/m.gguf", "sha256": SHA, "bytes": 1},
+            "mmproj": {"path": "s/p.gguf", "sha256": SHA, "bytes": 1}}}}}
+    with pytest.raises(BundleFormatError, match=r"semantic\.labels"):
+        parsed(vlm)
