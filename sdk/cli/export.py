@@ -67,14 +67,14 @@ def register(sub: Any) -> None:
     ec = esub.add_parser("calibrate", help="learn a logistic fusion of the two branches and choose operating points "
                                            "(thresholds for target real-photo false-positive rates) on labelled "
                                            "data; rewrites the manifest's fusion section only")
+    ec.set_defaults(func=cmd_export_calibrate)
     ec.add_argument("bundle")
+    ec.add_argument("--threads", type=int, default=None)
+    ec.add_argument("--fusion", default=None, choices=["logistic", "or", "mean"],
+                    help="logistic: fit weights on --data (needs both branches); default: keep the bundle's rule")
     ec.add_argument("--data", required=True, help="labelled validation images (DIR with real/ fake/, or CSV)")
     ec.add_argument("--fpr", default="1,5,10", help="target false-positive rates in percent (default 1,5,10)")
     ec.add_argument("--default", default="fpr5", help="the operating point detect() uses by default ('' for none)")
-    ec.add_argument("--fusion", default=None, choices=["logistic", "or", "mean"],
-                    help="logistic: fit weights on --data (needs both branches); default: keep the bundle's rule")
-    ec.add_argument("--threads", type=int, default=None)
-    ec.set_defaults(func=cmd_export_calibrate)
 
     eh = esub.add_parser("harden", help="make an existing INT8 bundle give the same answers on every CPU: int8 weights "
                                         "an AVX2 kernel could saturate re-encoded losslessly as uint8, with the "
