@@ -64,7 +64,8 @@ class OnnxRuntimePixel(TensorPixelRuntime):
 
     def __init__(self, model_path: str | os.PathLike[str] | bytes, spec: InputSpec, *, artifact: str = "",
                  device: str | Device = Device.AUTO, threads: int | None = None, output: str = "logit",
-                 input_quantization: QuantizedInput | None = None, reference_arithmetic: bool = False) -> None:
+                 input_quantization: QuantizedInput | None = None, reference_arithmetic: bool = False,
+                 spinning: bool = True) -> None:
         """``reference_arithmetic``: graph optimizations off, so a QDQ graph runs as written (QuantizeLinear /
         DequantizeLinear around float ops) instead of on the CPU's integer kernels: the arithmetic the file
         defines, the same on every CPU up to float rounding. The exporter's INT8 gate and the golden outputs of
@@ -81,6 +82,9 @@ class OnnxRuntimePixel(TensorPixelRuntime):
         so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if reference_arithmetic
                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         so.log_severity_level = 3
+        self.spinning = spinning
+        if not spinning:  # another session shares these cores: idle workers must not spin against its calls
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
@@ -112,7 +116,8 @@ class OnnxRuntimePixel(TensorPixelRuntime):
     def describe(self) -> dict[str, Any]:
         d = {"backend": self.backend, "artifact": self.artifact,
              "providers": self.session.get_providers(), "threads": self.threads,
-             "fallback": self.fallbacks, "input_dtype": np.dtype(self.input_dtype).name}
+             "fallback": self.fallbacks, "input_dtype": np.dtype(self.input_dtype).name,
+             "spinning": self.spinning}
         if self.quantizer is not None:
             d["input_quantization"] = {**self.quantizer.params.to_options(), "method": self.quantizer.method}
         return d

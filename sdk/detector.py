@@ -60,32 +60,14 @@ class Detector:
         profile = m.device_profiles.get(self.device_key, {})
         self.latency = LatencyTracker({k: v.p90_ms for k, v in profile.items()})
 
-        from aligngemini_sdk.runtimes import open_pixel, open_semantic
-
         self.pixel: BranchRuntime | None = None
-        if m.pixel is not None:
-            self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=o.threads,
-                                    precision=o.pixel_precision)
         self.semantic: BranchRuntime | None = None
         self.semantic_error: str | None = None
-        if m.semantic is not None and o.load_semantic:
-            try:
-                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device, threads=o.threads,
-                                              precision=o.semantic_precision, verbose=o.verbose)
-            except AlignGeminiError as exc:
-                # Integrity errors must not be swallowed: a tampered VLM is an error, not "unavailable".
-                from aligngemini_sdk.errors import BundleIntegrityError
-
-                if isinstance(exc, BundleIntegrityError):
-                    raise
-                self.semantic_error = str(exc)
-                log.warning("semantic branch unavailable: %s", exc)
-        elif m.semantic is not None:
-            self.semantic_error = "not loaded (load_semantic=False)"
+        self._open_branches()
         if self.pixel is None and self.semantic is None:
             raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
-        self.provenance_policy = ProvenancePolicy.from_dict(m.fusion.provenance)
-        self.fusion = Fusion.of(m, o.operating_point)
+        self.provenance_policy: ProvenancePolicy = ProvenancePolicy.from_dict(m.fusion.provenance)
+        self.fusion: Fusion = Fusion.of(m, o.operating_point)
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike[str], device: str | Device = Device.AUTO,
@@ -93,6 +75,32 @@ class Detector:
                     threads: int | None = None, **kwargs: Any) -> Detector:
         return cls(path, DetectorOptions(device=Device.parse(device), budget_ms=budget_ms,
                                          power=PowerMode.parse(power), threads=threads, **kwargs))
+
+    def _open_branches(self) -> None:
+        """The branch runtimes. Two ONNX Runtime sessions on the same cores (an ONNX semantic classifier beside the
+        pixel expert) run without spin-waiting workers; a semantic branch that cannot load is reported, not fatal
+        -- unless its files were tampered with."""
+        from aligngemini_sdk.errors import BundleIntegrityError
+        from aligngemini_sdk.runtimes import open_pixel, open_semantic
+
+        m, o = self.bundle.manifest, self.options
+        both_onnx = m.pixel is not None and m.semantic is not None and m.semantic.input is not None \
+            and o.load_semantic
+        if m.pixel is not None:
+            self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=o.threads,
+                                    precision=o.pixel_precision, spinning=not both_onnx)
+        if m.semantic is not None and o.load_semantic:
+            try:
+                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device, threads=o.threads,
+                                              precision=o.semantic_precision, verbose=o.verbose,
+                                              spinning=not both_onnx)
+            except AlignGeminiError as exc:
+                if isinstance(exc, BundleIntegrityError):
+                    raise
+                self.semantic_error = str(exc)
+                log.warning("semantic branch unavailable: %s", exc)
+        elif m.semantic is not None:
+            self.semantic_error = "not loaded (load_semantic=False)"
 
     # -- keys for latency tracking -----------------------------------------------------------------
     @property

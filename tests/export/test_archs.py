@@ -9,7 +9,7 @@ from aligngemini_sdk.manifest import CLIP_MEAN, IMAGENET_MEAN, InputSpec
 
 
 def test_every_family_is_found_without_a_central_list():
-    assert set(arch_names()) == {"compact", "dinov2", "dda", "ladeda", "module"}
+    assert set(arch_names()) == {"compact", "dinov2", "dda", "ladeda", "module", "wholeimage"}
 
 
 def test_default_inputs_travel_with_the_family():

