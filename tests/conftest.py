@@ -82,6 +82,20 @@ def ladeda_bundle(tmp_path_factory: pytest.TempPathFactory, collection: Path) ->
 
 
 @pytest.fixture(scope="session")
+def int8_bundle(tmp_path_factory: pytest.TempPathFactory, collection: Path) -> Path:
+    """The real LaDeDa as a static-INT8 artifact taking the quantized uint8 NHWC input (the gate loosened: this
+    fixture is about the artifact's form, not its accuracy)."""
+    from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
+
+    out = tmp_path_factory.mktemp("bundles") / "ladeda-int8"
+    export_pixel(PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=out, calib=str(collection),
+                                   val=str(collection), allow_small_calib=True, precisions=("int8",), fallback_rounds=0,
+                                   int8_scheme="static", gate=GateThresholds(min_agreement=0.5, max_bacc_drop=1.0),
+                                   name="test ladeda int8"))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers")
     from aligngemini_sdk.export.tiny import build_tiny_gemma3

@@ -244,7 +244,11 @@ def final_head_model(pool: Pool, probe: str, l2: float) -> WholeImageExpert:
     """The probe's head trained on every training and development image, folded into the network (the head reads
     raw features: standardisation moves into its weights and bias)."""
     head = fit_probe(pool, probe, np.concatenate([pool.idx("train"), pool.idx("dev")]), l2)
-    model = WholeImageExpert(pretrained=True, taps=() if probe == "B" else TAPS).eval()
+    return fold_into(WholeImageExpert(pretrained=True, taps=() if probe == "B" else TAPS).eval(), head)
+
+
+def fold_into(model: WholeImageExpert, head: Head) -> WholeImageExpert:
+    """Set the network's linear head to ``head`` on raw features: w / sd, and b - sum(w * mu / sd)."""
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy((head.w / head.sd)[None].astype(np.float32)))
         model.head.bias.fill_(float(head.b - np.sum(head.w * head.mu / head.sd)))

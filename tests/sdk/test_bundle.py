@@ -161,13 +161,17 @@ def test_device_profile_is_written_atomically_and_read_back(bundle_copy):
 def test_a_bundle_lists_the_features_its_artifacts_need(bundle_copy):
     """An SDK that ignored an artifact's raw-pixel input would feed it normalised floats and give wrong verdicts
     silently; so the manifest names every feature its artifacts use, derived from the artifacts, and a reader
-    refuses features it lacks (tested above). The default INT8 takes the crop's bytes; a float ONNX needs none."""
+    refuses features it lacks (tested above). The default's semantic branch is an ONNX classifier and it decides at
+    a named operating point; a float LaDeDa needs nothing; an INT8 artifact on the crop's bytes needs pixel-input."""
     from aligngemini_sdk import default_bundle_path
 
     default = Bundle.open(default_bundle_path()).manifest
-    assert default.to_dict()["requires"] == ["pixel-input"]
-    assert manifest_json(default_bundle_path())["requires"] == ["pixel-input"]  # as shipped, on disk
+    assert default.to_dict()["requires"] == ["operating-points", "semantic-onnx"]
+    assert manifest_json(default_bundle_path())["requires"] == ["operating-points", "semantic-onnx"]  # on disk
     assert "requires" not in Bundle.open(bundle_copy).manifest.to_dict()  # LaDeDa FP32 takes floats
     data = manifest_json(bundle_copy)
     data["branches"]["pixel"]["artifacts"]["fp32"]["options"] = {"input": {"scale": 0.02, "zero_point": 120}}
     assert Manifest.from_dict(data).to_dict()["requires"] == ["uint8-input"]
+    data["branches"]["pixel"]["artifacts"]["fp32"]["options"] = {"input": {"scale": 1.0, "zero_point": 128,
+                                                                           "values": "pixels"}}
+    assert Manifest.from_dict(data).to_dict()["requires"] == ["pixel-input"]

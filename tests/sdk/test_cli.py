@@ -80,9 +80,14 @@ def test_detect_stops_quietly_when_the_reader_goes_away(ladeda_bundle):
     assert "Traceback" not in err
 
 
-def test_info_says_how_each_artifact_takes_its_input():
-    """Vendors feeding their own tensors need to know the default INT8 artifact reads uint8 NHWC bytes."""
-    out = json.loads(cli("info", "--json").stdout)
+def test_info_says_how_each_artifact_takes_its_input(int8_bundle):
+    """Vendors feeding their own tensors need to know an INT8 artifact reads uint8 NHWC bytes, and what each
+    branch of the default looks at (a native-resolution crop; the whole image resized)."""
+    out = json.loads(cli("info", int8_bundle, "--json").stdout)
     q = out["branches"]["pixel"]["artifacts"]["int8"]["input"]
     assert q["dtype"] == "uint8" and q["layout"] == "NHWC" and 0 <= q["zero_point"] <= 255
-    assert "input uint8 NHWC" in cli("info").stdout
+    assert "input uint8 NHWC" in cli("info", int8_bundle).stdout
+    default = json.loads(cli("info", "--json").stdout)
+    assert default["branches"]["pixel"]["input"]["resize"] == "none"
+    assert default["branches"]["semantic"]["input"]["resize"] == "exact"
+    assert default["default_operating_point"] == "fpr5" and "fpr1" in default["operating_points"]

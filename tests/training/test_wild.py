@@ -1,0 +1,66 @@
+"""The in-the-wild recipe's grouped validation: a split fixed by a written rule, the decision rule as written,
+thresholds that keep their false-positive promise, and a head that survives being folded into the network."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, SHARED
+
+pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
+
+
+def test_the_committed_split_is_the_written_rule():
+    from training.wild_split import OUT, rows
+
+    with open(OUT) as fh:
+        committed = list(csv.DictReader(fh))
+    assert committed == rows(SHARED)
+    final = {r["source"] for r in committed if r["role"] == "final"}
+    assert final == {"EliSchwartz/imagenet-sample-images", "Li-Chongyi/Zero-DCE", "XLabs-AI/x-flux",
+                     "Evolink-AI/awesome-seedream-5-pro-guide-and-prompt", "jamez-bondos/awesome-gpt4o-images"}
+    dev = {r["source"] for r in committed if r["role"] == "dev"}
+    train = {r["source"] for r in committed if r["role"] == "train"}
+    assert len(dev) == 10 and not (final & dev) and not (train & (final | dev))  # whole repositories, never split
+    assert not any("CIFAKE" in r["source"] for r in committed)
+
+
+def test_the_decision_rule_needs_five_points_and_a_bounded_false_positive_rate():
+    from training.train_semantic import decide
+
+    def summary(**bacc_fpr):
+        base = {c: (0.50, 0.05) for c in ("A", "B", "C", "B2", "D")} | bacc_fpr
+        return {c: {"balanced_accuracy_repo_weighted": b, "mean_fpr_real_repos": f} for c, (b, f) in base.items()}
+
+    assert decide(summary(D=(0.60, 0.05))) == "D"
+    assert decide(summary(D=(0.54, 0.05))) == "A"  # +4 points is not enough
+    assert decide(summary(B2=(0.70, 0.11))) == "A"  # the best one calls too many real photos fake
+    assert decide(summary(A=(0.55, 0.01), C=(0.50, 0.01))) == "A"
+
+
+def test_an_operating_point_threshold_keeps_its_false_positive_promise():
+    from training.train_semantic import threshold
+
+    rng = np.random.default_rng(0)
+    for n in (20, 99, 451):
+        real = rng.random(n)
+        for fpr in (0.01, 0.05, 0.10):
+            assert np.mean(real > threshold(real, fpr)) <= fpr
+
+
+def test_the_folded_head_gives_the_probe_logits(tmp_path):
+    import torch
+
+    from training.train_semantic import Head, WholeImageExpert, fold_into
+
+    rng = np.random.default_rng(0)
+    model = WholeImageExpert(pretrained=False).eval()
+    x = torch.from_numpy(rng.normal(size=(3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        feats = model.features(x).numpy().astype(np.float64)
+    head = Head(w=rng.normal(size=feats.shape[1]), b=0.3, mu=feats.mean(0), sd=feats.std(0) + 1e-3)
+    with torch.no_grad():
+        got = fold_into(model, head)(x).numpy()[:, 0]
+    assert np.allclose(got, head.logits(feats), atol=1e-3)
+    assert (ROOT / "training" / "WILD_VALIDATION.md").read_text().count("Decision rule") == 1
