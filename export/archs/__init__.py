@@ -66,6 +66,14 @@ def get_arch(name: str) -> PixelArch:
     return _REGISTRY[name]
 
 
+def state_dict_loader(module: str, function: str) -> Callable[[PixelExportConfig], Any]:
+    """A loader calling ``module.function(weights path)``, imported when called (declarations stay torch-free)."""
+    def load(cfg: PixelExportConfig) -> Any:
+        return getattr(importlib.import_module(module), function)(need_weights(cfg))
+
+    return load
+
+
 def need_weights(cfg: PixelExportConfig) -> str:
     if not cfg.weights:
         raise ExportError("--weights is required for this architecture")
