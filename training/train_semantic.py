@@ -39,6 +39,11 @@ from aligngemini_sdk.preprocess import preprocess
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SPLIT = ROOT / "training" / "splits" / "wild_groups.csv"
+PREVIOUS_DEFAULT = ROOT / "training" / "splits" / "previous_default_scores.csv"
+PREVIOUS_DEFAULT_ID = "ag-d6e8690e7504bd35"
+DESCRIPTION = ("In-the-wild default: EfficientNet-Lite0 (ImageNet, frozen) on two views -- the native 224 centre crop "
+               "(pixel branch) and the whole image resized to 224 (semantic branch, ONNX) -- with logistic heads and a "
+               "logistic fusion at the fpr5 operating point. Not the AlignGemini ViT-L expert; see MODEL_CARD.md.")
 SPEC = InputSpec(height=SIDE, width=SIDE, crop="none", resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD)
 FPR = 0.05
 
@@ -70,7 +75,7 @@ def augmented(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
 
 
 def extract(rows: list[dict[str, str]], work: Path) -> Pool:
-    """Backbone features of both views (two versions each) and the pixel expert's probability, cached."""
+    """Backbone features of both views (two versions each), cached, and candidate A's recorded probabilities."""
     key = hashlib.sha256(("v2\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
@@ -78,14 +83,21 @@ def extract(rows: list[dict[str, str]], work: Path) -> Pool:
         _extract_to(rows, cache)
     z = np.load(cache, allow_pickle=False)
     ok = z["ok"]
-    return Pool([r for r, k in zip(rows, ok) if k], z["whole"][ok], z["crop"][ok], z["pixel"][ok], y[ok])
+    pixel = previous_default_scores(rows)
+    return Pool([r for r, k in zip(rows, ok) if k], z["whole"][ok], z["crop"][ok], pixel[ok], y[ok])
+
+
+def previous_default_scores(rows: list[dict[str, str]]) -> np.ndarray:
+    """Candidate A's P(fake): the previous default (bundle ag-d6e8690e7504bd35, the compact crop expert) as recorded
+    on every image of the split (AMD EPYC, AVX2) before it was replaced. Recorded, because after the recipe ships
+    its own model, the bundle in the tree is no longer candidate A."""
+    with open(PREVIOUS_DEFAULT) as fh:
+        recorded = {r["path"]: float(r["p_fake"]) if r["p_fake"] else np.nan for r in csv.DictReader(fh)}
+    return np.asarray([recorded[r["path"]] for r in rows])
 
 
 def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
-    from aligngemini_sdk.detector import Detector, DetectorOptions
-
     model = WholeImageExpert(pretrained=True).eval()
-    det = Detector(options=DetectorOptions(provenance=False, threads=2))
     torch.set_num_threads(2)
     n, f = len(rows), n_features(TAPS)
     whole, crop = np.zeros((n, 2, f), np.float32), np.zeros((n, 2, f), np.float32)
@@ -99,7 +111,6 @@ def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
                 print(f"\n[features] skipping {exc}", file=sys.stderr)
                 ok[i] = False
                 continue
-            pixel[i] = det.pixel.predict_one(rgb) if det.pixel else np.nan
             aug = augmented(rgb, random.Random(rows[i]["path"]))
             views += [preprocess(v, spec) for spec in (SPEC, CROP_SPEC) for v in (rgb, aug)]
             done.append(i)
@@ -108,7 +119,6 @@ def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
         whole[done], crop[done] = out[:, 0], out[:, 1]
         print(f"\r[features] {min(n, start + 8)}/{n} ({time.time() - t0:.0f} s)", end="", file=sys.stderr)
     print(file=sys.stderr)
-    det.close()
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, whole=whole, crop=crop, pixel=pixel, ok=ok)
 
@@ -274,19 +284,23 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     import shutil
     from dataclasses import replace
 
-    from aligngemini_sdk.bundle import read_manifest, write_manifest
+    from aligngemini_sdk.bundle import Bundle, read_manifest, write_manifest
     from aligngemini_sdk.detector import default_bundle_path
     from aligngemini_sdk.export.calibrate import choose_points
     from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
 
     pixel_part, semantic_part = {"B": ("A", "B"), "C": ("A", "B"), "B2": ("A", "B2"), "D": ("Dcrop", "B2")}[choice]
+    base = Bundle.open(default_bundle_path())
+    if pixel_part == "A" and base.manifest.bundle_id != PREVIOUS_DEFAULT_ID:
+        raise SystemExit(f"candidate {choice} keeps the previous default's pixel expert ({PREVIOUS_DEFAULT_ID}), "
+                         f"which is no longer the bundle in the tree ({base.manifest.bundle_id}): restore it first")
     dev_y = np.concatenate([[int(f["label"] == "fake")] * f["n"] for f in folds])
     a, b = oof_scores(folds, pixel_part), oof_scores(folds, semantic_part)
     calib = write_csv([r for r in pool.rows if r["role"] == "train"], work / "calib.csv")  # ranges: not the gate's
     val = write_csv([r for r in pool.rows if r["role"] == "dev"], work / "dev.csv")
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(default_bundle_path(), out)
+    shutil.copytree(base.root, out)
     common: dict[str, Any] = {
         "arch": "module", "out": out, "precisions": precisions, "calib": str(calib), "val": str(val),
         "extra_provenance": {"recipe": "training/train_semantic.py", "choice": choice, "l2": l2}}
@@ -299,8 +313,8 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     scores = BranchScores(dev_y, a, b, "development repos, out-of-fold (training/WILD_VALIDATION.md)")
     weights, bias = ({"pixel": 0.0, "semantic": 1.0}, 0.0) if choice in ("B", "B2") else fit_logistic(scores)
     m = read_manifest(out)
-    m = replace(m, name="aligngemini-default-wild", fusion=replace(m.fusion, rule="logistic", weights=weights,
-                                                                   bias=bias, threshold=0.5))
+    m = replace(m, name="aligngemini-default-wild", description=DESCRIPTION,
+                fusion=replace(m.fusion, rule="logistic", weights=weights, bias=bias, threshold=0.5))
     points = choose_points(m, scores, (0.01, 0.05, 0.10))
     write_manifest(out, replace(m, fusion=replace(m.fusion, operating_points=points, default_operating_point="fpr5")))
 
