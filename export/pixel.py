@@ -41,6 +41,8 @@ from aligngemini_sdk.progress import log_step, track
 from aligngemini_sdk.quantized_input import QuantizedInput
 
 EXPORTER_VERSION = __version__  # recorded in every bundle's provenance
+#: fp16w: FP16 weights stored, FP32 compute (half the file, FP32 speed on CPUs without FP16 kernels)
+PRECISIONS = ("fp32", "fp16", "fp16w", "int8")
 __all__ = ["ArtifactResult", "ExportContext", "GateThresholds", "PixelExportConfig", "arch_names", "default_input",
            "export_onnx", "export_pixel", "kernels_vs_reference", "load_source"]
 
@@ -319,16 +321,18 @@ def fp32_stage(ctx: ExportContext) -> ArtifactResult:
     return ArtifactResult("fp32", e, ctx.artifact(ctx.fp32_files, "fp32") if ships else None)
 
 
-def fp16_stage(ctx: ExportContext) -> ArtifactResult:
-    from aligngemini_sdk.export.quantize import to_fp16
+def fp16_stage(ctx: ExportContext, precision: str = "fp16") -> ArtifactResult:
+    """``fp16``: FP16 weights and compute; ``fp16w``: FP16 weights stored, FP32 compute (quantize.to_fp16_weights)."""
+    from aligngemini_sdk.export.quantize import to_fp16, to_fp16_weights
 
-    log_step("converting to FP16")
-    fp16 = to_fp16(ctx.fp32_files[0], ctx.pix_dir / "model.fp16.onnx")
-    e = ctx.gate.judge([fp16], "fp16")
+    log_step("converting to FP16" + (" storage (FP32 compute)" if precision == "fp16w" else ""))
+    convert = to_fp16_weights if precision == "fp16w" else to_fp16
+    path = convert(ctx.fp32_files[0], ctx.pix_dir / f"model.{precision}.onnx")
+    e = ctx.gate.judge([path], precision)
     if e.passed is False:
-        fp16.unlink()
-        return ArtifactResult("fp16", e)
-    return ArtifactResult("fp16", e, ctx.artifact([fp16], "fp16"))
+        path.unlink()
+        return ArtifactResult(precision, e)
+    return ArtifactResult(precision, e, ctx.artifact([path], precision))
 
 
 def trt_stage(ctx: ExportContext, artifacts: dict[str, Artifact]) -> Artifact:
@@ -390,10 +394,13 @@ def _begin(cfg: PixelExportConfig) -> ExportContext:
 def _precision_stages(ctx: ExportContext) -> Any:
     from aligngemini_sdk.export.int8_export import int8_stage
 
-    if {"fp32", "fp16", "int8"} & set(ctx.cfg.precisions):
-        yield fp32_stage(ctx)
-    if "fp16" in ctx.cfg.precisions:
-        yield fp16_stage(ctx)
+    unknown = set(ctx.cfg.precisions) - set(PRECISIONS)
+    if unknown:
+        raise ExportError(f"unknown precisions {sorted(unknown)}; known: {', '.join(PRECISIONS)}")
+    yield fp32_stage(ctx)
+    for half in ("fp16", "fp16w"):
+        if half in ctx.cfg.precisions:
+            yield fp16_stage(ctx, half)
     if "int8" in ctx.cfg.precisions:
         yield int8_stage(ctx)
 
@@ -417,7 +424,7 @@ def write_bundle(ctx: ExportContext, artifacts: dict[str, Artifact], report: Gat
         if a.runtime == "onnxruntime":
             log_step(f"golden outputs for {n} (aligngemini verify)")
             artifacts[n] = add_conformance(out, n, a, ctx.spec, golden_from)
-    default = next((n for n in ("int8", "int8-trt", "fp32", "fp16") if n in artifacts), next(iter(artifacts)))
+    default = next((n for n in ("int8", "int8-trt", "fp32", "fp16w", "fp16") if n in artifacts), next(iter(artifacts)))
     card_rel = None
     if cfg.model_card:
         shutil.copyfile(cfg.model_card, out / "MODEL_CARD.md")

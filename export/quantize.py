@@ -91,6 +91,34 @@ def to_fp16(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     return Path(dst)
 
 
+def to_fp16_weights(src: str | os.PathLike[str], dst: str | os.PathLike[str], min_elements: int = 16) -> Path:
+    """FP16 *storage*, FP32 compute: every float weight of ``min_elements`` or more is stored as float16 behind a
+    ``Cast`` to float32, which ONNX Runtime's constant folding evaluates once when the session loads. Half the file of
+    FP32, FP32 kernels at run time. Why: on x86 CPUs ONNX Runtime has few FP16 kernels and wraps the FP16 graph's
+    operators in casts; measured on an AMD EPYC (AVX2), EfficientNet-Lite0 at 224: FP32 6.3 ms, FP16 8.0 ms, FP16
+    weights with FP32 compute 6.3 ms, all at 6.8 MB but FP32's 13.5."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(os.fspath(src))
+    g = model.graph
+    casts, halves = [], []
+    for init in list(g.initializer):
+        if init.data_type == TensorProto.FLOAT and int(np.prod(init.dims)) >= min_elements:
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16")
+            halves.append(half)
+            g.initializer.remove(init)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                          name=init.name + "_to_fp32"))
+    g.initializer.extend(halves)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, os.fspath(dst))
+    return Path(dst)
+
+
 def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], calib: Sequence[np.ndarray], *,
                   method: str = "minmax", symmetric: bool = False, exclude: Sequence[str] = (),
                   per_channel: bool = True, op_types: Sequence[str] | None = DEFAULT_OP_TYPES,

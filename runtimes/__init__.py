@@ -24,8 +24,8 @@ __all__ = ["BranchRuntime", "TensorRuntime", "open_pixel", "open_semantic", "sel
 
 #: artifact preference per device, by precision; the first present in the bundle wins.
 _PIXEL_PREFERENCE: dict[Device, list[str]] = {
-    Device.CPU: ["int8", "fp32", "fp16"],
-    Device.CUDA: ["fp16", "fp32", "int8"],
+    Device.CPU: ["int8", "fp32", "fp16w", "fp16"],
+    Device.CUDA: ["fp16", "fp32", "fp16w", "int8"],
     Device.TENSORRT: ["tensorrt", "int8-trt", "fp16", "fp32", "int8"],
 }
 

@@ -16,8 +16,8 @@ def test_the_shipped_default_bundles_gate_records_load_and_serialise_back_unchan
         validation = branches[branch]["validation"]
         rep = GateReport.from_dict(validation)
         assert rep.to_dict() == validation
-        fp16 = rep.artifacts["fp16"]
-        assert fp16.passed and fp16.agreement is not None and fp16.agreement >= 0.98 and fp16.int8 is None
+        fp16w = rep.artifacts["fp16w"]
+        assert fp16w.passed and fp16w.agreement is not None and fp16w.agreement >= 0.98 and fp16w.int8 is None
         assert "pytorch (reference)" in gate_markdown(rep) and "✅ pass" in gate_markdown(rep)
 
 

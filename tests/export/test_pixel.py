@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from aligngemini_sdk import Bundle, Detector
+from aligngemini_sdk import Bundle, Detector, DetectorOptions
 from aligngemini_sdk.errors import ExportError, GateFailedError
 from aligngemini_sdk.export.ladeda import PREPROCESS, TinyLaDeDa, load_ladeda
 from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
@@ -181,3 +181,23 @@ def test_fixed_preprocessing_is_inside_the_graph():
     m = TinyLaDeDa("grad_diag")
     x = torch.randn(1, 3, 32, 32)
     assert not np.allclose(m._fixed(x).numpy(), x.numpy())
+
+
+def test_fp16_weights_with_fp32_compute_halve_the_file_and_keep_fp32_arithmetic(tmp_path, collection):
+    """``fp16w``: weights stored as float16 behind Casts that ONNX Runtime folds at load, so the kernels are FP32's:
+    about half the FP32 file, and outputs that differ from FP32 only by the weights' rounding."""
+    import onnx
+
+    out = tmp_path / "b"
+    rep = export_pixel(PixelExportConfig(arch="ladeda", weights=str(LADEDA), out=out, precisions=("fp32", "fp16w"),
+                                         val=str(collection)))
+    assert rep.artifacts["fp16w"].passed and rep.artifacts["fp16w"].agreement == 1.0
+    m = Bundle.open(out).manifest
+    assert m.pixel.default_artifact == "fp32" and m.pixel.artifacts["fp16w"].precision == "fp16w"
+    graph = onnx.load(str(out / "pixel" / "model.fp16w.onnx")).graph
+    assert {i.data_type for i in graph.initializer if len(i.dims) == 4} == {onnx.TensorProto.FLOAT16}
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float I/O, as FP32
+    fp32, fp16w = (Detector(out, DetectorOptions(pixel_precision=p)) for p in ("fp32", "fp16w"))
+    assert fp16w.pixel.artifact == "fp16w"
+    for img in real_images(2):
+        assert abs(fp32.detect(img).pixel.probability - fp16w.detect(img).pixel.probability) < 1e-2

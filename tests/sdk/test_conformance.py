@@ -44,7 +44,7 @@ def test_the_default_bundle_verifies_on_this_cpu_from_the_cli():
     r = cli("verify", "--json")
     rep = json.loads(r.stdout)
     assert rep["passed"] and rep["bundle_id"] == Bundle.open(default_bundle_path()).manifest.bundle_id
-    assert {(a["branch"], a["artifact"]) for a in rep["artifacts"]} == {("pixel", "fp16"), ("semantic", "fp16")}
+    assert {(a["branch"], a["artifact"]) for a in rep["artifacts"]} == {("pixel", "fp16w"), ("semantic", "fp16w")}
     assert all(a["passed"] and a["inputs"] >= 6 for a in rep["artifacts"])
     assert rep["device"]["cpu"]["model"]  # the fingerprint says which device passed
 

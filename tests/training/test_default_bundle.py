@@ -23,8 +23,8 @@ def test_default_bundle_is_trained_gated_and_documented():
     m = b.manifest
     assert not m.placeholder and m.name == "aligngemini-default-wild"
     for spec in (m.pixel, m.semantic):
-        gate = spec.validation["artifacts"]["fp16"]
-        assert gate["passed"] and gate["agreement"] >= 0.98 and spec.default_artifact == "fp16"
+        gate = spec.validation["artifacts"]["fp16w"]
+        assert gate["passed"] and gate["agreement"] >= 0.98 and spec.default_artifact == "fp16w"
     assert m.fusion.rule == "logistic" and m.fusion.default_operating_point == "fpr5"
     assert set(m.fusion.operating_points) == {"fpr1", "fpr5", "fpr10"}
     for point in m.fusion.operating_points.values():  # chosen on out-of-fold development scores
