@@ -119,18 +119,18 @@ def _point_for(manifest: Manifest, scores: BranchScores, real: np.ndarray, fpr: 
     rule, pix, sem = manifest.fusion.rule, scores.pixel, scores.semantic
     if pix is not None and sem is not None and rule in ("mean", "logistic"):
         fused = np.asarray([Fusion(manifest.fusion)(p, s)[1] for p, s in zip(pix, sem)])
-        return OperatingPoint(fusion=_threshold(fused[real], fpr))
+        return OperatingPoint(fusion=threshold_for_fpr(fused[real], fpr))
     if pix is not None and (sem is None or rule == "pixel_only"):
-        return OperatingPoint(pixel=_threshold(pix[real], fpr))
+        return OperatingPoint(pixel=threshold_for_fpr(pix[real], fpr))
     if sem is not None and pix is None:
-        return OperatingPoint(semantic=_threshold(sem[real], fpr))
+        return OperatingPoint(semantic=threshold_for_fpr(sem[real], fpr))
     assert pix is not None and sem is not None
     if rule != "or":
         raise ExportError(f"operating points for the {rule!r} rule are not supported; use or, mean or logistic")
     return _or_point(pix[real], sem[real], fpr)
 
 
-def _threshold(real_scores: np.ndarray, fpr: float) -> float:
+def threshold_for_fpr(real_scores: np.ndarray, fpr: float) -> float:
     """The smallest threshold t with (share of real scores > t) <= fpr."""
     s = np.sort(real_scores)
     k = max(0, math.ceil((1.0 - fpr) * len(s)) - 1)
@@ -140,9 +140,9 @@ def _threshold(real_scores: np.ndarray, fpr: float) -> float:
 def _or_point(pix: np.ndarray, sem: np.ndarray, fpr: float) -> OperatingPoint:
     """Under OR an image is fake when either branch says so: give both branches the same individual rate q, the
     largest q whose combined rate on the real images stays within ``fpr``."""
-    best = OperatingPoint(pixel=_threshold(pix, 0.0), semantic=_threshold(sem, 0.0))
+    best = OperatingPoint(pixel=threshold_for_fpr(pix, 0.0), semantic=threshold_for_fpr(sem, 0.0))
     for q in np.linspace(fpr / 2, fpr, 64):
-        tp, ts = _threshold(pix, float(q)), _threshold(sem, float(q))
+        tp, ts = threshold_for_fpr(pix, float(q)), threshold_for_fpr(sem, float(q))
         if np.mean((pix > tp) | (sem > ts)) <= fpr:
             best = OperatingPoint(pixel=tp, semantic=ts)
     return best

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from aligngemini_sdk.errors import ImageError
-from aligngemini_sdk.export.calibrate import BranchScores, fit_logistic
+from aligngemini_sdk.export.calibrate import BranchScores, fit_logistic, threshold_for_fpr
 from aligngemini_sdk.export.wholeimage import HEAD_FEATURES, SIDE, TAPS, WholeImageExpert, n_features
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
@@ -212,7 +212,7 @@ def fold(pool: Pool, held: str, groups: list[str], l2: float) -> dict[str, Any]:
     h_idx = pool.idx("dev", held)
     out: dict[str, Any] = {"repo": held, "label": "fake" if pool.y[h_idx][0] else "real", "n": len(h_idx)}
     for name, (inner, held_scores) in candidate_scores(pool, held, groups, l2).items():
-        t = threshold(inner[real], FPR)
+        t = threshold_for_fpr(inner[real], FPR)
         out[name] = {"threshold": t, "rate_fake": float(np.mean(held_scores > t)), "scores": held_scores.tolist()}
     return out
 
@@ -220,11 +220,6 @@ def fold(pool: Pool, held: str, groups: list[str], l2: float) -> dict[str, Any]:
 def fuse(a: np.ndarray, b: np.ndarray, weights: dict[str, float], bias: float) -> np.ndarray:
     lg = lambda p: np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7)))  # noqa: E731
     return sigmoid(weights["pixel"] * lg(a) + weights["semantic"] * lg(b) + bias)
-
-
-def threshold(real_scores: np.ndarray, fpr: float) -> float:
-    s = np.sort(real_scores)
-    return float(s[max(0, int(np.ceil((1 - fpr) * len(s))) - 1)])
 
 
 def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -307,10 +302,10 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     if pixel_part != "A":
         shutil.rmtree(out / "pixel")  # the shipped pixel expert's files go with it
         export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2), input=CROP_SPEC,
-                                       threshold=threshold(a[dev_y == 0], FPR), **common))
+                                       threshold=threshold_for_fpr(a[dev_y == 0], FPR), **common))
     shutil.rmtree(out / "semantic", ignore_errors=True)  # a previous semantic branch's files go with it
     export_pixel(PixelExportConfig(module=final_head_model(pool, semantic_part, l2), input=SPEC, branch="semantic",
-                                   threshold=threshold(b[dev_y == 0], FPR), **common))
+                                   threshold=threshold_for_fpr(b[dev_y == 0], FPR), **common))
     scores = BranchScores(dev_y, a, b, "development repos, out-of-fold (training/WILD_VALIDATION.md)")
     weights, bias = ({"pixel": 0.0, "semantic": 1.0}, 0.0) if choice in ("B", "B2") else fit_logistic(scores)
     m = read_manifest(out)

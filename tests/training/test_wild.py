@@ -40,7 +40,7 @@ def test_the_decision_rule_needs_five_points_and_a_bounded_false_positive_rate()
 
 
 def test_an_operating_point_threshold_keeps_its_false_positive_promise():
-    from training.train_semantic import threshold
+    from aligngemini_sdk.export.calibrate import threshold_for_fpr as threshold
 
     rng = np.random.default_rng(0)
     for n in (20, 99, 451):
