@@ -79,7 +79,7 @@ def fit_logistic(scores: BranchScores, l2: float = 1e-3, steps: int = 200) -> tu
     class-balanced log-loss (both classes weigh the same, whatever their counts)."""
     if scores.pixel is None or scores.semantic is None:
         raise ExportError("a logistic fusion needs a bundle with both a pixel and a semantic branch")
-    x = np.stack([_logits(scores.pixel), _logits(scores.semantic), np.ones(len(scores.labels))], axis=1)
+    x = np.stack([logits(scores.pixel), logits(scores.semantic), np.ones(len(scores.labels))], axis=1)
     y = scores.labels.astype(np.float64)
     if y.min() == y.max():
         raise ExportError("fitting a fusion needs real and fake images")
@@ -96,7 +96,8 @@ def fit_logistic(scores: BranchScores, l2: float = 1e-3, steps: int = 200) -> tu
     return {"pixel": float(beta[0]), "semantic": float(beta[1])}, float(beta[2])
 
 
-def _logits(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+def logits(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """logit(p) with p clipped to [eps, 1 - eps] (the fusion's own clip)."""
     p = np.clip(p, eps, 1 - eps)
     return np.log(p / (1 - p))
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from aligngemini_sdk.errors import ImageError
-from aligngemini_sdk.export.calibrate import BranchScores, fit_logistic, threshold_for_fpr
+from aligngemini_sdk.export.calibrate import BranchScores, fit_logistic, logits, threshold_for_fpr
 from aligngemini_sdk.export.wholeimage import HEAD_FEATURES, SIDE, TAPS, WholeImageExpert, n_features
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
@@ -56,7 +56,7 @@ class Pool:
     rows: list[dict[str, str]]
     whole: np.ndarray  # (N, 2, F) features of the whole-image view: as is, and downscaled + JPEG
     crop: np.ndarray  # (N, 2, F) features of the native-resolution centre crop, same two versions
-    pixel: np.ndarray  # the shipped pixel expert's P(fake), as is
+    pixel: np.ndarray  # candidate A's P(fake): the previous default, as recorded
     y: np.ndarray
 
     def idx(self, role: str | None = None, source: str | None = None) -> np.ndarray:
@@ -101,7 +101,7 @@ def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
     torch.set_num_threads(2)
     n, f = len(rows), n_features(TAPS)
     whole, crop = np.zeros((n, 2, f), np.float32), np.zeros((n, 2, f), np.float32)
-    pixel, ok, t0 = np.zeros(n), np.ones(n, bool), time.time()
+    ok, t0 = np.ones(n, bool), time.time()
     for start in range(0, n, 8):
         views, done = [], []
         for i in range(start, min(n, start + 8)):
@@ -120,7 +120,7 @@ def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
         print(f"\r[features] {min(n, start + 8)}/{n} ({time.time() - t0:.0f} s)", end="", file=sys.stderr)
     print(file=sys.stderr)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, whole=whole, crop=crop, pixel=pixel, ok=ok)
+    np.savez(cache, whole=whole, crop=crop, ok=ok)
 
 
 @dataclass
@@ -218,8 +218,8 @@ def fold(pool: Pool, held: str, groups: list[str], l2: float) -> dict[str, Any]:
 
 
 def fuse(a: np.ndarray, b: np.ndarray, weights: dict[str, float], bias: float) -> np.ndarray:
-    lg = lambda p: np.log(np.clip(p, 1e-7, 1 - 1e-7) / (1 - np.clip(p, 1e-7, 1 - 1e-7)))  # noqa: E731
-    return sigmoid(weights["pixel"] * lg(a) + weights["semantic"] * lg(b) + bias)
+    """The logistic fusion rule, vectorised over images."""
+    return sigmoid(weights["pixel"] * logits(a) + weights["semantic"] * logits(b) + bias)
 
 
 def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
