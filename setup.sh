@@ -11,6 +11,17 @@ CACHE="${ALIGNGEMINI_CACHE_DIR:-$HOME/.cache/aligngemini}"
 LLAMA_VERSION="0.3.36"
 PY="${PYTHON:-python3}"
 
+# libjpeg-turbo's headers: the JPEG fast path's C shim is built against them (without them the install still
+# succeeds and JPEGs take OpenCV's full decode)
+if [ ! -f /usr/include/jpeglib.h ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing libjpeg-dev (apt) for the JPEG region decoder" >&2
+    apt-get install -y -q libjpeg-dev >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libjpeg-dev >/dev/null; }
+  else
+    echo "[setup] libjpeg-turbo headers missing and not root: JPEGs will take OpenCV's full decode" >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPIP=".venv/bin/python -m pip"
 $VPIP install -q --upgrade pip setuptools wheel

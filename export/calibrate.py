@@ -69,9 +69,12 @@ def _semantic_probability(det: Any, path: Path, ran: float | None) -> float | No
     """The semantic branch's probability even where the planner skipped it (e.g. OR fusion, pixel said fake)."""
     if ran is not None or det.semantic is None:
         return ran
-    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.decode_plan import decode_for_branches
+    from aligngemini_sdk.image import read_image_file
 
-    return float(det.semantic.predict_one(load_image(path).rgb))
+    label = os.fspath(path)
+    inputs = decode_for_branches(read_image_file(path, label), det.decode_plan, name=label)
+    return float(det.semantic.predict_one(inputs.for_branch("semantic")))
 
 
 def fit_logistic(scores: BranchScores, l2: float = 1e-3, steps: int = 200) -> tuple[dict[str, float], float]:

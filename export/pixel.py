@@ -28,13 +28,13 @@ import numpy as np
 
 from aligngemini_sdk import __version__
 from aligngemini_sdk.dataset import Sample, load_collection, split_by_hash
+from aligngemini_sdk.decode_plan import branch_input
 from aligngemini_sdk.errors import ExportError, GateFailedError, ImageError
 from aligngemini_sdk.export.archs import arch_names, get_arch
 from aligngemini_sdk.export.bundle_writer import file_entry, put_branch
 from aligngemini_sdk.export.gate import GateEntry, GateMetrics, GateReport, GateThresholds, print_gate_table
 from aligngemini_sdk.export.quantize import DEFAULT_OP_TYPES
 from aligngemini_sdk.export.saturation import prove_file
-from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec, SemanticBranchSpec
 from aligngemini_sdk.preprocess import fit_to_spec, normalize
 from aligngemini_sdk.progress import log_step, track
@@ -141,7 +141,7 @@ def _fitted(samples: list[Sample], spec: InputSpec, desc: str) -> tuple[list[np.
     out, kept = [], []
     for s in track(samples, desc=desc):
         try:
-            out.append(np.ascontiguousarray(fit_to_spec(load_image(s.path).rgb, spec)))
+            out.append(np.ascontiguousarray(fit_to_spec(branch_input(s.path, spec), spec)))
             kept.append(s)
         except ImageError as exc:
             log_step(f"skipping unreadable image {exc}")

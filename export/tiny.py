@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 GEMMA3_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
                    "<end_of_image>", "<image_soft_token>"]
@@ -38,8 +39,10 @@ _CORPUS = [
 
 
 def train_sentencepiece(out_dir: Path, specials: list[str], vocab_size: int = 320,
-                        bos: str = "<bos>", eos: str = "<eos>", unk: str = "<unk>", pad: str = "<pad>") -> Path:
-    """Train a tiny SentencePiece BPE model whose special tokens are real pieces."""
+                        bos: str = "<bos>", eos: str = "<eos>", unk: str = "<unk>", pad: str = "<pad>",
+                        newline: bool = False) -> Path:
+    """Train a tiny SentencePiece BPE model whose special tokens are real pieces; ``newline``: "\\n\\n" and "\\n" are
+    pieces of their own (llama.cpp's Idefics3 projector looks them up as tokens), with identity normalisation."""
     import sentencepiece as spm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +52,8 @@ def train_sentencepiece(out_dir: Path, specials: list[str], vocab_size: int = 32
     prefix = out_dir / "tokenizer"
     spm.SentencePieceTrainer.train(
         input=os.fspath(corpus), model_prefix=os.fspath(prefix), vocab_size=vocab_size, model_type="bpe",
-        character_coverage=1.0, byte_fallback=True, user_defined_symbols=users,
+        character_coverage=1.0, byte_fallback=True, user_defined_symbols=users + (["\n\n", "\n"] if newline else []),
+        normalization_rule_name="identity" if newline else "nmt_nfkc", remove_extra_whitespaces=not newline,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece=pad, eos_piece=eos, bos_piece=bos, unk_piece=unk,
         hard_vocab_limit=False, minloglevel=2, num_threads=1)
     corpus.unlink()
@@ -57,7 +61,7 @@ def train_sentencepiece(out_dir: Path, specials: list[str], vocab_size: int = 32
     return prefix.with_suffix(".model")
 
 
-def _write_tokenizer_files(out: Path, specials: list[str], template: str, bos: str | None, eos: str, pad: str,
+def write_tokenizer_files(out: Path, specials: list[str], template: str, bos: str | None, eos: str, pad: str,
                            unk: str = "<unk>") -> int:
     import sentencepiece as spm
 
@@ -81,7 +85,7 @@ def build_tiny_gemma3(out_dir: str | os.PathLike[str], seed: int = 0, image_size
 
     out = Path(out_dir)
     train_sentencepiece(out, GEMMA3_SPECIALS)
-    n = _write_tokenizer_files(out, GEMMA3_SPECIALS, GEMMA3_TEMPLATE, "<bos>", "<eos>", "<pad>")
+    n = write_tokenizer_files(out, GEMMA3_SPECIALS, GEMMA3_TEMPLATE, "<bos>", "<eos>", "<pad>")
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=os.fspath(out / "tokenizer.model"))
@@ -118,7 +122,7 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
 
     out = Path(out_dir)
     train_sentencepiece(out, QWEN_SPECIALS, bos="<|im_start|>", eos="<|im_end|>", pad="<|endoftext|>")
-    n = _write_tokenizer_files(out, QWEN_SPECIALS, QWEN_TEMPLATE, None, "<|im_end|>", "<|endoftext|>")
+    n = write_tokenizer_files(out, QWEN_SPECIALS, QWEN_TEMPLATE, None, "<|im_end|>", "<|endoftext|>")
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=os.fspath(out / "tokenizer.model"))
@@ -151,3 +155,62 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
         "image_std": [0.26862954, 0.26130258, 0.27577711], "patch_size": 14, "merge_size": 2,
         "temporal_patch_size": 2, "min_pixels": 56 * 56, "max_pixels": 448 * 448}))
     return out
+
+
+IDEFICS3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", "<image>", "<fake_token_around_image>",
+                     "<global-img>", "<end_of_utterance>"] + [f"<row_{r}_col_{c}>" for r in range(1, 5)
+                                                             for c in range(1, 5)]
+IDEFICS3_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}:{% if message['content'] is string %}"
+    "{{ message['content'] }}{% else %}{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+
+
+def idefics3_tokenizer(out: Path) -> Any:
+    """SmolVLM-style specials, and "\\n\\n"/"\\n" pieces (llama.cpp's Idefics3 projector looks them up)."""
+    import sentencepiece as spm
+
+    train_sentencepiece(out, IDEFICS3_SPECIALS, vocab_size=320 + len(IDEFICS3_SPECIALS), bos="<|im_start|>",
+                        eos="<end_of_utterance>", pad="<|endoftext|>", newline=True)
+    write_tokenizer_files(out, IDEFICS3_SPECIALS, IDEFICS3_TEMPLATE, "<|im_start|>", "<end_of_utterance>",
+                          "<|endoftext|>")
+    return spm.SentencePieceProcessor(model_file=os.fspath(out / "tokenizer.model"))
+
+
+def build_tiny_idefics3(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Idefics3ForConditionalGeneration (SmolVLM's family): 2-layer Llama text (hidden 192), 2-layer SigLIP
+    (hidden 128) at 512 px, 64 image tokens per tile. llama.cpp splits a large image into tiles plus a global view,
+    so its prompt has text *between* image chunks (what Gemma3 and Qwen2.5-VL prompts never have)."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration
+
+    out = Path(out_dir)
+    sp = idefics3_tokenizer(out)
+    torch.manual_seed(seed)
+    text = {"vocab_size": sp.get_piece_size(), "hidden_size": 192, "intermediate_size": 384, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+            "rope_theta": 100000.0, "model_type": "llama"}
+    config = Idefics3Config(text_config=text, vision_config={"hidden_size": 128, "intermediate_size": 256,
+                                                             "num_hidden_layers": 2, "num_attention_heads": 2,
+                                                             "image_size": 512, "patch_size": 16},
+                            scale_factor=4, image_token_id=sp.piece_to_id("<image>"), tie_word_embeddings=True)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.normal_(0, 0.04)
+    model.save_pretrained(out, safe_serialization=True)
+    write_idefics3_config(out)
+    return out
+
+
+def write_idefics3_config(out: Path) -> None:
+    """What llama.cpp's converter needs beside the weights: the text part's architecture, a preprocessor config."""
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["architectures"] = ["Idefics3ForConditionalGeneration"]
+    cfg["text_config"]["architectures"] = ["LlamaForCausalLM"]
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "Idefics3ImageProcessor", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "size": {"longest_edge": 512}, "max_image_size": {"longest_edge": 512}, "do_image_splitting": False}))

@@ -246,7 +246,7 @@ class LlamaSemantic:
                 if need > self.spec.n_ctx:
                     raise RuntimeUnavailableError(f"prompt needs {need} tokens > n_ctx {self.spec.n_ctx}; lower "
                                                   "semantic.image_max_side or raise n_ctx in the manifest")
-                new_n_past = lc.llama_pos(0)
+                new_n_past = lc.llama_pos(n_past)  # the helper adds a text chunk's tokens to it (sets it for images)
                 t = time.perf_counter()
                 rc = mtmd.mtmd_helper_eval_chunk_single(self.mctx, ctx, chunk, lc.llama_pos(n_past),
                                                         lc.llama_seq_id(0), self.spec.n_ctx,

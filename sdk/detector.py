@@ -25,10 +25,12 @@ import numpy as np
 
 from aligngemini_sdk.budget import LatencyTracker, PowerMode, check_budget_ms, plan_semantic
 from aligngemini_sdk.bundle import Bundle
+from aligngemini_sdk.decode_plan import BranchInputs, DecodePlan, decode_for_branches, whole
 from aligngemini_sdk.device import Device, device_key
 from aligngemini_sdk.errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
 from aligngemini_sdk.fusion import Fusion, label_for
-from aligngemini_sdk.image import Image, ImageLike, decode_bytes, load_image, read_image_file
+from aligngemini_sdk.image import ImageLike, load_image, read_image_file
+from aligngemini_sdk.manifest import InputSpec
 from aligngemini_sdk.options import DetectorOptions
 from aligngemini_sdk.provenance import Provenance, ProvenancePolicy, apply_policy, read_provenance
 from aligngemini_sdk.result import BranchResult, DetectionResult
@@ -64,6 +66,7 @@ class Detector:
         self.semantic: BranchRuntime | None = None
         self.semantic_error: str | None = None
         self._open_branches()
+        self.decode_plan = self._decode_plan()
         if self.pixel is None and self.semantic is None:
             raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
         self.provenance_policy: ProvenancePolicy = ProvenancePolicy.from_dict(m.fusion.provenance)
@@ -102,6 +105,16 @@ class Detector:
         elif m.semantic is not None:
             self.semantic_error = "not loaded (load_semantic=False)"
 
+    def _decode_plan(self) -> DecodePlan:
+        """What the loaded branches read of an image: a JPEG decodes only that when every branch reads a crop."""
+        m = self.bundle.manifest
+        specs: dict[str, InputSpec | None] = {}
+        if self.pixel is not None and m.pixel is not None:
+            specs["pixel"] = m.pixel.input
+        if self.semantic is not None and m.semantic is not None:
+            specs["semantic"] = m.semantic.input  # None: a VLM reads the whole image
+        return DecodePlan(specs)
+
     # -- keys for latency tracking -----------------------------------------------------------------
     @property
     def pixel_key(self) -> str:
@@ -133,13 +146,14 @@ class Detector:
         self._check_open()
         call = self._call(budget_ms, power)
         loaded = [self._load(im, color_order) for im in images]
-        pixels = self._run_pixel_batch([d.rgb for d, _ in loaded])
+        pixels = self._run_pixel_batch([d for d, _ in loaded])
         share = (time.perf_counter() - t0) * 1e3 / len(loaded)
         return [self._finish(d, px, call, share, prov) for (d, prov), px in zip(loaded, pixels)]
 
-    def _run_pixel_batch(self, rgbs: list[np.ndarray]) -> list[BranchResult]:
+    def _run_pixel_batch(self, imgs: list[BranchInputs]) -> list[BranchResult]:
         if self.pixel is None:
-            return [BranchResult("pixel", ran=False, skip_reason="unavailable") for _ in rgbs]
+            return [BranchResult("pixel", ran=False, skip_reason="unavailable") for _ in imgs]
+        rgbs = [d.for_branch("pixel") for d in imgs]
         t = time.perf_counter()
         probs = [float(p) for p in self.pixel.predict(rgbs)]
         ms = (time.perf_counter() - t) * 1e3 / len(rgbs)  # each image's share of the batch
@@ -168,7 +182,7 @@ class Detector:
             self._check_open()
             img = load_image(frame, color_order=color_order if isinstance(frame, np.ndarray) else None,
                              max_pixels=self.options.max_pixels, name=f"frame {idx}")
-            res = self._detect_decoded(img, t0, budget_ms, power)
+            res = self._detect_decoded(whole(img.rgb, img.name), t0, budget_ms, power)
             res.extra["frame"] = idx
             analysed += 1
             yield res
@@ -225,14 +239,16 @@ class Detector:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------------
-    def _load(self, image: ImageLike, color_order: str | None) -> tuple[Image, Provenance | None]:
-        """Decode an input; for a file or encoded bytes, first read its provenance from the bytes (no pixels)."""
-        if not (self.options.provenance and isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview))):
-            return load_image(image, color_order=color_order, max_pixels=self.options.max_pixels), None
+    def _load(self, image: ImageLike, color_order: str | None) -> tuple[BranchInputs, Provenance | None]:
+        """Decode an input for the branches. A file or encoded bytes: provenance first (from the bytes, no pixels),
+        then only what the branches read (:mod:`aligngemini_sdk.decode_plan`); anything else is already pixels."""
+        if not isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
+            img = load_image(image, color_order=color_order, max_pixels=self.options.max_pixels)
+            return whole(img.rgb, img.name, tuple(self.decode_plan.specs)), None
         label = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else "<bytes>"
         data = read_image_file(image, label) if isinstance(image, (str, os.PathLike)) else bytes(image)
-        prov = read_provenance(data, trust_anchors=self.options.trust_anchors)
-        return Image(decode_bytes(data, name=label, max_pixels=self.options.max_pixels), label), prov
+        prov = read_provenance(data, trust_anchors=self.options.trust_anchors) if self.options.provenance else None
+        return decode_for_branches(data, self.decode_plan, name=label, max_pixels=self.options.max_pixels), prov
 
     def _call(self, budget_ms: float | None, power: str | PowerMode | None) -> _Call:
         """This call's budget and power mode: the per-call overrides validated, else the options'."""
@@ -240,22 +256,23 @@ class Detector:
         return _Call(budget_ms=o.budget_ms if budget_ms is None else check_budget_ms(budget_ms),
                      power=o.power if power is None else PowerMode.parse(power))
 
-    def _run_pixel(self, rgb: np.ndarray) -> BranchResult:
+    def _run_pixel(self, img: BranchInputs) -> BranchResult:
         if self.pixel is None:
             return BranchResult("pixel", ran=False, skip_reason="unavailable")
+        rgb = img.for_branch("pixel")
         t = time.perf_counter()
         p = self.pixel.predict_one(rgb)
         ms = (time.perf_counter() - t) * 1e3
         self.latency.record(self.pixel_key, ms)
         return BranchResult("pixel", ran=True, probability=p, ms=ms, artifact=self.pixel.artifact)
 
-    def _detect_decoded(self, img: Image, t0: float, budget_ms: float | None, power: str | PowerMode | None,
-                        provenance: Provenance | None = None) -> DetectionResult:
+    def _detect_decoded(self, img: BranchInputs, t0: float, budget_ms: float | None,
+                        power: str | PowerMode | None, provenance: Provenance | None = None) -> DetectionResult:
         call = self._call(budget_ms, power)
-        pixel = self._run_pixel(img.rgb)
+        pixel = self._run_pixel(img)
         return self._finish(img, pixel, call, (time.perf_counter() - t0) * 1e3, provenance)
 
-    def _run_semantic(self, img: Image, pixel: BranchResult, call: _Call, elapsed_ms: float) -> BranchResult:
+    def _run_semantic(self, img: BranchInputs, pixel: BranchResult, call: _Call, elapsed_ms: float) -> BranchResult:
         """Ask the planner whether the VLM runs for this image; run it when it says so."""
         plan = plan_semantic(available=self.semantic is not None, power=call.power,
                              can_change=self.fusion.semantic_can_change(pixel.probability),
@@ -267,13 +284,13 @@ class Detector:
                                 artifact=self.semantic.artifact if self.semantic else "")
         if plan.run and self.semantic is not None:
             t = time.perf_counter()
-            semantic.probability = self.semantic.predict_one(img.rgb)
+            semantic.probability = self.semantic.predict_one(img.for_branch("semantic"))
             semantic.ms = (time.perf_counter() - t) * 1e3
             semantic.ran, semantic.skip_reason = True, None
             self.latency.record(self.semantic_key, semantic.ms)
         return semantic
 
-    def _finish(self, img: Image, pixel: BranchResult, call: _Call, elapsed_ms: float,
+    def _finish(self, img: BranchInputs, pixel: BranchResult, call: _Call, elapsed_ms: float,
                 provenance: Provenance | None) -> DetectionResult:
         """The semantic branch (if the planner runs it), fusion, provenance. ``elapsed_ms``: this image's time
         spent before (decoding, the pixel branch, or its share of a batch)."""
@@ -288,7 +305,7 @@ class Detector:
                                bundle_id=self.bundle.manifest.bundle_id, source=img.name,
                                over_budget=call.budget_ms is not None and total > call.budget_ms,
                                provenance=provenance, detector_is_fake=det_fake, detector_score=float(det_score),
-                               decided_by_provenance=why)
+                               decided_by_provenance=why, extra={"decode": img.decode})
 
 
 @dataclass(frozen=True)
@@ -297,7 +314,7 @@ class _Call:
     power: PowerMode
 
 
-def _check_outputs(img: Image, pixel: BranchResult, semantic: BranchResult) -> None:
+def _check_outputs(img: BranchInputs, pixel: BranchResult, semantic: BranchResult) -> None:
     if pixel.probability is None and semantic.probability is None:
         raise InputShapeError(img.name, "no branch produced a probability")
     for b in (pixel, semantic):

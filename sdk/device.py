@@ -104,6 +104,9 @@ def fingerprint() -> dict[str, Any]:
         "llama_cpp": None,
         "tensorrt": None,
     }
+    from aligngemini_sdk import jpeg
+
+    fp["jpeg_region_decode"] = jpeg.status().detail if jpeg.status().available else f"off: {jpeg.status().detail}"
     if available("llama_cpp"):
         try:
             import llama_cpp

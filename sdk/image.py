@@ -22,6 +22,7 @@ from typing import Any, Union
 import cv2
 import numpy as np
 
+from aligngemini_sdk import jpeg
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
 
 #: Default decompression-bomb guard: 180 megapixels (above any phone sensor, far below a bomb).
@@ -114,9 +115,12 @@ def read_image_file(path: str | os.PathLike[str], label: str, limit: int = DEFAU
     except OSError as exc:
         raise refuse(exc) from None
     with os.fdopen(fd, "rb") as fh:
-        _check_regular(os.fstat(fh.fileno()), label, limit)  # the path may have been swapped since stat()
-        try:
-            data = fh.read(limit + 1)
+        size = os.fstat(fh.fileno())
+        _check_regular(size, label, limit)  # the path may have been swapped since stat()
+        try:  # asking for the file's size + 1 (not the limit) spares a limit-sized buffer: 2 ms for 12 MP
+            data = fh.read(size.st_size + 1)
+            if len(data) > size.st_size:  # it grew while being read
+                data += fh.read(limit + 1 - len(data))
         except OSError as exc:
             raise refuse(exc) from None
     if len(data) > limit:
@@ -135,7 +139,27 @@ def _check_regular(st: os.stat_result, label: str, limit: int) -> None:
 
 def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an encoded image to RGB uint8 (H, W, 3). Only :data:`FORMATS` are decoded, and only after the
-    header's pixel count passed ``max_pixels``."""
+    header's pixel count passed ``max_pixels``. JPEGs take libjpeg-turbo's TurboJPEG path when it is available
+    and can promise OpenCV's exact bytes (:mod:`aligngemini_sdk.jpeg`); everything else, OpenCV."""
+    fmt = validate_encoded(data, name, max_pixels)
+    fast = jpeg.decode_full(data, max_pixels) if fmt == "jpeg" else None
+    if fast is not None:
+        return fast
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as exc:
+        raise ImageDecodeError(name, f"decoder error: {str(exc).strip().splitlines()[-1]}") from None
+    if img is None or img.size == 0:
+        raise ImageDecodeError(name, "cannot decode (corrupt or truncated data)")
+    if img.shape[0] * img.shape[1] > max_pixels:  # a header that understated its size
+        raise ImageTooLargeError(name, f"{img.shape[1]}x{img.shape[0]} exceeds the limit of {max_pixels} pixels")
+    return _to_uint8(img, name)
+
+
+def validate_encoded(data: bytes, name: str, max_pixels: int) -> str:
+    """The checks that run before any pixel is decoded: a known format, a header size within ``max_pixels``
+    (the decompression-bomb guard), a complete JPEG. Returns the format."""
     if len(data) == 0:
         raise ImageDecodeError(name, "empty (zero bytes)")
     fmt = sniff_format(data)
@@ -152,16 +176,7 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
                                        "(decompression-bomb guard; raise max_pixels to allow it)")
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
         raise ImageDecodeError(name, "truncated JPEG (no end-of-image marker after the scan data)")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    try:
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH)
-    except cv2.error as exc:
-        raise ImageDecodeError(name, f"decoder error: {str(exc).strip().splitlines()[-1]}") from None
-    if img is None or img.size == 0:
-        raise ImageDecodeError(name, "cannot decode (corrupt or truncated data)")
-    if img.shape[0] * img.shape[1] > max_pixels:  # a header that understated its size
-        raise ImageTooLargeError(name, f"{img.shape[1]}x{img.shape[0]} exceeds the limit of {max_pixels} pixels")
-    return _to_uint8(img, name)
+    return fmt
 
 
 def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
@@ -333,9 +348,11 @@ _DIMS = {"jpeg": _jpeg_dims, "webp": lambda d: _webp_dims(d), "tiff": _tiff_dims
 
 
 def _jpeg_complete(data: bytes) -> bool:
-    """A JPEG is complete when an end-of-image marker follows the last start-of-scan."""
-    sos = data.rfind(b"\xff\xda")
-    return sos >= 0 and data.find(b"\xff\xd9", sos) >= 0
+    """A JPEG is complete when an end-of-image marker follows the last start-of-scan: equivalently, it has a
+    start-of-scan, an end-of-image, and no start-of-scan after its last end-of-image. Searched from the ends (a
+    backward search for the last start-of-scan would cross all the entropy-coded data: 2.6 ms for a 12 MP photo)."""
+    eoi = data.rfind(b"\xff\xd9")
+    return eoi >= 0 and data.find(b"\xff\xda") >= 0 and data.find(b"\xff\xda", eoi) < 0
 
 
 def _webp_dims(data: bytes) -> tuple[int, int] | None:

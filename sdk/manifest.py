@@ -49,6 +49,7 @@ BRANCHES = ("pixel", "semantic")
 RUNTIMES = ("onnxruntime", "tensorrt", "llama.cpp")
 CROP_POLICIES = ("center", "none")
 RESIZE_POLICIES = ("none", "shorter", "exact")
+JPEG_DOWNSCALE = ("none", "dct")
 FUSION_RULES = ("or", "and", "mean", "logistic", "pixel_only")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -68,6 +69,8 @@ FEATURES: dict[str, str] = {
     "semantic-onnx": "the semantic branch is an ONNX image classifier (semantic.input), not a VLM",
     "operating-points": "the bundle's verdicts use a named operating point's thresholds "
                         "(fusion.default_operating_point), not the branch thresholds",
+    "jpeg-dct-downscale": "a branch takes JPEGs decoded at a reduced DCT scale before its resize "
+                          "(input.jpeg_downscale = dct)",
 }
 
 
@@ -111,6 +114,10 @@ class InputSpec:
     layout: str = "NCHW"
     scale: float = 255.0
     max_side: int = 1024
+    #: "dct": a JPEG is decoded at the largest 1/2, 1/4 or 1/8 scale (libjpeg's scaled inverse DCT) that keeps both
+    #: sides at least the resize target, then resized as ``resize`` says; other formats, or "none", decode in full.
+    #: Only with ``resize`` "exact" or "shorter" (a branch that resamples anyway).
+    jpeg_downscale: str = "none"
 
     @property
     def fixed_size(self) -> bool:
@@ -224,6 +231,9 @@ class Manifest:
             branches["pixel"] = asdict(self.pixel)
         if self.semantic is not None:
             branches["semantic"] = asdict(self.semantic)
+        for b in branches.values():  # a default that older readers would not know stays out of the file
+            if isinstance(b.get("input"), dict) and b["input"].get("jpeg_downscale") == "none":
+                del b["input"]["jpeg_downscale"]
         requires = required_features(self)
         return {
             "schema_version": self.schema_version,
@@ -285,7 +295,13 @@ def required_features(manifest: Manifest) -> list[str]:
         used.add("semantic-onnx")
     if manifest.fusion.default_operating_point is not None:
         used.add("operating-points")
+    if any(inp.jpeg_downscale != "none" for inp in _inputs(manifest)):
+        used.add("jpeg-dct-downscale")
     return sorted(used)
+
+
+def _inputs(manifest: Manifest) -> list[InputSpec]:
+    return [spec.input for spec in (manifest.pixel, manifest.semantic) if spec is not None and spec.input is not None]
 
 
 def _require(cond: bool, message: str) -> None:
@@ -354,9 +370,13 @@ def _parse_input(raw: dict[str, Any]) -> InputSpec:
         layout=str(raw.get("layout", "NCHW")).upper(),
         scale=float(raw.get("scale", 255.0)),
         max_side=int(raw.get("max_side", 1024)),
+        jpeg_downscale=str(raw.get("jpeg_downscale", "none")),
     )
     _require(spec.crop in CROP_POLICIES, f"input.crop must be one of {CROP_POLICIES}")
     _require(spec.resize in RESIZE_POLICIES, f"input.resize must be one of {RESIZE_POLICIES}")
+    _require(spec.jpeg_downscale in JPEG_DOWNSCALE, f"input.jpeg_downscale must be one of {JPEG_DOWNSCALE}")
+    _require(spec.jpeg_downscale == "none" or (spec.resize != "none" and spec.fixed_size),
+             "input.jpeg_downscale 'dct' needs a resize policy ('exact' or 'shorter') and a fixed input size")
     _require(spec.color_order in ("RGB", "BGR"), "input.color_order must be RGB or BGR")
     _require(spec.layout in ("NCHW", "NHWC"), "input.layout must be NCHW or NHWC")
     _require(len(spec.mean) == 3 and len(spec.std) == 3 and all(s > 0 for s in spec.std),

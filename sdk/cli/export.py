@@ -13,7 +13,7 @@ from aligngemini_sdk.cli.common import comma_list
 from aligngemini_sdk.cli.exit_codes import EXIT_GATE, EXIT_OK
 from aligngemini_sdk.errors import GateFailedError
 from aligngemini_sdk.export.archs import arch_names, get_arch
-from aligngemini_sdk.manifest import CROP_POLICIES, RESIZE_POLICIES
+from aligngemini_sdk.manifest import CROP_POLICIES, JPEG_DOWNSCALE, RESIZE_POLICIES
 
 R = TypeVar("R")
 
@@ -21,6 +21,12 @@ R = TypeVar("R")
 def register(sub: Any) -> None:
     e = sub.add_parser("export", help="export models into bundles (needs aligngemini-sdk[export])")
     esub = e.add_subparsers(dest="what", required=True)
+    _register_pixel(esub)
+    _register_calibrate_and_harden(esub)
+    _register_vlm(esub)
+
+
+def _register_pixel(esub: Any) -> None:
     ep = esub.add_parser("pixel", help="pixel expert -> ONNX FP32/FP16/INT8 (+TensorRT) with accuracy gate")
     ep.add_argument("--arch", required=True, choices=arch_names(),
                     help="; ".join(f"{n}: {get_arch(n).help}" for n in arch_names()))
@@ -55,6 +61,10 @@ def register(sub: Any) -> None:
     ep.add_argument("--max-calib", type=int, default=352)
     ep.add_argument("--input-size", type=int, default=None)
     ep.add_argument("--crop", default=None, choices=list(CROP_POLICIES))
+    ep.add_argument("--jpeg-downscale", default="none", choices=list(JPEG_DOWNSCALE),
+                    help="dct: a resizing branch takes JPEGs decoded at the largest 1/2, 1/4 or 1/8 DCT scale that "
+                         "keeps its input size (4-8x less decoding for camera photos; declared in the manifest, "
+                         "the gate measures it)")
     ep.add_argument("--resize", default=None, choices=list(RESIZE_POLICIES),
                     help="exact: the whole image resized to --input-size (a semantic classifier's view); shorter: the "
                          "shorter side, then the crop; none (pixel experts): never resample")
@@ -64,6 +74,8 @@ def register(sub: Any) -> None:
     ep.add_argument("--model-card")
     ep.set_defaults(func=cmd_export_pixel)
 
+
+def _register_calibrate_and_harden(esub: Any) -> None:
     ec = esub.add_parser("calibrate", help="learn a logistic fusion of the two branches and choose operating points "
                                            "(thresholds for target real-photo false-positive rates) on labelled "
                                            "data; rewrites the manifest's fusion section only")
@@ -84,6 +96,9 @@ def register(sub: Any) -> None:
     eh.add_argument("--images", required=True, help="real images (DIR or CSV) to check the re-encoding against")
     eh.add_argument("--max-images", type=int, default=150)
     eh.set_defaults(func=cmd_export_harden)
+
+
+def _register_vlm(esub: Any) -> None:
     v = esub.add_parser("vlm", help="VLM -> GGUF (quantized) + mmproj via llama.cpp, with parity gate")
     v.add_argument("--hf", required=True, help="transformers model directory")
     v.add_argument("--lora", help="peft LoRA adapter directory to merge first")
@@ -106,6 +121,10 @@ def cmd_export_pixel(args: argparse.Namespace) -> int:
     if args.input_size:
         spec = InputSpec(**{**spec.__dict__, "height": args.input_size, "width": args.input_size,
                             "crop": args.crop or "center", "resize": args.resize or spec.resize})
+    if args.jpeg_downscale != "none":
+        if spec.resize == "none":
+            raise SystemExit("--jpeg-downscale dct needs a branch that resizes (--resize exact or shorter)")
+        spec = InputSpec(**{**spec.__dict__, "jpeg_downscale": args.jpeg_downscale})
     cfg = PixelExportConfig(
         arch=args.arch, weights=args.weights, out=Path(args.out), input=spec, branch=args.branch,
         precisions=tuple(args.precisions.split(",")), calib=args.calib, val=args.val, holdout=args.holdout,

@@ -119,3 +119,30 @@ def test_bench_measures_the_onnx_semantic_branch_against_its_gate(onnx_two_branc
     rows = {r.key: r for r in rep.artifacts}
     assert rows["semantic/fp32"].status == "✅" and rows["semantic/fp32"].status_reason == "gate passed"
     assert rows["semantic/fp32"].runtime == "onnxruntime" and rows["semantic/fp32"].latency_ms is not None
+
+
+def test_a_resizing_branch_can_declare_the_jpeg_dct_reduction(ladeda_bundle, collection, tmp_path):
+    """Exported with ``jpeg_downscale="dct"``, the whole-image branch is gated on, and at run time reads, the JPEG
+    decoded at a reduced DCT scale: what OpenCV's IMREAD_REDUCED_* gives, then its resize."""
+    import cv2
+
+    from aligngemini_sdk.decode_plan import reduction
+
+    out = tmp_path / "bundle"
+    shutil.copytree(ladeda_bundle, out)
+    torch.manual_seed(0)
+    dct = InputSpec(**{**WHOLE_IMAGE.__dict__, "jpeg_downscale": "dct"})
+    export_pixel(PixelExportConfig(arch="module", module=GlobalLook(), out=out, branch="semantic", input=dct,
+                                   precisions=("fp32",), val=str(collection), gate=GateThresholds()))
+    m = Bundle.open(out).manifest
+    assert m.semantic.input.jpeg_downscale == "dct" and "jpeg-dct-downscale" in m.to_dict()["requires"]
+    photo = fake_images(1)[0]  # a large Stable Diffusion JPEG
+    h, w = cv2.imread(str(photo)).shape[:2]
+    denom = reduction(dct, w, h)
+    assert denom > 1
+    with Detector(out, DetectorOptions(device="cpu")) as det:
+        r = det.detect(photo)
+        assert r.extra["decode"].startswith(f"dct 1/{denom}")
+        flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[denom]
+        reduced = cv2.imread(str(photo), flag)[:, :, ::-1]
+        assert r.semantic.probability == det.semantic.predict_one(np.ascontiguousarray(reduced))

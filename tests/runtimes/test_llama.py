@@ -37,3 +37,33 @@ def test_restricted_softmax():
     assert p == pytest.approx((e[0] + e[1]) / e.sum())
     big = np.full(10, 1e4)
     assert restricted_softmax_fake(big, [0], [1]) == pytest.approx(0.5)  # stable with large logits
+
+
+@pytest.mark.gguf
+@pytest.mark.slow
+def test_a_prompt_with_text_between_image_chunks_runs(tmp_path):
+    """llama.cpp cuts a large image into tiles and a global view for Idefics3/SmolVLM, with text between the image
+    chunks: each chunk must start where the previous one ended (a regression: positions restarted after text)."""
+    from aligngemini_sdk.export.tiny import build_tiny_idefics3
+    from aligngemini_sdk.export.vlm import build_prompt, converter_dir, run_converter
+    from aligngemini_sdk.manifest import SemanticBranchSpec
+    from aligngemini_sdk.runtimes.llama import LlamaSemantic
+
+    hf = build_tiny_idefics3(tmp_path / "hf")
+    conv = converter_dir()
+    run_converter(conv, hf, tmp_path / "text.gguf", "f16")
+    run_converter(conv, hf, tmp_path / "mmproj.gguf", "f16", mmproj=True)
+    spec = SemanticBranchSpec(artifacts={}, default_artifact="f16", labels={"fake": ["fake"], "real": ["real"]},
+                              prompt={"text": build_prompt(hf, "Is this image real or AI-generated? real or fake.")},
+                              n_ctx=1024, image_max_side=448)
+    rt = LlamaSemantic(tmp_path / "text.gguf", tmp_path / "mmproj.gguf", spec, threads=1)
+    try:
+        rng = np.random.default_rng(0)
+        img = rng.integers(0, 256, size=(448, 336, 3), dtype=np.uint8)
+        kinds = [kind for kind, _ in rt.prompt_layout(rt.fit(img))]
+        assert kinds.count("image") >= 2 and "text" in kinds[kinds.index("image"):][1:-1]  # text between images
+        p1, p2 = rt.predict_one(img), rt.predict_one(img)  # the second call reuses the cached text prefix
+        assert 0.0 < p1 < 1.0 and p1 == pytest.approx(p2, abs=1e-6)
+        assert rt.last_timing["prefix_reused"] == 1.0
+    finally:
+        rt.close()
