@@ -7,12 +7,11 @@ For each architecture (Qwen2.5-VL-3B, Qwen2.5-VL-7B, Gemma3-4B, SmolVLM-256M; wi
 sizes of the published configs), three truncated random-weight models are built locally (no hub), converted by
 llama.cpp's own converter (text Q4_K_M, projector f16, as ``aligngemini export vlm`` ships them) and run through the
 SDK's llama.cpp runtime on a real photo, as ``detect()`` runs them: ``A`` = (t1 text layers, v1 vision layers),
-``B`` = (t1, v2), ``C`` = (t2, v1). The runtime splits each call into *image* (vision encoder + the LLM's prefill of
-the image tokens) and *prompt* (the text after the image). Per layer, linear in depth:
+``B`` = (t1, v2), ``C`` = (t2, v1). The runtime splits each call into the *vision tower* (``mtmd_encode_chunk``),
+the *LLM over the image tokens* and the *LLM over the question* after the image. Linear in depth:
 
-    vision/layer = (image_B - image_A) / (v2 - v1)      text/layer (image tokens) = (image_C - image_A) / (t2 - t1)
-    full image   = image_A + vision/layer * (V - v1) + text/layer * (T - t1)
-    full prompt  = prompt_A + (prompt_C - prompt_A) / (t2 - t1) * (T - t1)
+    vision  = vision_A  + (vision_B - vision_A)   / (v2 - v1) * (V - v1)
+    prefill = prefill_A + (prefill_C - prefill_A) / (t2 - t1) * (T - t1)      (the same for the question)
 
 Threads are swept (``--threads``). Output ``<cpu>.json`` / ``.md`` / ``.png`` and ``<cpu>.profile.json``: the
 extrapolated p50/p90 per thread count in the manifest's ``device_profiles`` format (this machine's device keys,
@@ -86,8 +85,9 @@ class Measured:
     text_layers: int
     vision_layers: int
     threads: int
-    image_ms: float
-    prompt_ms: float
+    vision_ms: float     # the vision tower (mtmd_encode_chunk)
+    prefill_ms: float    # the LLM over the image tokens
+    prompt_ms: float     # the LLM over the text after the image
     total_ms: float
     image_tokens: int
 
@@ -213,7 +213,7 @@ def convert(hf: Path, work: Path) -> tuple[Path, Path]:
     return q4, mmproj
 
 
-def measure(hf: Path, q4: Path, mmproj: Path, threads: int, runs: int, rgb: np.ndarray) -> tuple[float, float, float, int]:
+def measure(hf: Path, q4: Path, mmproj: Path, threads: int, runs: int, rgb: np.ndarray) -> dict[str, float]:
     from aligngemini_sdk.export.vlm import build_prompt
     from aligngemini_sdk.manifest import SemanticBranchSpec
     from aligngemini_sdk.runtimes.llama import LlamaSemantic
@@ -230,22 +230,25 @@ def measure(hf: Path, q4: Path, mmproj: Path, threads: int, runs: int, rgb: np.n
             timings.append(dict(rt.last_timing))
     finally:
         rt.close()
-    med = {k: statistics.median(t[k] for t in timings) for k in ("image_ms", "prompt_ms", "total_ms")}
-    return med["image_ms"], med["prompt_ms"], med["total_ms"], tokens
+    med = {k: statistics.median(t[k] for t in timings) for k in ("vision_ms", "image_ms", "prompt_ms", "total_ms")}
+    return {"vision_ms": med["vision_ms"], "prefill_ms": med["image_ms"] - med["vision_ms"],
+            "prompt_ms": med["prompt_ms"], "total_ms": med["total_ms"], "image_tokens": float(tokens)}
 
 
 def extrapolate(shape: Shape, rows: list[Measured], threads: int) -> dict[str, float]:
     (t1, t2), (v1, v2) = shape.text_depths, shape.vision_depths
     by = {(m.text_layers, m.vision_layers): m for m in rows if m.threads == threads}
     a, b, c = by[(t1, v1)], by[(t1, v2)], by[(t2, v1)]
-    vision = (b.image_ms - a.image_ms) / (v2 - v1)
-    text_img = (c.image_ms - a.image_ms) / (t2 - t1)
-    text_prompt = (c.prompt_ms - a.prompt_ms) / (t2 - t1)
-    image = a.image_ms + vision * (shape.vision_layers - v1) + text_img * (shape.text_layers - t1)
-    prompt = a.prompt_ms + text_prompt * (shape.text_layers - t1)
-    return {"image_ms": image, "prompt_ms": prompt, "total_ms": image + prompt, "vision_ms_per_layer": vision,
-            "text_ms_per_layer_image_tokens": text_img, "text_ms_per_layer_prompt": text_prompt,
-            "vision_share": vision * shape.vision_layers / (image + prompt)}
+    per_vision = (b.vision_ms - a.vision_ms) / (v2 - v1)
+    per_prefill = (c.prefill_ms - a.prefill_ms) / (t2 - t1)
+    per_prompt = (c.prompt_ms - a.prompt_ms) / (t2 - t1)
+    vision = a.vision_ms + per_vision * (shape.vision_layers - v1)
+    prefill = a.prefill_ms + per_prefill * (shape.text_layers - t1)
+    prompt = a.prompt_ms + per_prompt * (shape.text_layers - t1)
+    total = vision + prefill + prompt
+    return {"vision_ms": vision, "prefill_ms": prefill, "prompt_ms": prompt, "total_ms": total,
+            "vision_ms_per_layer": per_vision, "prefill_ms_per_text_layer": per_prefill,
+            "prompt_ms_per_text_layer": per_prompt, "vision_share": vision / total}
 
 
 def run_arch(key: str, threads: list[int], runs: int, rgb: np.ndarray) -> ArchResult:
@@ -260,10 +263,12 @@ def run_arch(key: str, threads: list[int], runs: int, rgb: np.ndarray) -> ArchRe
             q4, mmproj = convert(hf, Path(tmp))
             sizes[t] = q4.stat().st_size / 1e6
             for n in threads:
-                image, prompt, total, tokens = measure(hf, q4, mmproj, n, runs, rgb)
-                res.measured.append(Measured(t, v, n, image, prompt, total, tokens))
-                print(f"[vlm_shapes]   {n} thread(s): image {image:.0f} ms, prompt {prompt:.0f} ms "
-                      f"({tokens} image tokens)", flush=True)
+                m = measure(hf, q4, mmproj, n, runs, rgb)
+                res.measured.append(Measured(t, v, n, m["vision_ms"], m["prefill_ms"], m["prompt_ms"], m["total_ms"],
+                                             int(m["image_tokens"])))
+                print(f"[vlm_shapes]   {n} thread(s): vision {m['vision_ms']:.0f} ms, image prefill "
+                      f"{m['prefill_ms']:.0f} ms, prompt {m['prompt_ms']:.0f} ms ({m['image_tokens']:.0f} image "
+                      "tokens)", flush=True)
     res.text_gguf_mb_per_layer = (sizes[t2] - sizes[t1]) / (t2 - t1)
     res.extrapolated = {n: extrapolate(shape, res.measured, n) for n in threads}
     return res
@@ -275,21 +280,21 @@ def to_markdown(cpu: str, features: list[str], results: list[ArchResult], runs: 
              f"CPU features: {' '.join(features)}. Text Q4_K_M, projector f16, through the SDK's llama.cpp runtime; "
              f"medians of {runs} runs after a warm-up; {time.strftime('%Y-%m-%d')}.", "",
              "## Extrapolated to the full depth (seconds per image)", "",
-             "| model | layers text/vision | image tokens | threads | image encoding + image prefill s | "
-             "prompt s | total s | vision share |", "|---|---|---|---|---|---|---|---|"]
+             "| model | layers text/vision | image tokens | threads | vision tower s | LLM over image tokens s | "
+             "LLM over the question s | total s | vision share |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         tokens = r.measured[0].image_tokens if r.measured else 0
         for n, e in sorted(r.extrapolated.items()):
             lines.append(f"| {r.name} | {r.text_layers}/{r.vision_layers} | {tokens} | {n} | "
-                         f"{e['image_ms'] / 1e3:.1f} | {e['prompt_ms'] / 1e3:.2f} | {e['total_ms'] / 1e3:.1f} | "
-                         f"{100 * e['vision_share']:.0f} % |")
+                         f"{e['vision_ms'] / 1e3:.1f} | {e['prefill_ms'] / 1e3:.1f} | {e['prompt_ms'] / 1e3:.2f} | "
+                         f"{e['total_ms'] / 1e3:.1f} | {100 * e['vision_share']:.0f} % |")
     lines += ["", "## Measured (truncated models, ms)", "",
-              "| model | text layers | vision layers | threads | image ms | prompt ms | total ms |",
-              "|---|---|---|---|---|---|---|"]
+              "| model | text layers | vision layers | threads | vision ms | image prefill ms | prompt ms | total ms |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         for m in r.measured:
-            lines.append(f"| {r.name} | {m.text_layers} | {m.vision_layers} | {m.threads} | {m.image_ms:.0f} | "
-                         f"{m.prompt_ms:.0f} | {m.total_ms:.0f} |")
+            lines.append(f"| {r.name} | {m.text_layers} | {m.vision_layers} | {m.threads} | {m.vision_ms:.0f} | "
+                         f"{m.prefill_ms:.0f} | {m.prompt_ms:.0f} | {m.total_ms:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -308,15 +313,17 @@ def plot(cpu: str, results: list[ArchResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels, image, prompt = [], [], []
+    labels, vision, prefill, prompt = [], [], [], []
     for r in results:
         for n, e in sorted(r.extrapolated.items()):
             labels.append(f"{r.name}\n{n} thread{'s' if n > 1 else ''}")
-            image.append(e["image_ms"] / 1e3)
+            vision.append(e["vision_ms"] / 1e3)
+            prefill.append(e["prefill_ms"] / 1e3)
             prompt.append(e["prompt_ms"] / 1e3)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4.5))
-    ax.bar(labels, image, label="image encoding + image-token prefill")
-    ax.bar(labels, prompt, bottom=image, label="prompt after the image")
+    ax.bar(labels, vision, label="vision tower")
+    ax.bar(labels, prefill, bottom=vision, label="LLM over the image tokens")
+    ax.bar(labels, prompt, bottom=[v + p for v, p in zip(vision, prefill)], label="LLM over the question")
     ax.axhline(1.5, color="red", ls="--", lw=1, label="power='balanced' cap (1.5 s p90)")
     ax.set_ylabel("seconds per image (extrapolated)")
     ax.set_yscale("log")
@@ -327,11 +334,26 @@ def plot(cpu: str, results: list[ArchResult], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def reused(path: Path, measuring: set[str]) -> dict[str, ArchResult]:
+    """Results of an earlier run on this CPU for the architectures not measured now (``--reuse``)."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for raw in json.loads(path.read_text())["results"]:
+        if raw["key"] not in measuring:
+            r = ArchResult(**{**raw, "measured": [Measured(**m) for m in raw["measured"]],
+                              "extrapolated": {int(k): v for k, v in raw["extrapolated"].items()}})
+            out[r.key] = r
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default=",".join(SHAPES))
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--reuse", action="store_true", help="keep the other architectures' results from the last run "
+                                                         "on this CPU (re-measure only --arch)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "vlm_shapes"))
     args = ap.parse_args()
     from aligngemini_sdk.device import cpu_info
@@ -340,11 +362,13 @@ def main() -> int:
     rgb = cv2.imread(str(sorted(PHOTO.glob("*.png"))[0]), cv2.IMREAD_COLOR_RGB)
     assert rgb is not None, f"no photo under {PHOTO}"
     threads = [int(x) for x in args.threads.split(",")]
-    results = [run_arch(k, threads, args.runs, rgb) for k in args.arch.split(",")]
     name = str(cpu.get("model", "?"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:60]
+    measured = {k: run_arch(k, threads, args.runs, rgb) for k in args.arch.split(",")}
+    kept = reused(out / f"{stem}.json", set(measured)) if args.reuse else {}
+    results = [r for k in SHAPES if (r := measured.get(k) or kept.get(k)) is not None]
     (out / f"{stem}.json").write_text(json.dumps({"cpu": name, "features": cpu.get("features", []),
                                                   "runs": args.runs, "results": [asdict(r) for r in results]},
                                                  indent=2))

@@ -108,6 +108,11 @@ def restricted_softmax_fake(logits: np.ndarray, fake_ids: Sequence[int], real_id
     return float(ef / (ef + er))
 
 
+def _null_callback(mtmd: Any) -> Any:
+    """A NULL post-decode callback for mtmd_helper_decode_image_chunk (ctypes refuses None for it)."""
+    return mtmd.mtmd_helper_decode_image_chunk.argtypes[8](0)
+
+
 class LlamaSemantic:
     """The semantic branch: loads the model once, answers P(fake) per image."""
 
@@ -215,7 +220,7 @@ class LlamaSemantic:
         if not bitmap:
             raise RuntimeUnavailableError("mtmd could not create a bitmap")
         chunks = mtmd.mtmd_input_chunks_init()
-        timing = {"image_ms": 0.0, "prompt_ms": 0.0, "prefix_reused": 0.0}
+        timing = {"image_ms": 0.0, "vision_ms": 0.0, "prompt_ms": 0.0, "prefix_reused": 0.0}
         try:
             itext = mtmd.mtmd_input_text()
             raw = self.prompt_text.encode()
@@ -246,15 +251,9 @@ class LlamaSemantic:
                 if need > self.spec.n_ctx:
                     raise RuntimeUnavailableError(f"prompt needs {need} tokens > n_ctx {self.spec.n_ctx}; lower "
                                                   "semantic.image_max_side or raise n_ctx in the manifest")
-                new_n_past = lc.llama_pos(n_past)  # the helper adds a text chunk's tokens to it (sets it for images)
                 t = time.perf_counter()
-                rc = mtmd.mtmd_helper_eval_chunk_single(self.mctx, ctx, chunk, lc.llama_pos(n_past),
-                                                        lc.llama_seq_id(0), self.spec.n_ctx,
-                                                        i == n_chunks - 1, ctypes.byref(new_n_past))
-                if rc != 0:
-                    raise RuntimeUnavailableError(f"llama.cpp failed to evaluate prompt chunk {i} (code {rc})")
+                n_past = self._eval_chunk(ctx, chunk, i, n_past, is_text, i == n_chunks - 1, timing)
                 timing["prompt_ms" if is_text else "image_ms"] += (time.perf_counter() - t) * 1e3
-                n_past = new_n_past.value
                 if i == 0 and is_text:
                     n_tok = ctypes.c_size_t()
                     ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tok))
@@ -272,6 +271,28 @@ class LlamaSemantic:
         timing["total_ms"] = (time.perf_counter() - t0) * 1e3
         self.last_timing = timing
         return p
+
+    def _eval_chunk(self, ctx: Any, chunk: Any, i: int, n_past: int, is_text: bool, last: bool,
+                    timing: dict[str, float]) -> int:
+        """Evaluate one prompt chunk at position ``n_past``; returns the next position. An image chunk is encoded
+        (the vision tower: ``timing["vision_ms"]``) and its embeddings decoded by the LLM, as llama.cpp's own helper
+        does, split so the two costs can be told apart."""
+        mtmd, lc = self._mtmd, self._lc
+        new_n_past = lc.llama_pos(n_past)  # the helpers add a text chunk's tokens to it (and set it for images)
+        if is_text:
+            rc = mtmd.mtmd_helper_eval_chunk_single(self.mctx, ctx, chunk, lc.llama_pos(n_past), lc.llama_seq_id(0),
+                                                    self.spec.n_ctx, last, ctypes.byref(new_n_past))
+        else:
+            t = time.perf_counter()
+            rc = mtmd.mtmd_encode_chunk(self.mctx, chunk)
+            timing["vision_ms"] = timing.get("vision_ms", 0.0) + (time.perf_counter() - t) * 1e3
+            if rc == 0:
+                rc = mtmd.mtmd_helper_decode_image_chunk(self.mctx, ctx, chunk, mtmd.mtmd_get_output_embd(self.mctx),
+                                                         lc.llama_pos(n_past), lc.llama_seq_id(0), self.spec.n_ctx,
+                                                         ctypes.byref(new_n_past), _null_callback(mtmd), None)
+        if rc != 0:
+            raise RuntimeUnavailableError(f"llama.cpp failed to evaluate prompt chunk {i} (code {rc})")
+        return int(new_n_past.value)
 
     def predict(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray([self.probability(img) for img in images], dtype=np.float64)

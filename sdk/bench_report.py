@@ -179,7 +179,9 @@ def to_markdown(rep: BenchReport) -> str:
     for r in rep.artifacts:
         if r.semantic_split_ms:
             sp = r.semantic_split_ms
-            lines += ["", f"Semantic latency split ({r.artifact}): image encoding {sp.get('image_ms', 0):.1f} ms, "
+            vision = (f" (vision tower {sp['vision_ms']:.1f} ms, LLM over the image tokens "
+                      f"{sp.get('image_ms', 0) - sp['vision_ms']:.1f} ms)" if "vision_ms" in sp else "")
+            lines += ["", f"Semantic latency split ({r.artifact}): image {sp.get('image_ms', 0):.1f} ms{vision}, "
                           f"prompt evaluation {sp.get('prompt_ms', 0):.1f} ms, total {sp.get('total_ms', 0):.1f} ms "
                           f"(text prefix reused from cache: {'yes' if sp.get('prefix_reused') else 'no'})"]
     if rep.pipeline is not None:

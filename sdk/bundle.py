@@ -9,6 +9,7 @@ own hash, so a shipped ``.tar`` is unpacked once per device, not per process.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tarfile
@@ -16,6 +17,7 @@ import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
 from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
@@ -304,4 +306,24 @@ def write_device_profile(root: str | os.PathLike[str], device_key: str, stats: d
     profiles[device_key] = {**profiles.get(device_key, {}), **stats}
     manifest = replace(manifest, device_profiles=profiles)
     write_manifest(root, manifest)
+    return manifest
+
+
+def import_estimated_profile(root: str | os.PathLike[str], profiles: dict[str, Any], model: str,
+                             artifact: str | None = None) -> Manifest:
+    """Merge a model's *estimated* latencies into a bundle directory's manifest: ``profiles`` as
+    ``benchmarks/vlm_shapes.py`` writes them (``{model: {device_key: {"semantic/<artifact>": stat}}}``), so the
+    planner predicts a real VLM's cost on those devices before it has measured it (``n`` = 0 marks an estimate).
+    ``artifact`` renames the semantic artifact to the bundle's own (default: as written)."""
+    if model not in profiles:
+        raise ValueError(f"no profile for {model!r} (has: {', '.join(sorted(profiles)) or 'none'})")
+    manifest = read_manifest(Path(root))
+    for dev, stats in profiles[model].items():
+        parsed: dict[str, LatencyStat] = {}
+        for key, raw in stats.items():
+            stat = LatencyStat(float(raw["p50_ms"]), float(raw["p90_ms"]), int(raw.get("n", 0)))
+            if not (math.isfinite(stat.p90_ms) and 0 < stat.p50_ms <= stat.p90_ms):
+                raise ValueError(f"{model} {dev} {key}: p50/p90 must be finite, > 0 and p50 <= p90, got {raw}")
+            parsed[f"semantic/{artifact}" if artifact and key.startswith("semantic/") else key] = stat
+        manifest = write_device_profile(root, dev, parsed)
     return manifest

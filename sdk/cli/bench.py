@@ -31,6 +31,12 @@ def register(sub: Any) -> None:
     p.add_argument("--budget-ms", default="", help="comma list of budgets to sweep, e.g. 20,100,1000")
     add_power(p)
     p.add_argument("--write-profile", action="store_true", help="store measured p50/p90 in the bundle manifest")
+    p.add_argument("--profile-from", metavar="FILE",
+                   help="instead of measuring: store the estimated VLM latencies of --profile-model from FILE (a "
+                        "<cpu>.profile.json of benchmarks/vlm_shapes.py) in the bundle's device profiles")
+    p.add_argument("--profile-model", help="with --profile-from: which model's estimate (e.g. qwen2.5-vl-7b)")
+    p.add_argument("--profile-artifact", help="with --profile-from: the bundle's semantic artifact name (default: "
+                                              "as in FILE, q4_k_m)")
     p.add_argument("--out", help="write bench.json, bench.md, latency.png, accuracy_vs_latency.png here")
     p.set_defaults(func=cmd_bench)
 
@@ -43,6 +49,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         a, b = (BenchReport.from_dict(json.loads(Path(p).read_text())) for p in args.reports)
         print(compare(a, b))
         return EXIT_OK
+    if args.profile_from:
+        return _import_profile(args)
     from aligngemini_sdk.detector import default_bundle_path
 
     budgets: list[float | None] = [None] + [float(x) for x in args.budget_ms.split(",") if x] if args.budget_ms else [None]
@@ -53,4 +61,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(to_markdown(rep))
     if args.out:
         print(f"wrote {args.out}/bench.json, bench.md and plots", file=sys.stderr)
+    return EXIT_OK
+
+
+def _import_profile(args: argparse.Namespace) -> int:
+    from aligngemini_sdk.bundle import import_estimated_profile
+
+    if not args.bundle or not args.profile_model:
+        print("usage: aligngemini bench BUNDLE_DIR --profile-from FILE --profile-model MODEL", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        profiles = json.loads(Path(args.profile_from).read_text())
+        m = import_estimated_profile(args.bundle, profiles, args.profile_model, args.profile_artifact)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for dev, stats in m.device_profiles.items():
+        print(f"profile  {dev}: " + ", ".join(f"{k} p90 {v.p90_ms:.0f} ms" for k, v in stats.items()))
     return EXIT_OK

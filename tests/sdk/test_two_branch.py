@@ -121,3 +121,33 @@ def test_no_llama_chatter_on_stderr(two_branch_bundle, capfd):
     capfd.readouterr()
     d.detect(real_images(1)[0])
     assert capfd.readouterr().err == ""
+
+
+def test_an_estimated_real_vlm_profile_drives_the_planner(two_branch_bundle, tmp_path):
+    """benchmarks/vlm_shapes.py's estimate of a real VLM on this device, imported with ``bench --profile-from``, is
+    what the planner predicts before it has measured anything: power='balanced' (cap 1.5 s) skips a 60 s VLM as
+    'power', a 500 ms budget as 'budget'; full power with no budget still runs it."""
+    import json
+    import shutil
+
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.cli import main
+    from aligngemini_sdk.device import Device, device_key
+
+    b = tmp_path / "bundle"
+    shutil.copytree(two_branch_bundle, b)
+    artifact = Bundle.open(b).manifest.semantic.default_artifact
+    key = device_key(Device.CPU, None)
+    estimate = {"qwen2.5-vl-3b": {key: {"semantic/q4_k_m": {"p50_ms": 58000.0, "p90_ms": 60000.0, "n": 0}}}}
+    (tmp_path / "profile.json").write_text(json.dumps(estimate))
+    args = ["bench", str(b), "--profile-from", str(tmp_path / "profile.json"), "--profile-model", "qwen2.5-vl-3b",
+            "--profile-artifact", artifact]
+    assert main(args) == 0
+    assert main([*args[:-4], "--profile-model", "gpt-5"]) != 0  # an unknown model is refused, nothing written
+    assert Bundle.open(b).manifest.device_profiles[key][f"semantic/{artifact}"].p90_ms == 60000.0
+    with Detector(b, DetectorOptions(device="cpu", power="balanced")) as d:
+        force_pixel_threshold(d, 1.0)
+        r = d.detect(real_images(1)[0])
+        assert r.semantic.skip_reason == "power" and "60000" in r.semantic.detail
+        assert d.detect(real_images(1)[0], power="full", budget_ms=500).semantic.skip_reason == "budget"
+        assert d.detect(real_images(1)[0], power="full").semantic.ran
