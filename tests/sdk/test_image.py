@@ -363,3 +363,16 @@ def test_quantized_batches_are_written_per_slot():
     assert idx == [0, 1, 2] and batch.shape == (3, 64, 64, 3) and batch.dtype == np.uint8
     for i, im in enumerate(imgs):
         np.testing.assert_array_equal(batch[i], q(fit_to_spec(im, spec)))
+
+
+def test_truncation_check_is_not_fooled_by_an_embedded_thumbnail():
+    """A complete thumbnail inside APP1 (its own scan and end marker) does not make a cut main image complete."""
+    from aligngemini_sdk.image import _jpeg_complete
+
+    thumb = b"\xff\xd8\xff\xda\x00\x02thumbscan\xff\xd9"
+    app1 = b"\xff\xe1" + (len(thumb) + 2).to_bytes(2, "big") + thumb
+    head = b"\xff\xd8" + app1 + b"\xff\xda\x00\x02" + b"\x12\x34" * 50
+    assert not _jpeg_complete(head)                    # the main scan has no end marker
+    assert _jpeg_complete(head + b"\xff\xd9")
+    assert _jpeg_complete(head + b"\xff\xd9" + b"\x00" * 10)  # trailing padding after the end marker
+    assert not _jpeg_complete(b"\xff\xd8\xff\xd9")     # no scan at all
