@@ -256,7 +256,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "jpeg_decode"))
     args = ap.parse_args()
     from aligngemini_sdk import jpeg
-    from aligngemini_sdk.device import cpu_info
+    from aligngemini_sdk.device import cpu_info, cpu_slug
 
     cpu = cpu_info()
     rows = []
@@ -287,7 +287,7 @@ def main() -> int:
                        dct_agreement=dct)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "".join(c if c.isalnum() else "-" for c in rep.cpu.lower()).strip("-")[:60]
+    stem = cpu_slug()
     (out / f"{stem}.json").write_text(json.dumps(asdict(rep), indent=2))
     (out / f"{stem}.md").write_text(to_markdown(rep))
     plot(rep, out / f"{stem}.png")

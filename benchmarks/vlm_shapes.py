@@ -108,16 +108,14 @@ class ArchResult:
 def build(shape: Shape, text_layers: int, vision_layers: int, out: Path) -> Path:
     import torch
 
+    from aligngemini_sdk.export.tiny import randomize_and_save
+
     torch.manual_seed(0)
     torch.set_default_dtype(torch.float16)
     try:
         builder = {"qwen2.5-vl": _qwen, "gemma3": _gemma3, "idefics3": _idefics3}[shape.family]
         model = builder(shape, text_layers, vision_layers, out)
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.ndim >= 2:
-                    p.normal_(0, 0.02)
-        model.save_pretrained(out, safe_serialization=True)
+        randomize_and_save(model, out, std=0.02)
     finally:
         torch.set_default_dtype(torch.float32)
     if shape.family == "idefics3":
@@ -356,7 +354,7 @@ def main() -> int:
                                                          "on this CPU (re-measure only --arch)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "vlm_shapes"))
     args = ap.parse_args()
-    from aligngemini_sdk.device import cpu_info
+    from aligngemini_sdk.device import cpu_info, cpu_slug
 
     cpu = cpu_info()
     rgb = cv2.imread(str(sorted(PHOTO.glob("*.png"))[0]), cv2.IMREAD_COLOR_RGB)
@@ -365,7 +363,7 @@ def main() -> int:
     name = str(cpu.get("model", "?"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:60]
+    stem = cpu_slug()
     measured = {k: run_arch(k, threads, args.runs, rgb) for k in args.arch.split(",")}
     kept = reused(out / f"{stem}.json", set(measured)) if args.reuse else {}
     results = [r for k in SHAPES if (r := measured.get(k) or kept.get(k)) is not None]

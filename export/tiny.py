@@ -78,6 +78,18 @@ def write_tokenizer_files(out: Path, specials: list[str], template: str, bos: st
     return n
 
 
+def randomize_and_save(model: Any, out: Path, std: float = 0.04) -> None:
+    """Random but not degenerate weights (every matrix ~ N(0, std), so label logits differ image to image), saved as
+    safetensors."""
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.normal_(0, std)
+    model.save_pretrained(out, safe_serialization=True)
+
+
 def build_tiny_gemma3(out_dir: str | os.PathLike[str], seed: int = 0, image_size: int = 224) -> Path:
     """Gemma3ForConditionalGeneration: 2-layer text (hidden 256), 2-layer SigLIP (hidden 128), 16 image tokens."""
     import torch
@@ -103,11 +115,7 @@ def build_tiny_gemma3(out_dir: str | os.PathLike[str], seed: int = 0, image_size
         pad_token_id=0, bos_token_id=2, eos_token_id=1)
     config.architectures = ["Gemma3ForConditionalGeneration"]
     model = Gemma3ForConditionalGeneration(config).eval()
-    with torch.no_grad():  # random but not degenerate: make label logits differ image to image
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.normal_(0, 0.04)
-    model.save_pretrained(out, safe_serialization=True)
+    randomize_and_save(model, out)
     (out / "preprocessor_config.json").write_text(json.dumps({
         "image_processor_type": "Gemma3ImageProcessor", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
         "image_seq_length": 16, "size": {"height": image_size, "width": image_size}, "do_resize": True,
@@ -142,11 +150,7 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
         eos_token_id=sp.piece_to_id("<|im_end|>"), pad_token_id=sp.piece_to_id("<|endoftext|>"))
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.normal_(0, 0.04)
-    model.save_pretrained(out, safe_serialization=True)
+    randomize_and_save(model, out)
     cfg = json.loads((out / "config.json").read_text())  # transformers 4.57 nests it; real checkpoints have it on top
     cfg["architectures"] = ["Qwen2_5_VLForConditionalGeneration"]
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
@@ -196,11 +200,7 @@ def build_tiny_idefics3(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
                                                              "image_size": 512, "patch_size": 16},
                             scale_factor=4, image_token_id=sp.piece_to_id("<image>"), tie_word_embeddings=True)
     model = Idefics3ForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim >= 2:
-                p.normal_(0, 0.04)
-    model.save_pretrained(out, safe_serialization=True)
+    randomize_and_save(model, out)
     write_idefics3_config(out)
     return out
 

@@ -34,31 +34,46 @@ static void on_message(j_common_ptr cinfo, int level) {
     if (level < 0) on_error(cinfo); /* a warning: corrupt data; refuse rather than guess */
 }
 
+/* The error manager every entry point installs before its setjmp (longjmp must land in the caller's frame). */
+static void guard_init(struct jpeg_decompress_struct *cinfo, struct guard *g, char *msg, unsigned long msg_len) {
+    memset(cinfo, 0, sizeof(*cinfo));
+    cinfo->err = jpeg_std_error(&g->pub);
+    g->pub.error_exit = on_error;
+    g->pub.emit_message = on_message;
+    g->msg = (msg && msg_len >= JMSG_LENGTH_MAX) ? msg : NULL;
+    g->msg_len = msg_len;
+}
+
+/* After a successful setjmp: read the header of `data`. */
+static void open_source(struct jpeg_decompress_struct *cinfo, const unsigned char *data, unsigned long size) {
+    jpeg_create_decompress(cinfo);
+    jpeg_mem_src(cinfo, data, size);
+    jpeg_read_header(cinfo, TRUE);
+}
+
+/* 8-bit YCbCr, RGB or grayscale: what this shim decodes exactly as OpenCV does (CMYK/YCCK are left to it). */
+static int decodable(const struct jpeg_decompress_struct *cinfo) {
+    return cinfo->data_precision == 8 && (cinfo->jpeg_color_space == JCS_YCbCr ||
+           cinfo->jpeg_color_space == JCS_RGB || cinfo->jpeg_color_space == JCS_GRAYSCALE);
+}
+
 int agj_header(const unsigned char *data, unsigned long size, unsigned int *width, unsigned int *height,
                unsigned int *mcu_width, unsigned int *mcu_height, int *supported) {
     struct jpeg_decompress_struct cinfo;
     struct guard g;
 
-    memset(&cinfo, 0, sizeof(cinfo));
-    cinfo.err = jpeg_std_error(&g.pub);
-    g.pub.error_exit = on_error;
-    g.pub.emit_message = on_message;
-    g.msg = NULL;
-    g.msg_len = 0;
+    guard_init(&cinfo, &g, NULL, 0);
     if (setjmp(g.jump)) {
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, data, size);
-    jpeg_read_header(&cinfo, TRUE);
+    open_source(&cinfo, data, size);
     jpeg_calc_output_dimensions(&cinfo);
     *width = cinfo.image_width;
     *height = cinfo.image_height;
     *mcu_width = (unsigned int)cinfo.max_h_samp_factor * DCTSIZE;
     *mcu_height = (unsigned int)cinfo.max_v_samp_factor * DCTSIZE;
-    *supported = cinfo.data_precision == 8 && (cinfo.jpeg_color_space == JCS_YCbCr ||
-                 cinfo.jpeg_color_space == JCS_RGB || cinfo.jpeg_color_space == JCS_GRAYSCALE);
+    *supported = decodable(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     return 0;
 }
@@ -72,22 +87,13 @@ int agj_decode_region(const unsigned char *data, unsigned long size, unsigned in
     unsigned int xoff, cw, skipped, r;
     volatile int rc = 0;
 
-    memset(&cinfo, 0, sizeof(cinfo));
-    cinfo.err = jpeg_std_error(&g.pub);
-    g.pub.error_exit = on_error;
-    g.pub.emit_message = on_message;
-    g.msg = (msg && msg_len >= JMSG_LENGTH_MAX) ? msg : NULL;
-    g.msg_len = msg_len;
+    guard_init(&cinfo, &g, msg, msg_len);
     if (setjmp(g.jump)) {
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, data, size);
-    jpeg_read_header(&cinfo, TRUE);
-    if (cinfo.data_precision != 8 ||
-        (cinfo.jpeg_color_space != JCS_YCbCr && cinfo.jpeg_color_space != JCS_RGB &&
-         cinfo.jpeg_color_space != JCS_GRAYSCALE)) {
+    open_source(&cinfo, data, size);
+    if (!decodable(&cinfo)) {
         jpeg_destroy_decompress(&cinfo);
         return 2;
     }
@@ -127,23 +133,13 @@ int agj_decode_scaled(const unsigned char *data, unsigned long size, unsigned in
     struct guard g;
     JSAMPROW row;
 
-    memset(&cinfo, 0, sizeof(cinfo));
-    cinfo.err = jpeg_std_error(&g.pub);
-    g.pub.error_exit = on_error;
-    g.pub.emit_message = on_message;
-    g.msg = (msg && msg_len >= JMSG_LENGTH_MAX) ? msg : NULL;
-    g.msg_len = msg_len;
+    guard_init(&cinfo, &g, msg, msg_len);
     if (setjmp(g.jump)) {
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
-    jpeg_create_decompress(&cinfo);
-    jpeg_mem_src(&cinfo, data, size);
-    jpeg_read_header(&cinfo, TRUE);
-    if (cinfo.data_precision != 8 ||
-        (cinfo.jpeg_color_space != JCS_YCbCr && cinfo.jpeg_color_space != JCS_RGB &&
-         cinfo.jpeg_color_space != JCS_GRAYSCALE) ||
-        (denom != 1 && denom != 2 && denom != 4 && denom != 8)) {
+    open_source(&cinfo, data, size);
+    if (!decodable(&cinfo) || (denom != 1 && denom != 2 && denom != 4 && denom != 8)) {
         jpeg_destroy_decompress(&cinfo);
         return 2;
     }
