@@ -21,7 +21,7 @@ from aligngemini_sdk import jpeg
 from aligngemini_sdk.errors import ImageDecodeError
 from aligngemini_sdk.image import (
     DEFAULT_MAX_PIXELS,
-    decode_bytes,
+    decode_validated,
     read_image_file,
     sniff_dimensions,
     validate_encoded,
@@ -107,7 +107,7 @@ def decode_for_branches(data: bytes, plan: DecodePlan, *, name: str = "<bytes>",
     fmt = validate_encoded(data, name, max_pixels)
     keys = tuple(plan.specs) or ("pixel", "semantic")
     if fmt != "jpeg":
-        return whole(decode_bytes(data, name=name, max_pixels=max_pixels), name, keys)
+        return whole(decode_validated(data, fmt, name, max_pixels), name, keys)
     size = _displayed_size(data)
     arrays: dict[str, np.ndarray] = {}
     how: list[str] = []
@@ -124,7 +124,7 @@ def decode_for_branches(data: bytes, plan: DecodePlan, *, name: str = "<bytes>",
             arrays.update(region)
             how.append("region")
         else:
-            full = decode_bytes(data, name=name, max_pixels=max_pixels)
+            full = decode_validated(data, fmt, name, max_pixels)
             arrays.update({k: full for k in (rest.specs or keys)})
             how.append("full")
     return BranchInputs(name, arrays, "+".join(how), size)

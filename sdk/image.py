@@ -141,7 +141,11 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     """Decode an encoded image to RGB uint8 (H, W, 3). Only :data:`FORMATS` are decoded, and only after the
     header's pixel count passed ``max_pixels``. JPEGs take libjpeg-turbo's TurboJPEG path when it is available
     and can promise OpenCV's exact bytes (:mod:`aligngemini_sdk.jpeg`); everything else, OpenCV."""
-    fmt = validate_encoded(data, name, max_pixels)
+    return decode_validated(data, validate_encoded(data, name, max_pixels), name, max_pixels)
+
+
+def decode_validated(data: bytes, fmt: str, name: str, max_pixels: int) -> np.ndarray:
+    """:func:`decode_bytes` after :func:`validate_encoded` passed (``fmt``: its answer): the pixels."""
     fast = jpeg.decode_full(data, max_pixels) if fmt == "jpeg" else None
     if fast is not None:
         return fast
