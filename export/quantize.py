@@ -209,7 +209,7 @@ def _weight_type(weights: str) -> tuple[object, bool]:
 
 
 def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                          exclude: Sequence[str] = (), weights: str = "s7") -> Path:
+                          exclude: Sequence[str] = (), weights: str = "s7", attention: bool = False) -> Path:
     """Dynamic INT8 for transformer graphs: int8 weights (per tensor) and uint8 activations quantized per
     call (no calibration ranges to go stale), on the plain exported graph.
 
@@ -219,6 +219,11 @@ def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[st
     softmax and A V; the session's own runtime fusions (FusedMatMul, BiasGelu, LayerNorm) still apply. The
     plain graph ran 1.67-1.77x FP32, the fused one 1.45-1.50x, measured interleaved in one run.
     ``exclude`` names nodes to keep in float; ``weights`` as in :func:`quantize_int8` ("s7": no kernel saturates).
+    ``attention`` also quantizes the products of two activations (attention's Q K^T and A V), both operands uint8
+    per call (u8 x u8: no kernel saturates). Measured on a 2-core AVX-512 VNNI + AMX Xeon, DINOv2-small-sized at
+    336 px: it made the model slower (67 vs 61 ms; benchmarks/pixel_int8_vs_fp32.py), since VNNI multiplies
+    u8 x s8 only and the per-call quantization of the 6 x 577 x 577 attention map costs more than it saves; so it
+    is off, kept for CPUs and runtimes with fast u8 x u8 products (ARM UDOT).
     """
     import onnx
     from onnxruntime.quantization import quantize_dynamic
@@ -227,7 +232,7 @@ def quantize_int8_dynamic(src: str | os.PathLike[str], dst: str | os.PathLike[st
     quantize_dynamic(os.fspath(src), os.fspath(dst), weight_type=weight_type, per_channel=False,
                      reduce_range=reduce_range,
                      op_types_to_quantize=list(DYNAMIC_OP_TYPES), nodes_to_exclude=list(exclude),
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": not attention})
     return Path(dst)
 
 

@@ -153,8 +153,9 @@ def _channel_axis(op_type: str, attrs: dict[str, Any]) -> int:
 
 def _weights(graph: Any) -> Iterator[tuple[Any, str, np.ndarray | None, str]]:
     """(node, weight name, raw weight integers or None when not a constant, weight type) per quantized product.
-    The type of a non-constant operand (an activation x activation product) comes from its DequantizeLinear's
-    zero point; "unknown" when the graph does not say."""
+    The type of a non-constant operand (an activation x activation product, such as attention's Q K^T) comes from
+    its DynamicQuantizeLinear (always uint8) or its DequantizeLinear's zero point; "unknown" when the graph does not
+    say."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in graph.initializer}
@@ -167,7 +168,11 @@ def _weights(graph: Any) -> Iterator[tuple[Any, str, np.ndarray | None, str]]:
         if node.op_type in _QOPS and len(node.input) > _QOPS[node.op_type]:
             name = node.input[_QOPS[node.op_type]]
             arr = const(name)
-            yield node, name, arr, arr.dtype.name if arr is not None else "unknown"
+            source = producer.get(name)
+            # DynamicQuantizeLinear's output is uint8 by the ONNX spec: an attention product quantized per call
+            kind = (arr.dtype.name if arr is not None
+                    else "uint8" if source is not None and source.op_type == "DynamicQuantizeLinear" else "unknown")
+            yield node, name, arr, kind
         elif node.op_type in _QDQ_COMPUTE and len(node.input) > _QDQ_COMPUTE[node.op_type]:
             dq = producer.get(node.input[_QDQ_COMPUTE[node.op_type]])
             if dq is None or dq.op_type != "DequantizeLinear":
@@ -186,7 +191,8 @@ def prove(graph: Any) -> SaturationProof:
     for node, wname, arr, kind in _weights(graph):
         name = node.name or f"{node.op_type}:{node.output[0]}"
         if kind == "uint8":
-            out.append(NodeBound(name, node.op_type, wname, kind, None, True, "u8 x u8: widened before multiplying"))
+            why = "u8 x u8: widened before multiplying" + ("" if arr is not None else " (activation operand)")
+            out.append(NodeBound(name, node.op_type, wname, kind, None, True, why))
         elif arr is not None and kind == "int8":
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             worst = worst_pair_sum(arr, _channel_axis(node.op_type, attrs))

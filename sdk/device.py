@@ -71,6 +71,19 @@ def cpu_label() -> str:
     return f"{info['model']} [{' '.join(info['features'])}]"
 
 
+def int8_kernel_class(features: list[str] | None = None) -> str:
+    """The best 8-bit matrix-product instructions this CPU has -- what decides whether INT8 pays (ONNX Runtime's
+    MLAS picks its kernel by the same CPUID flags): ``amx`` (AMX-INT8 tiles, beside VNNI), ``vnni`` (AVX-512 or AVX VNNI: u8 x s8 into int32, 4x an FP32 FMA's multiplies),
+    ``avx2`` (VPMADDUBSW + VPMADDWD + VPADDD for 32 products: at most ~1.33x FP32's FMAs), ``arm-dotprod``,
+    ``arm-neon`` or ``other``. ``features``: :func:`cpu_info`'s list (this CPU's when None)."""
+    f = set(cpu_info()["features"] if features is None else features)
+    for name, needs in (("amx", {"amx_int8"}), ("vnni", {"avx512_vnni"}), ("vnni", {"avx_vnni"}), ("avx2", {"avx2"}),
+                        ("arm-dotprod", {"asimddp"}), ("arm-neon", {"asimd"})):
+        if needs <= f:
+            return name
+    return "other"
+
+
 def cpu_slug() -> str:
     """The CPU model as a file-name-safe slug (``amd-epyc``): benchmark reports are named after the CPU."""
     return re.sub(r"[^a-z0-9]+", "-", str(cpu_info()["model"]).lower()).strip("-")[:48]

@@ -179,3 +179,49 @@ def test_harden_reencodes_an_int8_bundle_losslessly_and_makes_it_verifiable(tmp_
     assert cal["weights"] == "u8" and cal["int8_safety"]["safe"]
     assert prove_file(b.verified_path(b.manifest.pixel.artifacts["int8"].files["model"])).safe
     assert verify_bundle(b).passed and b.manifest.bundle_id != Bundle.open(src).manifest.bundle_id
+
+
+class _Attention(torch.nn.Module):
+    """One attention block's products: two weight MatMuls and two activation x activation ones (Q K^T, A V)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv, self.proj = torch.nn.Linear(16, 48), torch.nn.Linear(16, 16)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.proj(torch.softmax(q @ k.transpose(-1, -2) / 4, dim=-1) @ v)
+
+
+def test_attention_products_quantized_per_call_are_u8_x_u8_and_proved_safe(tmp_path):
+    """``attention=True`` quantizes Q K^T and A V too, both operands uint8 per call (DynamicQuantizeLinear): the proof
+    reads their operand type from the graph and calls them safe; off (the default), only weight products are INT8."""
+    from aligngemini_sdk.export.quantize import quantize_int8_dynamic
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 10, 16)
+    torch.onnx.export(_Attention().eval(), (x,), str(tmp_path / "f.onnx"), input_names=["x"], output_names=["y"],
+                      dynamo=False)
+    weights_only = prove_file(quantize_int8_dynamic(tmp_path / "f.onnx", tmp_path / "w.onnx"))
+    both = prove_file(quantize_int8_dynamic(tmp_path / "f.onnx", tmp_path / "a.onnx", attention=True))
+    assert weights_only.safe and {n.weight_type for n in weights_only.nodes} == {"int8"}
+    assert both.safe and len(both.nodes) == len(weights_only.nodes) + 2
+    activation_products = [n for n in both.nodes if n.weight_type == "uint8"]
+    assert len(activation_products) == 2 and all("activation operand" in n.why for n in activation_products)
+    # the file still computes the same function, within quantization noise
+    f, a = (ort.InferenceSession(str(tmp_path / n), providers=["CPUExecutionProvider"]) for n in ("f.onnx", "a.onnx"))
+    ref, got = f.run(None, {"x": x.numpy()})[0], a.run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
+
+
+def test_u8_x_u8_products_are_exact_on_every_kernel():
+    """The claim the proof makes for uint8 x uint8 products: exact at the extreme (every operand 255)."""
+    a = np.full((4, 64), 255, np.uint8)
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 64]),
+                           helper.make_tensor_value_info("b", TensorProto.UINT8, [64, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [None, 8])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    b = np.full((64, 8), 255, np.uint8)
+    np.testing.assert_array_equal(sess.run(None, {"a": a, "b": b})[0], a.astype(np.int64) @ b.astype(np.int64))
