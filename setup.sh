@@ -34,11 +34,21 @@ if [ ! -f "$SDIST" ]; then
   echo "[setup] downloading the llama-cpp-python $LLAMA_VERSION sdist" >&2
   $VPIP download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$CACHE/sdist"
 fi
-WHEEL=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+# A portable build: x86-64 with AVX2/FMA/F16C (every CPU this project targets), not -march=native. Native builds on
+# Sapphire Rapids-class CPUs compile ggml's AMX kernels, which segfault in ggml_backend_amx_mul_mat on Q4_K_M models
+# (seen here on a 2-core Xeon with AMX: the tiny Gemma3's parity gate crashed; llama.cpp#20824), and a native wheel
+# cached on one CPU would die with SIGILL on another. ARM builds keep llama.cpp's defaults.
+WHEELS="$CACHE/wheels/portable"
+LLAMA_CMAKE_ARGS=""
+if [ "$(uname -m)" = "x86_64" ]; then
+  LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+fi
+WHEEL=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)
 if [ -z "$WHEEL" ]; then
   echo "[setup] compiling llama-cpp-python $LLAMA_VERSION (once; about 6-12 minutes on 2 cores)" >&2
-  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" $VPIP wheel -q --no-deps -w "$CACHE/wheels" "$SDIST"
-  WHEEL=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
+  mkdir -p "$WHEELS"
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" $VPIP wheel -q --no-deps -w "$WHEELS" "$SDIST"
+  WHEEL=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
 fi
 $VPIP install -q "$WHEEL"
 # strict editable mode: a link tree under build/ that type checkers and IDEs resolve (aligngemini_sdk -> sdk/,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from aligngemini_sdk.device import cpu_info
 from aligngemini_sdk.errors import RuntimeUnavailableError
 from aligngemini_sdk.extras import require
 from aligngemini_sdk.manifest import SemanticBranchSpec
@@ -30,6 +31,24 @@ _log_lock = threading.Lock()
 _llama_log = logging.getLogger("aligngemini.llama_cpp")
 _log_callback: Any = None  # keep the ctypes callback alive for the process lifetime
 _verbose_any = False
+
+
+#: Set to 1 to run a llama.cpp build with ggml's AMX kernels on an AMX CPU anyway (see :func:`ggml_amx_hazard`).
+ALLOW_GGML_AMX_ENV = "ALIGNGEMINI_ALLOW_GGML_AMX"
+
+
+def ggml_amx_hazard(system_info: str, cpu_features: Sequence[str]) -> str | None:
+    """Why this llama.cpp build must not run here, or None. A build compiled with ggml's AMX kernels (a native build
+    on a Sapphire Rapids-class CPU) repacks weights for AMX on a CPU that has AMX-INT8, and llama-cpp-python
+    0.3.36's ggml segfaults there in ``ggml_backend_amx_mul_mat`` on Q4_K_M models (measured on a 2-core Xeon with
+    AMX: the process died in the first image; llama.cpp#20824). A segfault takes the caller's whole process down, so
+    the branch refuses to load instead, with the fix."""
+    if "AMX_INT8 = 1" not in system_info or "amx_int8" not in cpu_features:
+        return None
+    return ("this llama.cpp build uses ggml's AMX kernels, which crash (segfault in ggml_backend_amx_mul_mat, "
+            "llama.cpp#20824) on this AMX CPU; reinstall llama-cpp-python without them: CMAKE_ARGS=\"-DGGML_NATIVE=OFF "
+            "-DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON\" pip install --force-reinstall --no-cache-dir "
+            f"llama-cpp-python (setup.sh does), or set {ALLOW_GGML_AMX_ENV}=1 to try anyway")
 
 
 def quiet_llama_logs(verbose: bool = False) -> None:
@@ -127,6 +146,10 @@ class LlamaSemantic:
         _install_quiet_logging(llama_cpp, mtmd, verbose)
         self.spec, self.artifact, self.verbose = spec, artifact, verbose
         self.threads = threads or max(1, (os.cpu_count() or 2))
+        hazard = ggml_amx_hazard(llama_cpp.llama_print_system_info().decode(errors="replace"),
+                                 cpu_info()["features"])
+        if hazard and n_gpu_layers == 0 and os.environ.get(ALLOW_GGML_AMX_ENV) != "1":
+            raise RuntimeUnavailableError(hazard)
         try:
             self.llm = llama_cpp.Llama(model_path=os.fspath(model_path), n_ctx=spec.n_ctx, n_batch=spec.n_ctx,
                                        n_ubatch=spec.n_ctx, n_threads=self.threads,

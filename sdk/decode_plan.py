@@ -5,7 +5,8 @@ a 12-50 MP photo) or the whole image (a VLM, a whole-image classifier). :class:`
 from the manifest's input specs; :func:`decode_for_branches` decodes an encoded image accordingly. For a JPEG: a
 branch whose spec declares ``jpeg_downscale = "dct"`` gets the image decoded at a reduced DCT scale (its declared
 input, whatever else is loaded); when every other branch reads a centre crop, only the rectangle around those
-crops is decoded (:func:`aligngemini_sdk.jpeg.decode_region`); otherwise the whole image. Crop branches get an
+crops is decoded (:func:`aligngemini_sdk.jpeg.decode_region`); otherwise the whole image. A grid HEIC whose branches
+all read crops: only the tiles under them (:func:`aligngemini_sdk.heic.decode_region`). Crop branches get an
 array that :func:`aligngemini_sdk.preprocess.fit_to_spec` turns into exactly the tensor a full decode gives, byte
 for byte (``tests/sdk/test_decode_plan.py``).
 """
@@ -13,11 +14,12 @@ for byte (``tests/sdk/test_decode_plan.py``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from aligngemini_sdk import jpeg
+from aligngemini_sdk import heic, jpeg
 from aligngemini_sdk.errors import ImageDecodeError
 from aligngemini_sdk.image import (
     DEFAULT_MAX_PIXELS,
@@ -106,6 +108,9 @@ def decode_for_branches(data: bytes, plan: DecodePlan, *, name: str = "<bytes>",
     ``max_pixels``, truncation)."""
     fmt = validate_encoded(data, name, max_pixels)
     keys = tuple(plan.specs) or ("pixel", "semantic")
+    if fmt == "heic":
+        return _heic_tiles(data, plan, name, max_pixels) or whole(decode_validated(data, fmt, name, max_pixels),
+                                                                  name, keys)
     if fmt != "jpeg":
         return whole(decode_validated(data, fmt, name, max_pixels), name, keys)
     size = _displayed_size(data)
@@ -146,13 +151,27 @@ def _opencv_scaled(data: bytes, denom: int, name: str) -> np.ndarray:
 
 def _jpeg_region(data: bytes, plan: DecodePlan, size: tuple[int, int],
                  max_pixels: int) -> dict[str, np.ndarray] | None:
+    return _region(plan, size, lambda union: jpeg.decode_region(data, union, max_pixels))
+
+
+def _heic_tiles(data: bytes, plan: DecodePlan, name: str, max_pixels: int) -> BranchInputs | None:
+    """A grid HEIC whose branches all read crops: only the tiles under them (:func:`aligngemini_sdk.heic.decode_region`)."""
+    size = heic.displayed_size(data) if plan.specs else None
+    arrays = _region(plan, size, lambda union: heic.decode_region(data, union, max_pixels)) if size else None
+    return None if arrays is None or size is None else BranchInputs(name, arrays, "tiles", size)
+
+
+def _region(plan: DecodePlan, size: tuple[int, int],
+            decode: Callable[[jpeg.Rect], np.ndarray | None]) -> dict[str, np.ndarray] | None:
+    """Each branch's crop, cut from one decode of the rectangle around them all; None when a branch reads more than
+    a crop or the decoder cannot promise the full decode's pixels."""
     rects = plan.rects(*size)
     if rects is None:
         return None
     top, left = min(r.top for r in rects.values()), min(r.left for r in rects.values())
     union = jpeg.Rect(top, left, max(r.bottom for r in rects.values()) - top,
                       max(r.right for r in rects.values()) - left)
-    pixels = jpeg.decode_region(data, union, max_pixels)
+    pixels = decode(union)
     if pixels is None:
         return None
     return {k: pixels[r.top - top:r.bottom - top, r.left - left:r.right - left] for k, r in rects.items()}

@@ -22,7 +22,7 @@ from typing import Any, Union
 import cv2
 import numpy as np
 
-from aligngemini_sdk import jpeg
+from aligngemini_sdk import heic, jpeg
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
 
 #: Default decompression-bomb guard: 180 megapixels (above any phone sensor, far below a bomb).
@@ -38,7 +38,7 @@ JPEG_HEADER_SCAN_LIMIT = 16 * 1024 * 1024
 FORMATS: dict[str, tuple[str, ...]] = {
     "png": (".png",), "jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"), "gif": (".gif",), "bmp": (".bmp", ".dib"),
     "webp": (".webp",), "tiff": (".tif", ".tiff"), "pnm": (".pbm", ".pgm", ".ppm", ".pnm", ".pam"),
-    "avif": (".avif",),
+    "avif": (".avif",), "heic": (".heic", ".heif", ".hif"),
 }
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(e for exts in FORMATS.values() for e in exts)
 
@@ -149,6 +149,9 @@ def decode_validated(data: bytes, fmt: str, name: str, max_pixels: int) -> np.nd
     fast = jpeg.decode_full(data, max_pixels) if fmt == "jpeg" else None
     if fast is not None:
         return fast
+    if fmt == "heic":
+        pixels, order = heic.decode(data, name, max_pixels)
+        return _array_to_rgb(pixels, order, name, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH)
@@ -255,8 +258,8 @@ def sniff_format(data: bytes) -> str | None:
         return "tiff"
     if len(data) > 2 and data[:1] == b"P" and data[1:2] in b"1234567" and data[2:3].isspace():
         return "pnm"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"mif1", b"msf1"):
-        return "avif"
+    if data[4:8] == b"ftyp":
+        return heic.kind(data)
     return None
 
 
@@ -335,9 +338,9 @@ def _pnm_dims(data: bytes) -> tuple[int, int] | None:
     return (int(tokens[0]), int(tokens[1])) if len(tokens) >= 2 else None
 
 
-def _avif_dims(data: bytes) -> tuple[int, int] | None:
-    """The largest image spatial extent (``ispe`` property) declared in the file's first 1 MiB: a grid image
-    declares its full size there, tiles and thumbnails their own."""
+def _heif_dims(data: bytes) -> tuple[int, int] | None:
+    """The largest image spatial extent (``ispe`` property) declared in the file's first 1 MiB (AVIF and HEIC alike):
+    a grid image (a phone's HEIC) declares its full size there, tiles and thumbnails their own."""
     head, best, i = data[:1 << 20], None, 0
     while (i := head.find(b"ispe", i)) >= 0:
         w, h = struct.unpack(">II", head[i + 8:i + 16])
@@ -348,7 +351,7 @@ def _avif_dims(data: bytes) -> tuple[int, int] | None:
 
 
 _DIMS = {"jpeg": _jpeg_dims, "webp": lambda d: _webp_dims(d), "tiff": _tiff_dims, "pnm": _pnm_dims,
-         "avif": _avif_dims}
+         "avif": _heif_dims, "heic": _heif_dims}
 
 
 def _jpeg_complete(data: bytes) -> bool:

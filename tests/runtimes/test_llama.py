@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from aligngemini_sdk.errors import RuntimeUnavailableError
-from aligngemini_sdk.runtimes.llama import label_token_ids, restricted_softmax_fake, split_label_ids
+from aligngemini_sdk.runtimes.llama import (
+    ggml_amx_hazard,
+    label_token_ids,
+    restricted_softmax_fake,
+    split_label_ids,
+)
 
 
 def test_label_candidates_cover_spacing_and_case_and_skip_bare_spaces():
@@ -67,3 +72,21 @@ def test_a_prompt_with_text_between_image_chunks_runs(tmp_path):
         assert rt.last_timing["prefix_reused"] == 1.0
     finally:
         rt.close()
+
+
+def test_a_build_with_ggml_amx_kernels_is_refused_only_on_a_cpu_that_would_run_them():
+    """llama-cpp-python 0.3.36's AMX kernels segfault on Q4_K_M (llama.cpp#20824, and here on a 2-core AMX Xeon): the
+    branch refuses with the rebuild command instead of taking the process down; other builds and CPUs are fine."""
+    amx_build = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |"
+    portable = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | REPACK = 1 |"
+    reason = ggml_amx_hazard(amx_build, ["avx2", "avx512_vnni", "amx_int8"])
+    assert reason and "GGML_NATIVE=OFF" in reason and "20824" in reason
+    assert ggml_amx_hazard(portable, ["avx2", "amx_int8"]) is None
+    assert ggml_amx_hazard(amx_build, ["avx2", "avx512_vnni"]) is None  # a CPU without AMX never takes that path
+
+
+def test_this_installs_llama_cpp_build_is_one_the_branch_runs():
+    llama_cpp = pytest.importorskip("llama_cpp", reason="needs the [gguf] extra (llama-cpp-python)")
+    from aligngemini_sdk.device import cpu_info
+
+    assert ggml_amx_hazard(llama_cpp.llama_print_system_info().decode(), cpu_info()["features"]) is None
