@@ -256,12 +256,13 @@ def decode_region(data: bytes, rect: Rect, max_pixels: int) -> np.ndarray | None
         with _Opened(lib, data) as own:
             return own.ok and all(own.paste_tile(out, rect, t, tx, ty) for tx, ty in part)
 
-    done = list(_pool().map(some_tiles, [tiles[i::workers] for i in range(workers)]))
+    done = list(_pool(os.getpid()).map(some_tiles, [tiles[i::workers] for i in range(workers)]))
     return out if all(done) else None
 
 
 @lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    """Tile workers kept for the process: starting two threads per photo cost ~3 ms each beside a busy runtime."""
+def _pool(pid: int) -> ThreadPoolExecutor:
+    """Tile workers kept for the process (starting two threads per photo cost ~3 ms each beside a busy runtime);
+    keyed by process id, since a forked child inherits the pool object but not its threads."""
     return ThreadPoolExecutor(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2,
                               thread_name_prefix="aligngemini-heic")

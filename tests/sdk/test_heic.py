@@ -174,3 +174,19 @@ def test_rotated_or_mirrored_grids_and_single_images_decode_in_full(orientation)
     assert heic.displayed_size(rotated) is None
     assert decode_for_branches(rotated, DecodePlan({"pixel": spec})).decode == "full"
     assert decode_for_branches(encode_heic(camera_sized(1500, 1100)), DecodePlan({"pixel": spec})).decode == "full"
+
+
+def _tiles_in_child(data: bytes) -> bool:
+    got = heic.decode_region(data, Rect(400, 600, 224, 224), 10 ** 9)
+    return got is not None and got.shape == (224, 224, 3)
+
+
+def test_a_forked_worker_decodes_tiles_after_its_parent_did():
+    """The tile workers are per process: a child forked after the parent decoded tiles (eval workers) gets its own
+    threads instead of waiting forever on threads that fork did not copy."""
+    import multiprocessing
+
+    data = encode_heic(camera_sized(1500, 1100), quality=90, tile=512)
+    assert heic.decode_region(data, Rect(400, 600, 224, 224), 10 ** 9) is not None
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_tiles_in_child, (data,)).get(timeout=120)
