@@ -80,23 +80,27 @@ class Detector:
                                          power=PowerMode.parse(power), threads=threads, **kwargs))
 
     def _open_branches(self) -> None:
-        """The branch runtimes. Two ONNX Runtime sessions on the same cores (an ONNX semantic classifier beside the
-        pixel expert) run without spin-waiting workers; a semantic branch that cannot load is reported, not fatal
-        -- unless its files were tampered with."""
+        """The branch runtimes. ONNX Runtime's idle workers spin-wait for the next call only in the ``full`` power
+        mode with one ONNX session: two sessions on the same cores (an ONNX semantic classifier beside the pixel
+        expert) would spin against each other, and ``balanced``/``low`` are for devices that pay for every busy
+        core (benchmarks/power_modes.py on a 2-core Xeon, pixel-only default, one photo every 30 ms: 41-43 CPU-ms
+        per call spinning, 14-15 without, for 4.8-5.2 against 5.9-7.0 ms p50). A semantic branch that cannot load is
+        reported, not fatal -- unless its files were tampered with."""
         from aligngemini_sdk.errors import BundleIntegrityError
         from aligngemini_sdk.runtimes import open_pixel, open_semantic
 
         m, o = self.bundle.manifest, self.options
         both_onnx = m.pixel is not None and m.semantic is not None and m.semantic.input is not None \
             and o.load_semantic
+        spinning = o.power is PowerMode.FULL and not both_onnx
         if m.pixel is not None:
             self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=o.threads,
-                                    precision=o.pixel_precision, spinning=not both_onnx)
+                                    precision=o.pixel_precision, spinning=spinning)
         if m.semantic is not None and o.load_semantic:
             try:
                 self.semantic = open_semantic(self.bundle, m.semantic, device=o.device, threads=o.threads,
                                               precision=o.semantic_precision, verbose=o.verbose,
-                                              spinning=not both_onnx)
+                                              spinning=spinning)
             except AlignGeminiError as exc:
                 if isinstance(exc, BundleIntegrityError):
                     raise

@@ -122,3 +122,13 @@ def test_device_side_does_not_import_torch(ladeda_bundle):
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(("power", "spins"), [("full", True), ("balanced", False), ("low", False)])
+def test_idle_workers_spin_wait_only_in_the_full_power_mode(ladeda_bundle, power, spins):
+    """Spinning workers keep both cores busy between photos (benchmarks/power_modes.py: 41-43 CPU-ms per call against
+    14-15 at one photo every 30 ms) for about a millisecond of latency: only ``full`` pays that; same answers."""
+    image = real_images(1)[0]
+    with Detector(ladeda_bundle, power=power) as det, Detector(ladeda_bundle) as reference:
+        assert det.pixel.describe()["spinning"] is spins
+        assert det.detect(image).pixel.probability == reference.detect(image).pixel.probability
