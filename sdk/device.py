@@ -120,6 +120,9 @@ def fingerprint() -> dict[str, Any]:
     from aligngemini_sdk import jpeg
 
     fp["jpeg_region_decode"] = jpeg.status().detail if jpeg.status().available else f"off: {jpeg.status().detail}"
+    from aligngemini_sdk import heic
+
+    fp["heic"] = heic.status()
     if available("llama_cpp"):
         try:
             import llama_cpp

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError
-from aligngemini_sdk.extras import require
+from aligngemini_sdk.extras import available, require
 from aligngemini_sdk.jpeg import Rect
 
 #: ``ftyp`` brands of HEVC-coded HEIF (still images and sequences)
@@ -39,6 +39,16 @@ AVIF_BRANDS = frozenset((b"avif", b"avis"))
 GENERIC_BRANDS = frozenset((b"mif1", b"msf1"))
 #: pillow-heif's 8-bit modes -> the colour order :func:`aligngemini_sdk.image.Image.from_array` takes
 _MODES = {"RGB": "RGB", "RGBA": "RGBA", "L": "GRAY", "LA": "GRAY"}
+
+
+def status() -> str:
+    """One line for ``aligngemini sys``: whether HEIC decodes here, and whether grid tiles can be decoded alone."""
+    if not available("pillow_heif"):
+        return "not installed (pip install 'aligngemini-sdk[heic]')"
+    import pillow_heif
+
+    tiles = "on" if _libheif() is not None else "off (no libheif tile API found: full decodes)"
+    return f"pillow-heif {pillow_heif.__version__}, libheif {pillow_heif.libheif_version()}; tiles under crops {tiles}"
 
 
 def brands(data: bytes) -> set[bytes]:

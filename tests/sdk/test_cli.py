@@ -57,6 +57,7 @@ def test_sys_lists_runtimes():
     out = json.loads(cli("sys", "--json").stdout)
     assert "CPUExecutionProvider" in out["onnxruntime_providers"] and out["device_key"]
     assert out["cpu"]["usable_cores"] >= 1
+    assert out["heic"].startswith(("pillow-heif", "not installed"))  # HEIC support is stated, either way
 
 
 def test_human_output(ladeda_bundle):
