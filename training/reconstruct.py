@@ -73,16 +73,21 @@ def reconstruct(ae: ReconstructionAE, img: np.ndarray) -> np.ndarray:
     """The autoencoder's reconstruction of a whole image, as uint8 RGB of the same size (odd sizes are
     reflect-padded to even for the stride-2 layers, then cut back).
 
-    Each channel's mean and standard deviation are then matched to the source: a small autoencoder leaves a
-    global colour cast, a cue no real generator shares and a detector would happily learn instead of the
-    decoder's local artifacts."""
+    Each channel's values are then replaced by the source's own values, rank for rank (histogram matching): a small
+    autoencoder leaves a global colour cast, a cue no real generator shares and a detector would happily learn
+    instead of the decoder's local artifacts. (Matching mean and spread, then clipping to [0, 255], moved a skewed
+    channel's mean by 1.6 and its spread by 9 %: clipping cannot happen to a permutation of the source's values.)"""
     h, w = img.shape[:2]
     padded = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="reflect")
     with torch.no_grad():
-        out = ae(_to_tensor([padded]))[0].numpy().transpose(1, 2, 0)[:h, :w] * 255.0
-    src = img.astype(np.float32)
-    out = (out - out.mean((0, 1))) / (out.std((0, 1)) + 1e-6) * src.std((0, 1)) + src.mean((0, 1))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        out = ae(_to_tensor([padded]))[0].numpy().transpose(1, 2, 0)[:h, :w]
+    matched = np.empty_like(img)
+    for c in range(img.shape[2]):
+        order = np.argsort(out[:, :, c], axis=None, kind="stable")
+        channel = np.empty(h * w, img.dtype)
+        channel[order] = np.sort(img[:, :, c], axis=None)
+        matched[:, :, c] = channel.reshape(h, w)
+    return matched
 
 
 def reconstruction_fakes(train: list[dict], images: dict[str, np.ndarray], rng: random.Random,

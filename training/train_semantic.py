@@ -222,9 +222,9 @@ def fuse(a: np.ndarray, b: np.ndarray, weights: dict[str, float], bias: float) -
     return sigmoid(weights["pixel"] * logits(a) + weights["semantic"] * logits(b) + bias)
 
 
-def summarize(folds: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(folds: list[dict[str, Any]], candidates: tuple[str, ...] = CANDIDATES) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for c in CANDIDATES:
+    for c in candidates:
         tpr = [f[c]["rate_fake"] for f in folds if f["label"] == "fake"]
         fpr = [f[c]["rate_fake"] for f in folds if f["label"] == "real"]
         y = np.concatenate([[int(f["label"] == "fake")] * f["n"] for f in folds])
