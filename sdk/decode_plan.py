@@ -6,7 +6,7 @@ from the manifest's input specs; :func:`decode_for_branches` decodes an encoded 
 branch whose spec declares ``jpeg_downscale = "dct"`` gets the image decoded at a reduced DCT scale (its declared
 input, whatever else is loaded); when every other branch reads a centre crop, only the rectangle around those
 crops is decoded (:func:`aligngemini_sdk.jpeg.decode_region`); otherwise the whole image. A grid HEIC whose branches
-all read crops: only the tiles under them (:func:`aligngemini_sdk.heic.decode_region`). Crop branches get an
+all read crops: only the tiles under them (:class:`aligngemini_sdk.heic.Grid`). Crop branches get an
 array that :func:`aligngemini_sdk.preprocess.fit_to_spec` turns into exactly the tensor a full decode gives, byte
 for byte (``tests/sdk/test_decode_plan.py``).
 """
@@ -155,10 +155,10 @@ def _jpeg_region(data: bytes, plan: DecodePlan, size: tuple[int, int],
 
 
 def _heic_tiles(data: bytes, plan: DecodePlan, name: str, max_pixels: int) -> BranchInputs | None:
-    """A grid HEIC whose branches all read crops: only the tiles under them (:func:`aligngemini_sdk.heic.decode_region`)."""
-    size = heic.displayed_size(data) if plan.specs else None
-    arrays = _region(plan, size, lambda union: heic.decode_region(data, union, max_pixels)) if size else None
-    return None if arrays is None or size is None else BranchInputs(name, arrays, "tiles", size)
+    """A grid HEIC whose branches all read crops: only the tiles under them (:class:`aligngemini_sdk.heic.Grid`)."""
+    tiled = heic.grid(data, max_pixels) if plan.specs else None
+    arrays = _region(plan, tiled.size, tiled.decode) if tiled is not None else None
+    return None if arrays is None or tiled is None else BranchInputs(name, arrays, "tiles", tiled.size)
 
 
 def _region(plan: DecodePlan, size: tuple[int, int],

@@ -117,11 +117,9 @@ def fingerprint() -> dict[str, Any]:
         "llama_cpp": None,
         "tensorrt": None,
     }
-    from aligngemini_sdk import jpeg
+    from aligngemini_sdk import heic, jpeg
 
     fp["jpeg_region_decode"] = jpeg.status().detail if jpeg.status().available else f"off: {jpeg.status().detail}"
-    from aligngemini_sdk import heic
-
     fp["heic"] = heic.status()
     if available("llama_cpp"):
         try:

@@ -21,12 +21,14 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from aligngemini_sdk.device import cpu_info
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError
 from aligngemini_sdk.extras import available, require
 from aligngemini_sdk.jpeg import Rect
@@ -231,48 +233,57 @@ class _Opened:
             lib.heif_image_release(img)
 
 
-def displayed_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) as displayed, when the file can take the tile path; None otherwise."""
-    lib = _libheif()
-    if lib is None:
-        return None
-    with _Opened(lib, data) as opened:
-        t = opened.tiling()
-        return None if t is None else (int(t.image_width), int(t.image_height))
+@dataclass(frozen=True)
+class Grid:
+    """A grid HEIC the tile path serves byte-identically (:meth:`_Opened.tiling`), parsed once: its displayed size,
+    and :meth:`decode` for any rectangle of it."""
 
+    data: bytes
+    tiling: _Tiling
 
-def decode_region(data: bytes, rect: Rect, max_pixels: int) -> np.ndarray | None:
-    """Only ``rect`` (displayed coordinates) of a grid HEIC, from the tiles under it: the full decode's pixels there,
-    RGB uint8; None when the tile path cannot promise that (the caller decodes in full). Tiles decode in parallel,
-    one libheif context per worker (ctypes releases the GIL; each tile fills its own part of the output)."""
-    lib = _libheif()
-    if lib is None:
-        return None
-    with _Opened(lib, data) as opened:
-        t = opened.tiling()
-        if (t is None or t.image_width * t.image_height > max_pixels or rect.top < 0 or rect.left < 0
-                or rect.bottom > t.image_height or rect.right > t.image_width):
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) as displayed."""
+        return int(self.tiling.image_width), int(self.tiling.image_height)
+
+    def decode(self, rect: Rect) -> np.ndarray | None:
+        """Only ``rect`` (displayed coordinates), from the tiles under it: the full decode's pixels there, RGB uint8;
+        None outside the image or on any libheif error (the caller decodes in full). Tiles decode in parallel, one
+        libheif context per worker (ctypes releases the GIL; each tile fills its own part of the output)."""
+        t, (w, h) = self.tiling, self.size
+        if rect.top < 0 or rect.left < 0 or rect.bottom > h or rect.right > w:
             return None
         out = np.empty((rect.height, rect.width, 3), np.uint8)
         first_x, first_y = (rect.left + t.left_offset) // t.tile_width, (rect.top + t.top_offset) // t.tile_height
         last_x = min((rect.right - 1 + t.left_offset) // t.tile_width, t.num_columns - 1)
         last_y = min((rect.bottom - 1 + t.top_offset) // t.tile_height, t.num_rows - 1)
         tiles = [(tx, ty) for ty in range(first_y, last_y + 1) for tx in range(first_x, last_x + 1)]
-        workers = min(len(tiles), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-        if workers <= 1:
-            return out if all(opened.paste_tile(out, rect, t, tx, ty) for tx, ty in tiles) else None
+        lib = _libheif()
+        assert lib is not None  # a Grid exists only where libheif's tile API was found
 
-    def some_tiles(part: list[tuple[int, int]]) -> bool:
-        with _Opened(lib, data) as own:
-            return own.ok and all(own.paste_tile(out, rect, t, tx, ty) for tx, ty in part)
+        def some_tiles(part: list[tuple[int, int]]) -> bool:
+            with _Opened(lib, self.data) as own:
+                return own.ok and all(own.paste_tile(out, rect, t, tx, ty) for tx, ty in part)
 
-    done = list(_pool(os.getpid()).map(some_tiles, [tiles[i::workers] for i in range(workers)]))
-    return out if all(done) else None
+        workers = max(1, min(len(tiles), int(cpu_info()["usable_cores"])))
+        parts = [tiles[i::workers] for i in range(workers)]
+        done = [some_tiles(tiles)] if workers == 1 else list(_pool(os.getpid()).map(some_tiles, parts))
+        return out if all(done) else None
+
+
+def grid(data: bytes, max_pixels: int) -> Grid | None:
+    """The file as a :class:`Grid` when the tile path can serve it (a grid of 8-bit tiles without alpha or
+    transformations, within ``max_pixels``); None otherwise (no pillow-heif, or libheif without the tile API)."""
+    lib = _libheif()
+    if lib is None:
+        return None
+    with _Opened(lib, data) as opened:
+        t = opened.tiling()
+    return None if t is None or t.image_width * t.image_height > max_pixels else Grid(data, t)
 
 
 @lru_cache(maxsize=1)
 def _pool(pid: int) -> ThreadPoolExecutor:
     """Tile workers kept for the process (starting two threads per photo cost ~3 ms each beside a busy runtime);
     keyed by process id, since a forked child inherits the pool object but not its threads."""
-    return ThreadPoolExecutor(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2,
-                              thread_name_prefix="aligngemini-heic")
+    return ThreadPoolExecutor(int(cpu_info()["usable_cores"]), thread_name_prefix="aligngemini-heic")

@@ -147,13 +147,15 @@ def test_grid_tiles_under_a_crop_give_the_full_decodes_pixels_byte_for_byte(size
     data = encode_heic(camera_sized(*size), quality=90, tile=512)
     full = decode_bytes(data)
     h, w = full.shape[:2]
-    assert heic.displayed_size(data) == (w, h)
+    tiled = heic.grid(data, 10 ** 9)
+    assert tiled is not None and tiled.size == (w, h)
     for rect in (Rect((h - 224) // 2, (w - 224) // 2, 224, 224), Rect((h - 336) // 2, (w - 336) // 2, 336, 336),
                  Rect(0, 0, 224, 224), Rect(h - 224, w - 224, 224, 224), Rect(500, 480, 70, 90), Rect(0, 0, h, w)):
-        got = heic.decode_region(data, rect, 10 ** 9)
+        got = tiled.decode(rect)
         assert got is not None, rect
         np.testing.assert_array_equal(got, full[rect.top:rect.bottom, rect.left:rect.right], err_msg=str(rect))
-    assert heic.decode_region(data, Rect(h - 100, 0, 224, 224), 10 ** 9) is None  # outside the image
+    assert tiled.decode(Rect(h - 100, 0, 224, 224)) is None  # outside the image
+    assert heic.grid(data, max_pixels=w * h - 1) is None  # over the caller's limit: the full path refuses it
 
 
 def test_the_detector_reads_only_the_tiles_under_its_crop_with_the_same_verdict():
@@ -171,13 +173,14 @@ def test_rotated_or_mirrored_grids_and_single_images_decode_in_full(orientation)
     """Tiles of a transformed grid do not land where the full decode puts them (measured): those decode whole."""
     spec = InputSpec(height=224, width=224)
     rotated = encode_heic(camera_sized(1500, 1100), orientation=orientation, quality=90, tile=512)
-    assert heic.displayed_size(rotated) is None
+    assert heic.grid(rotated, 10 ** 9) is None
     assert decode_for_branches(rotated, DecodePlan({"pixel": spec})).decode == "full"
     assert decode_for_branches(encode_heic(camera_sized(1500, 1100)), DecodePlan({"pixel": spec})).decode == "full"
 
 
 def _tiles_in_child(data: bytes) -> bool:
-    got = heic.decode_region(data, Rect(400, 600, 224, 224), 10 ** 9)
+    tiled = heic.grid(data, 10 ** 9)
+    got = None if tiled is None else tiled.decode(Rect(400, 600, 224, 224))
     return got is not None and got.shape == (224, 224, 3)
 
 
@@ -187,6 +190,6 @@ def test_a_forked_worker_decodes_tiles_after_its_parent_did():
     import multiprocessing
 
     data = encode_heic(camera_sized(1500, 1100), quality=90, tile=512)
-    assert heic.decode_region(data, Rect(400, 600, 224, 224), 10 ** 9) is not None
+    assert _tiles_in_child(data)  # the parent decodes tiles first: its workers exist before the fork
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply_async(_tiles_in_child, (data,)).get(timeout=120)
