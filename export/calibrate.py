@@ -77,16 +77,18 @@ def _semantic_probability(det: Any, path: Path, ran: float | None) -> float | No
     return float(det.semantic.predict_one(inputs.for_branch("semantic")))
 
 
-def fit_logistic(scores: BranchScores, l2: float = 1e-3, steps: int = 200) -> tuple[dict[str, float], float]:
+def fit_logistic(scores: BranchScores, l2: float = 1e-3, steps: int = 200,
+                 sample_weight: np.ndarray | None = None) -> tuple[dict[str, float], float]:
     """Weights and bias of sigmoid(w_p * logit(pixel) + w_s * logit(semantic) + b), by Newton's method on the
-    class-balanced log-loss (both classes weigh the same, whatever their counts)."""
+    class-balanced log-loss (both classes weigh the same, whatever their counts; ``sample_weight`` shares each
+    class's half among its images, e.g. equally per source repository)."""
     if scores.pixel is None or scores.semantic is None:
         raise ExportError("a logistic fusion needs a bundle with both a pixel and a semantic branch")
     x = np.stack([logits(scores.pixel), logits(scores.semantic), np.ones(len(scores.labels))], axis=1)
     y = scores.labels.astype(np.float64)
     if y.min() == y.max():
         raise ExportError("fitting a fusion needs real and fake images")
-    w_cls = np.where(y > 0, 0.5 / y.sum(), 0.5 / (1 - y).sum())
+    w_cls = class_balanced(y, sample_weight)
     beta = np.zeros(3)
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-(x @ beta)))
@@ -97,6 +99,14 @@ def fit_logistic(scores: BranchScores, l2: float = 1e-3, steps: int = 200) -> tu
         if np.max(np.abs(step)) < 1e-10:
             break
     return {"pixel": float(beta[0]), "semantic": float(beta[1])}, float(beta[2])
+
+
+def class_balanced(y: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Per-image loss weights: each class sums to 1/2, shared among its images by ``sample_weight`` (equally when
+    None)."""
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    fake = y > 0
+    return np.where(fake, 0.5 * w / w[fake].sum(), 0.5 * w / w[~fake].sum())
 
 
 def logits(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:

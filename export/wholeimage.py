@@ -14,14 +14,32 @@ from aligngemini_sdk.export.checkpoint import load_tensors
 
 SIDE = 224  #: the whole image resized to 224 x 224 (``resize="exact"``), ImageNet mean/std
 HEAD_FEATURES = 1280
+#: output channels of Lite0's 16 blocks (output strides 2, 4, 4, 8, 8, then 16 for blocks 5-10 and 32 for blocks 11-15)
+BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
 #: blocks whose activations are also pooled (mean and standard deviation): the ends of the stride-8, stride-16 and
 #: stride-32 stages, where texture and resampling statistics still live
 TAPS = (4, 10, 15)
+#: every block's end (training/WILD_VALIDATION.md, round 3)
+ALL_TAPS = tuple(range(len(BLOCK_CHANNELS)))
+#: the tap sets a trained head may read; the head's width tells them apart
+TAP_SETS = ((), TAPS, ALL_TAPS)
 
 
 def n_features(taps: tuple[int, ...]) -> int:
-    channels = {4: 40, 10: 112, 15: 320}
-    return HEAD_FEATURES + 2 * sum(channels[t] for t in taps)
+    return HEAD_FEATURES + 2 * sum(BLOCK_CHANNELS[t] for t in taps)
+
+
+def feature_columns(taps: tuple[int, ...], within: tuple[int, ...] = ALL_TAPS) -> list[int]:
+    """Where the features of ``taps`` sit in a feature vector pooled at ``within`` (same order: per tap its means,
+    then its standard deviations; the head's features last)."""
+    cols: list[int] = []
+    start = 0
+    for t in within:
+        width = 2 * BLOCK_CHANNELS[t]
+        if t in taps:
+            cols += range(start, start + width)
+        start += width
+    return cols + list(range(start, start + HEAD_FEATURES))
 
 
 class WholeImageExpert(nn.Module):
@@ -61,7 +79,7 @@ def load_wholeimage(weights: str | os.PathLike[str]) -> WholeImageExpert:
     head's width)."""
     state = load_tensors(weights)
     width = int(state["head.weight"].shape[1])
-    taps = next((t for t in (TAPS, ()) if n_features(t) == width), None)
+    taps = next((t for t in TAP_SETS if n_features(t) == width), None)
     if taps is None:
         raise ValueError(f"head width {width} matches no tap set")
     model = WholeImageExpert(pretrained=False, taps=taps)

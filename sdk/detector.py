@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,10 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from aligngemini_sdk.budget import LatencyTracker, PowerMode, check_budget_ms, plan_semantic
+from aligngemini_sdk.budget import (
+    Concurrency,
+    LatencyTracker,
+    Plan,
+    PowerMode,
+    check_budget_ms,
+    plan_concurrency,
+    plan_semantic,
+)
 from aligngemini_sdk.bundle import Bundle
 from aligngemini_sdk.decode_plan import BranchInputs, DecodePlan, decode_for_branches, whole
-from aligngemini_sdk.device import Device, device_key
+from aligngemini_sdk.device import Device, cpu_info, device_key
 from aligngemini_sdk.errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
 from aligngemini_sdk.fusion import Fusion, label_for
 from aligngemini_sdk.image import ImageLike, load_image, read_image_file
@@ -62,15 +71,19 @@ class Detector:
         profile = m.device_profiles.get(self.device_key, {})
         self.latency = LatencyTracker({k: v.p90_ms for k, v in profile.items()})
 
+        self.fusion: Fusion = Fusion.of(m, o.operating_point)
         self.pixel: BranchRuntime | None = None
         self.semantic: BranchRuntime | None = None
         self.semantic_error: str | None = None
+        self.concurrency = self._plan_concurrency()
         self._open_branches()
         self.decode_plan = self._decode_plan()
         if self.pixel is None and self.semantic is None:
             raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
         self.provenance_policy: ProvenancePolicy = ProvenancePolicy.from_dict(m.fusion.provenance)
-        self.fusion: Fusion = Fusion.of(m, o.operating_point)
+        together = self.concurrency.together and self.pixel is not None and self.semantic is not None
+        self._beside: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            self.concurrency.workers, thread_name_prefix="aligngemini-semantic") if together else None
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike[str], device: str | Device = Device.AUTO,
@@ -79,26 +92,37 @@ class Detector:
         return cls(path, DetectorOptions(device=Device.parse(device), budget_ms=budget_ms,
                                          power=PowerMode.parse(power), threads=threads, **kwargs))
 
+    def _both_onnx(self) -> bool:
+        m = self.bundle.manifest
+        return m.pixel is not None and m.semantic is not None and m.semantic.input is not None \
+            and self.options.load_semantic
+
+    def _plan_concurrency(self) -> Concurrency:
+        o = self.options
+        return plan_concurrency(semantic_is_classifier=self._both_onnx(),
+                                semantic_always_counts=self.fusion.semantic_always_counts, power=o.power,
+                                cores=int(cpu_info()["usable_cores"]), threads=o.threads)
+
     def _open_branches(self) -> None:
-        """The branch runtimes. ONNX Runtime's idle workers spin-wait for the next call only in the ``full`` power
-        mode with one ONNX session: two sessions on the same cores (an ONNX semantic classifier beside the pixel
-        expert) would spin against each other, and ``balanced``/``low`` are for devices that pay for every busy
-        core (benchmarks/power_modes.py on a 2-core Xeon, pixel-only default, one photo every 30 ms: 41-43 CPU-ms
-        per call spinning, 14-15 without, for 4.8-5.2 against 5.9-7.0 ms p50). A semantic branch that cannot load is
-        reported, not fatal -- unless its files were tampered with."""
+        """The branch runtimes, on the threads the concurrency plan gives each. ONNX Runtime's idle workers
+        spin-wait for the next call only in the ``full`` power mode with one ONNX session: two sessions on the same
+        cores (an ONNX semantic classifier beside the pixel expert) would spin against each other, and
+        ``balanced``/``low`` are for devices that pay for every busy core (benchmarks/power_modes.py on a 2-core
+        Xeon, pixel-only default, one photo every 30 ms: 41-43 CPU-ms per call spinning, 14-15 without, for 4.8-5.2
+        against 5.9-7.0 ms p50). A semantic branch that cannot load is reported, not fatal -- unless its files were
+        tampered with."""
         from aligngemini_sdk.errors import BundleIntegrityError
         from aligngemini_sdk.runtimes import open_pixel, open_semantic
 
         m, o = self.bundle.manifest, self.options
-        both_onnx = m.pixel is not None and m.semantic is not None and m.semantic.input is not None \
-            and o.load_semantic
-        spinning = o.power is PowerMode.FULL and not both_onnx
+        spinning = o.power is PowerMode.FULL and not self._both_onnx()
+        threads = self.concurrency.threads_per_branch
         if m.pixel is not None:
-            self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=o.threads,
+            self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=threads,
                                     precision=o.pixel_precision, spinning=spinning)
         if m.semantic is not None and o.load_semantic:
             try:
-                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device, threads=o.threads,
+                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device, threads=threads,
                                               precision=o.semantic_precision, verbose=o.verbose,
                                               spinning=spinning)
             except AlignGeminiError as exc:
@@ -150,9 +174,11 @@ class Detector:
         self._check_open()
         call = self._call(budget_ms, power)
         loaded = [self._load(im, color_order) for im in images]
+        beside = [self._start_semantic(d, call, (time.perf_counter() - t0) * 1e3) for d, _ in loaded]
         pixels = self._run_pixel_batch([d for d, _ in loaded])
         share = (time.perf_counter() - t0) * 1e3 / len(loaded)
-        return [self._finish(d, px, call, share, prov) for (d, prov), px in zip(loaded, pixels)]
+        return [self._finish(d, px, call, share, prov, job.result() if job else None)
+                for (d, prov), px, job in zip(loaded, pixels, beside)]
 
     def _run_pixel_batch(self, imgs: list[BranchInputs]) -> list[BranchResult]:
         if self.pixel is None:
@@ -216,6 +242,7 @@ class Detector:
             "bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder, "description": m.description,
             "source": str(self.bundle.source), "device_key": self.device_key,
             "fusion": m.fusion.rule, "options": self.options.__dict__,
+            "branches_together": self._beside is not None, "concurrency": self.concurrency.reason,
             "operating_point": o.operating_point or m.fusion.default_operating_point,
             "thresholds": {"pixel": self.fusion.t_pixel, "semantic": self.fusion.t_semantic,
                            "fusion": self.fusion.spec.threshold},
@@ -228,6 +255,8 @@ class Detector:
         if self._closed:
             return
         self._closed = True
+        if self._beside is not None:
+            self._beside.shutdown(wait=True)
         for rt in (self.pixel, self.semantic):
             if rt is not None:
                 rt.close()
@@ -273,15 +302,29 @@ class Detector:
     def _detect_decoded(self, img: BranchInputs, t0: float, budget_ms: float | None,
                         power: str | PowerMode | None, provenance: Provenance | None = None) -> DetectionResult:
         call = self._call(budget_ms, power)
+        beside = self._start_semantic(img, call, (time.perf_counter() - t0) * 1e3)
         pixel = self._run_pixel(img)
-        return self._finish(img, pixel, call, (time.perf_counter() - t0) * 1e3, provenance)
+        semantic = beside.result() if beside else None
+        return self._finish(img, pixel, call, (time.perf_counter() - t0) * 1e3, provenance, semantic)
 
-    def _run_semantic(self, img: BranchInputs, pixel: BranchResult, call: _Call, elapsed_ms: float) -> BranchResult:
-        """Ask the planner whether the VLM runs for this image; run it when it says so."""
-        plan = plan_semantic(available=self.semantic is not None, power=call.power,
-                             can_change=self.fusion.semantic_can_change(pixel.probability),
+    def _plan(self, call: _Call, can_change: bool, elapsed_ms: float) -> Plan:
+        return plan_semantic(available=self.semantic is not None, power=call.power, can_change=can_change,
                              budget_ms=call.budget_ms, elapsed_ms=elapsed_ms,
                              predicted_p90_ms=self.latency.p90(self.semantic_key) if self.semantic else None)
+
+    def _start_semantic(self, img: BranchInputs, call: _Call, elapsed_ms: float) -> Future[BranchResult] | None:
+        """The semantic branch started beside the pixel branch, when the concurrency plan runs them together and the
+        planner would run it whatever the pixel branch says; None: it is planned after the pixel branch, as usual."""
+        if self._beside is None or not self._plan(call, True, elapsed_ms).run:
+            return None
+        return self._beside.submit(self._semantic_now, img, Plan(True))
+
+    def _run_semantic(self, img: BranchInputs, pixel: BranchResult, call: _Call, elapsed_ms: float) -> BranchResult:
+        """Ask the planner whether the semantic branch runs for this image; run it when it says so."""
+        return self._semantic_now(img, self._plan(call, self.fusion.semantic_can_change(pixel.probability),
+                                                  elapsed_ms))
+
+    def _semantic_now(self, img: BranchInputs, plan: Plan) -> BranchResult:
         semantic = BranchResult("semantic", ran=False, skip_reason=plan.skip_reason,
                                 detail=plan.detail if self.semantic or not self.semantic_error
                                 else self.semantic_error,
@@ -295,11 +338,12 @@ class Detector:
         return semantic
 
     def _finish(self, img: BranchInputs, pixel: BranchResult, call: _Call, elapsed_ms: float,
-                provenance: Provenance | None) -> DetectionResult:
-        """The semantic branch (if the planner runs it), fusion, provenance. ``elapsed_ms``: this image's time
-        spent before (decoding, the pixel branch, or its share of a batch)."""
+                provenance: Provenance | None, semantic: BranchResult | None = None) -> DetectionResult:
+        """The semantic branch (if it did not run beside the pixel branch and the planner runs it now), fusion,
+        provenance. ``elapsed_ms``: this image's time spent before (decoding, the branches, or its share of a
+        batch)."""
         t_start = time.perf_counter()
-        semantic = self._run_semantic(img, pixel, call, elapsed_ms)
+        semantic = semantic or self._run_semantic(img, pixel, call, elapsed_ms)
         _check_outputs(img, pixel, semantic)
         det_fake, det_score = self.fusion(pixel.probability, semantic.probability)
         is_fake, score, why = apply_policy(self.provenance_policy, provenance, det_fake, det_score, pixel.probability)

@@ -109,6 +109,11 @@ class Fusion:
         (None: the pixel branch did not run, so the semantic branch decides)."""
         return p_pixel is None or can_change_verdict(self.spec, p_pixel > self.t_pixel)
 
+    @property
+    def semantic_always_counts(self) -> bool:
+        """Whether the semantic branch's answer is read whatever the pixel branch says (logistic, mean)."""
+        return can_change_verdict(self.spec, True) and can_change_verdict(self.spec, False)
+
     def __call__(self, pixel: float | None, semantic: float | None) -> tuple[bool, float]:
         """``(is_fake, score)`` from the branch probabilities (None = the branch did not run)."""
         return fuse(self.spec, pixel, semantic, self.t_pixel, self.t_semantic)

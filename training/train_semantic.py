@@ -29,8 +29,14 @@ import numpy as np
 import torch
 
 from aligngemini_sdk.errors import ImageError
-from aligngemini_sdk.export.calibrate import BranchScores, fit_logistic, logits, threshold_for_fpr
-from aligngemini_sdk.export.wholeimage import HEAD_FEATURES, SIDE, TAPS, WholeImageExpert, n_features
+from aligngemini_sdk.export.calibrate import (
+    BranchScores,
+    class_balanced,
+    fit_logistic,
+    logits,
+    threshold_for_fpr,
+)
+from aligngemini_sdk.export.wholeimage import ALL_TAPS, SIDE, TAPS, WholeImageExpert, feature_columns, n_features
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from aligngemini_sdk.metrics import binary_metrics
@@ -54,7 +60,7 @@ CROP_SPEC = InputSpec(height=SIDE, width=SIDE, crop="center", resize="none", mea
 @dataclass
 class Pool:
     rows: list[dict[str, str]]
-    whole: np.ndarray  # (N, 2, F) features of the whole-image view: as is, and downscaled + JPEG
+    whole: np.ndarray  # (N, 2, F) features (pooled at ALL_TAPS) of the whole-image view: as is, downscaled + JPEG
     crop: np.ndarray  # (N, 2, F) features of the native-resolution centre crop, same two versions
     pixel: np.ndarray  # candidate A's P(fake): the previous default, as recorded
     y: np.ndarray
@@ -76,7 +82,7 @@ def augmented(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
 
 def extract(rows: list[dict[str, str]], work: Path) -> Pool:
     """Backbone features of both views (two versions each), cached, and candidate A's recorded probabilities."""
-    key = hashlib.sha256(("v2\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
+    key = hashlib.sha256(("v3\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
     if not cache.is_file():
@@ -97,9 +103,9 @@ def previous_default_scores(rows: list[dict[str, str]]) -> np.ndarray:
 
 
 def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
-    model = WholeImageExpert(pretrained=True).eval()
+    model = WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval()
     torch.set_num_threads(2)
-    n, f = len(rows), n_features(TAPS)
+    n, f = len(rows), n_features(ALL_TAPS)
     whole, crop = np.zeros((n, 2, f), np.float32), np.zeros((n, 2, f), np.float32)
     ok, t0 = np.ones(n, bool), time.time()
     for start in range(0, n, 8):
@@ -136,11 +142,12 @@ class Head:
         return ((x - self.mu) / self.sd) @ self.w + self.b
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, l2: float) -> Head:
+def fit_head(x: np.ndarray, y: np.ndarray, l2: float, sample_weight: np.ndarray | None = None) -> Head:
+    """Class-balanced logistic regression (``sample_weight`` shares each class's half, see ``class_balanced``)."""
     mu, sd = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy(((x - mu) / sd).astype(np.float32))
     yt = torch.from_numpy(y.astype(np.float32))
-    cw = torch.where(yt > 0, 0.5 / yt.sum(), 0.5 / (1 - yt).sum())
+    cw = torch.from_numpy(class_balanced(y, sample_weight).astype(np.float32))
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
@@ -161,57 +168,112 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-#: feature set of each probe: (view, slice of the feature vector)
-PROBES = {"B": ("whole", slice(-HEAD_FEATURES, None)), "B2": ("whole", slice(None)), "Dcrop": ("crop", slice(None))}
-CANDIDATES = ("A", "B", "C", "B2", "D")
+#: probe -> (view, taps): which view's features, pooled at which blocks (besides the head's)
+PROBES = {"B": ("whole", ()), "B2": ("whole", TAPS), "Dcrop": ("crop", TAPS),
+          "Ewhole": ("whole", ALL_TAPS), "Ecrop": ("crop", ALL_TAPS)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A design under the protocol: the crop-view part (a probe, "A": the previous default as recorded, or None),
+    the whole-image probe (or None), fused logistically when both are there; ``balanced``: every source repository
+    weighs the same within its class in the heads' and the fusion's loss."""
+
+    pixel: str | None
+    semantic: str | None
+    balanced: bool = False
+
+
+CANDIDATES = {"A": Candidate("A", None), "B": Candidate(None, "B"), "C": Candidate("A", "B"),
+              "B2": Candidate(None, "B2"), "D": Candidate("Dcrop", "B2"), "E": Candidate("Ecrop", "Ewhole"),
+              "F": Candidate("Dcrop", "B2", balanced=True), "G": Candidate("Ecrop", "Ewhole", balanced=True)}
+
+
+@dataclass(frozen=True)
+class Round:
+    """A round of training/WILD_VALIDATION.md: its candidates, and its rule -- the best one replaces ``baseline`` only
+    if it beats it by ``margin`` with a mean real-repository false-positive rate of at most 10 %."""
+
+    candidates: tuple[str, ...]
+    baseline: str
+    margin: float
+
+
+ROUNDS = {2: Round(("A", "B", "C", "B2", "D"), "A", 0.05), 3: Round(("D", "E", "F", "G"), "D", 0.03)}
+LATEST = max(ROUNDS)
 
 
 def probe_feats(pool: Pool, probe: str) -> np.ndarray:
-    view, sl = PROBES[probe]
-    return getattr(pool, view)[:, :, sl]
+    view, taps = PROBES[probe]
+    return getattr(pool, view)[:, :, feature_columns(taps)]
 
 
-def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float) -> Head:
+def repo_weights(pool: Pool, idx: np.ndarray) -> np.ndarray:
+    """1 / (images of its repository among ``idx``) for each image of ``idx``: every repository weighs the same."""
+    sources = [pool.rows[i]["source"] for i in idx]
+    counts = {s: sources.count(s) for s in set(sources)}
+    return np.asarray([1.0 / counts[s] for s in sources])
+
+
+def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float, balanced: bool = False) -> Head:
     x = probe_feats(pool, probe)[idx]
-    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], 2), l2)
+    sw = np.repeat(repo_weights(pool, idx), 2) if balanced else None
+    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], 2), l2, sw)
 
 
-def probe_scores(pool: Pool, probe: str, train_idx: np.ndarray, score_idx: np.ndarray, l2: float) -> np.ndarray:
-    return sigmoid(fit_probe(pool, probe, train_idx, l2).logits(probe_feats(pool, probe)[score_idx, 0]))
+def probe_scores(pool: Pool, probe: str, train_idx: np.ndarray, score_idx: np.ndarray, l2: float,
+                 balanced: bool = False) -> np.ndarray:
+    return sigmoid(fit_probe(pool, probe, train_idx, l2, balanced).logits(probe_feats(pool, probe)[score_idx, 0]))
 
 
-def oof(pool: Pool, probe: str, groups: list[str], l2: float) -> np.ndarray:
+def oof(pool: Pool, probe: str, groups: list[str], l2: float, balanced: bool = False) -> np.ndarray:
     """Out-of-fold probabilities over ``groups`` (concatenated in order): each group scored by a head trained on the
     training data and the other groups."""
     train = pool.idx("train")
     out = []
     for g in groups:
         others = np.concatenate([train] + [pool.idx("dev", h) for h in groups if h != g])
-        out.append(probe_scores(pool, probe, others, pool.idx("dev", g), l2))
+        out.append(probe_scores(pool, probe, others, pool.idx("dev", g), l2, balanced))
     return np.concatenate(out)
 
 
-def candidate_scores(pool: Pool, held: str, groups: list[str], l2: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def candidate_scores(pool: Pool, held: str, groups: list[str], l2: float,
+                     names: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per candidate: (out-of-fold scores on the other development repos, scores on ``held``)."""
     rest = [g for g in groups if g != held]
     rest_idx = np.concatenate([pool.idx("dev", g) for g in rest])
     fit_idx, h_idx = np.concatenate([pool.idx("train"), rest_idx]), pool.idx("dev", held)
-    out = {"A": (pool.pixel[rest_idx], pool.pixel[h_idx])}
-    for probe in PROBES:
-        out[probe] = (oof(pool, probe, rest, l2), probe_scores(pool, probe, fit_idx, h_idx, l2))
-    for name, (a, b) in (("C", ("A", "B")), ("D", ("Dcrop", "B2"))):
-        w, bias = fit_logistic(BranchScores(pool.y[rest_idx], out[a][0], out[b][0], "inner"))
-        out[name] = (fuse(out[a][0], out[b][0], w, bias), fuse(out[a][1], out[b][1], w, bias))
+    parts: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {("A", False): (pool.pixel[rest_idx],
+                                                                                     pool.pixel[h_idx])}
+
+    def part(probe: str, balanced: bool) -> tuple[np.ndarray, np.ndarray]:
+        key = (probe, balanced and probe != "A")
+        if key not in parts:
+            parts[key] = (oof(pool, probe, rest, l2, balanced),
+                          probe_scores(pool, probe, fit_idx, h_idx, l2, balanced))
+        return parts[key]
+
+    out = {}
+    for name in names:
+        c = CANDIDATES[name]
+        if c.pixel is None or c.semantic is None:
+            out[name] = part(c.pixel or c.semantic or "", c.balanced)
+            continue
+        (a_in, a_held), (b_in, b_held) = part(c.pixel, c.balanced), part(c.semantic, c.balanced)
+        sw = repo_weights(pool, rest_idx) if c.balanced else None
+        w, bias = fit_logistic(BranchScores(pool.y[rest_idx], a_in, b_in, "inner"), sample_weight=sw)
+        out[name] = (fuse(a_in, b_in, w, bias), fuse(a_held, b_held, w, bias))
+        out[f"{name}.pixel"], out[f"{name}.semantic"] = (a_in, a_held), (b_in, b_held)  # what ship() fuses
     return out
 
 
-def fold(pool: Pool, held: str, groups: list[str], l2: float) -> dict[str, Any]:
+def fold(pool: Pool, held: str, groups: list[str], l2: float, names: tuple[str, ...]) -> dict[str, Any]:
     """Leave ``held`` out; every candidate's threshold is its fpr5 point on the other repos' real photos."""
     rest_idx = np.concatenate([pool.idx("dev", g) for g in groups if g != held])
     real = pool.y[rest_idx] == 0
     h_idx = pool.idx("dev", held)
     out: dict[str, Any] = {"repo": held, "label": "fake" if pool.y[h_idx][0] else "real", "n": len(h_idx)}
-    for name, (inner, held_scores) in candidate_scores(pool, held, groups, l2).items():
+    for name, (inner, held_scores) in candidate_scores(pool, held, groups, l2, names).items():
         t = threshold_for_fpr(inner[real], FPR)
         out[name] = {"threshold": t, "rate_fake": float(np.mean(held_scores > t)), "scores": held_scores.tolist()}
     return out
@@ -222,7 +284,7 @@ def fuse(a: np.ndarray, b: np.ndarray, weights: dict[str, float], bias: float) -
     return sigmoid(weights["pixel"] * logits(a) + weights["semantic"] * logits(b) + bias)
 
 
-def summarize(folds: list[dict[str, Any]], candidates: tuple[str, ...] = CANDIDATES) -> dict[str, Any]:
+def summarize(folds: list[dict[str, Any]], candidates: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c in candidates:
         tpr = [f[c]["rate_fake"] for f in folds if f["label"] == "fake"]
@@ -236,20 +298,20 @@ def summarize(folds: list[dict[str, Any]], candidates: tuple[str, ...] = CANDIDA
     return out
 
 
-def decide(summary: dict[str, Any]) -> str:
-    """training/WILD_VALIDATION.md's rule."""
-    best = max(CANDIDATES, key=lambda c: summary[c]["balanced_accuracy_repo_weighted"])
-    gain = summary[best]["balanced_accuracy_repo_weighted"] - summary["A"]["balanced_accuracy_repo_weighted"]
-    if best != "A" and (gain < 0.05 or summary[best]["mean_fpr_real_repos"] > 0.10):
-        return "A"
+def decide(summary: dict[str, Any], rnd: Round) -> str:
+    """training/WILD_VALIDATION.md's rule for the round."""
+    best = max(rnd.candidates, key=lambda c: summary[c]["balanced_accuracy_repo_weighted"])
+    gain = summary[best]["balanced_accuracy_repo_weighted"] - summary[rnd.baseline]["balanced_accuracy_repo_weighted"]
+    if best != rnd.baseline and (gain < rnd.margin or summary[best]["mean_fpr_real_repos"] > 0.10):
+        return rnd.baseline
     return best
 
 
-def final_head_model(pool: Pool, probe: str, l2: float) -> WholeImageExpert:
+def final_head_model(pool: Pool, probe: str, l2: float, balanced: bool) -> WholeImageExpert:
     """The probe's head trained on every training and development image, folded into the network (the head reads
     raw features: standardisation moves into its weights and bias)."""
-    head = fit_probe(pool, probe, np.concatenate([pool.idx("train"), pool.idx("dev")]), l2)
-    return fold_into(WholeImageExpert(pretrained=True, taps=() if probe == "B" else TAPS).eval(), head)
+    head = fit_probe(pool, probe, np.concatenate([pool.idx("train"), pool.idx("dev")]), l2, balanced)
+    return fold_into(WholeImageExpert(pretrained=True, taps=PROBES[probe][1]).eval(), head)
 
 
 def fold_into(model: WholeImageExpert, head: Head) -> WholeImageExpert:
@@ -284,13 +346,18 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     from aligngemini_sdk.export.calibrate import choose_points
     from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
 
-    pixel_part, semantic_part = {"B": ("A", "B"), "C": ("A", "B"), "B2": ("A", "B2"), "D": ("Dcrop", "B2")}[choice]
+    c = CANDIDATES[choice]
+    pixel_part, semantic_part = c.pixel or "A", c.semantic
+    if semantic_part is None:
+        raise SystemExit(f"candidate {choice} has no whole-image branch to ship")
     base = Bundle.open(default_bundle_path())
     if pixel_part == "A" and base.manifest.bundle_id != PREVIOUS_DEFAULT_ID:
         raise SystemExit(f"candidate {choice} keeps the previous default's pixel expert ({PREVIOUS_DEFAULT_ID}), "
                          f"which is no longer the bundle in the tree ({base.manifest.bundle_id}): restore it first")
     dev_y = np.concatenate([[int(f["label"] == "fake")] * f["n"] for f in folds])
-    a, b = oof_scores(folds, pixel_part), oof_scores(folds, semantic_part)
+    fused = c.pixel is not None
+    a = oof_scores(folds, f"{choice}.pixel" if fused else "A")
+    b = oof_scores(folds, f"{choice}.semantic" if fused else choice)
     calib = write_csv([r for r in pool.rows if r["role"] == "train"], work / "calib.csv")  # ranges: not the gate's
     val = write_csv([r for r in pool.rows if r["role"] == "dev"], work / "dev.csv")
     if out.exists():
@@ -301,13 +368,14 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
         "extra_provenance": {"recipe": "training/train_semantic.py", "choice": choice, "l2": l2}}
     if pixel_part != "A":
         shutil.rmtree(out / "pixel")  # the shipped pixel expert's files go with it
-        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2), input=CROP_SPEC,
+        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.balanced), input=CROP_SPEC,
                                        threshold=threshold_for_fpr(a[dev_y == 0], FPR), **common))
     shutil.rmtree(out / "semantic", ignore_errors=True)  # a previous semantic branch's files go with it
-    export_pixel(PixelExportConfig(module=final_head_model(pool, semantic_part, l2), input=SPEC, branch="semantic",
-                                   threshold=threshold_for_fpr(b[dev_y == 0], FPR), **common))
+    export_pixel(PixelExportConfig(module=final_head_model(pool, semantic_part, l2, c.balanced), input=SPEC,
+                                   branch="semantic", threshold=threshold_for_fpr(b[dev_y == 0], FPR), **common))
     scores = BranchScores(dev_y, a, b, "development repos, out-of-fold (training/WILD_VALIDATION.md)")
-    weights, bias = ({"pixel": 0.0, "semantic": 1.0}, 0.0) if choice in ("B", "B2") else fit_logistic(scores)
+    sw = np.concatenate([[1.0 / f["n"]] * f["n"] for f in folds]) if c.balanced else None  # a fold is a repository
+    weights, bias = fit_logistic(scores, sample_weight=sw) if fused else ({"pixel": 0.0, "semantic": 1.0}, 0.0)
     m = read_manifest(out)
     m = replace(m, name="aligngemini-default-wild", description=DESCRIPTION,
                 fusion=replace(m.fusion, rule="logistic", weights=weights, bias=bias, threshold=0.5))
@@ -315,16 +383,18 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     write_manifest(out, replace(m, fusion=replace(m.fusion, operating_points=points, default_operating_point="fpr5")))
 
 
-def cross_validate(pool: Pool, groups: list[str], l2: float, work: Path) -> list[dict[str, Any]]:
-    """Leave-one-repository-out over ``groups`` (cached in ``work`` by features, groups and l2)."""
-    key = hashlib.sha256(json.dumps([len(pool.rows), groups, l2, CANDIDATES]).encode()).hexdigest()[:12]
+def cross_validate(pool: Pool, groups: list[str], l2: float, work: Path, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Leave-one-repository-out over ``groups`` (cached in ``work`` by features, groups, l2 and candidates)."""
+    designs = [(n, CANDIDATES[n].pixel, CANDIDATES[n].semantic, CANDIDATES[n].balanced) for n in names]
+    key = hashlib.sha256(json.dumps(["v3", len(pool.rows), groups, l2, designs]).encode()).hexdigest()[:12]
     cache = work / f"folds-{key}.json"
     if cache.is_file():
         return list(json.loads(cache.read_text()))
-    folds = []
+    folds, t0 = [], time.time()
     for g in groups:
-        folds.append(fold(pool, g, groups, l2))
-        print(f"[cv] {g}: " + ", ".join(f"{c} {folds[-1][c]['rate_fake']:.2f}" for c in CANDIDATES), file=sys.stderr)
+        folds.append(fold(pool, g, groups, l2, names))
+        print(f"[cv] {len(folds)}/{len(groups)} {g} ({time.time() - t0:.0f} s): "
+              + ", ".join(f"{c} {folds[-1][c]['rate_fake']:.2f}" for c in names), file=sys.stderr)
     cache.write_text(json.dumps(folds, default=float))
     return folds
 
@@ -338,6 +408,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "semantic"))
     ap.add_argument("--l2", type=float, default=1.0)
+    ap.add_argument("--round", type=int, choices=sorted(ROUNDS), default=LATEST,
+                    help="which round of training/WILD_VALIDATION.md to run (default: the latest, whose choice ships)")
     ap.add_argument("--out", help="write the new default bundle here when the rule chooses a new candidate")
     ap.add_argument("--precisions", default="fp16w",
                     help="artifacts of both branches (default fp16w: FP16 weights, FP32 compute). Measured on AMD EPYC "
@@ -349,14 +421,16 @@ def main() -> int:
     rows = load_rows()
     pool = extract(rows, work)
     groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
-    folds = cross_validate(pool, groups, args.l2, work)
-    summary = summarize(folds)
-    choice = decide(summary)
-    result = {"l2": args.l2, "fpr_target": FPR, "folds": folds, "summary": summary, "choice": choice}
+    rnd = ROUNDS[args.round]
+    folds = cross_validate(pool, groups, args.l2, work, rnd.candidates)
+    summary = summarize(folds, rnd.candidates)
+    choice = decide(summary, rnd)
+    result = {"round": args.round, "l2": args.l2, "fpr_target": FPR, "folds": folds, "summary": summary,
+              "choice": choice}
     work.mkdir(parents=True, exist_ok=True)
-    (work / "cv.json").write_text(json.dumps(result, indent=1, default=float))
-    print(json.dumps({c: {k: v for k, v in summary[c].items() if k != "per_repo"} for c in CANDIDATES} | {"choice": choice},
-                     indent=1, default=float))
+    (work / f"cv-round{args.round}.json").write_text(json.dumps(result, indent=1, default=float))
+    print(json.dumps({c: {k: v for k, v in summary[c].items() if k != "per_repo"} for c in rnd.candidates}
+                     | {"choice": choice}, indent=1, default=float))
     if args.out and choice != "A":
         ship(pool, folds, choice, args.l2, Path(args.out), work, tuple(args.precisions.split(",")))
     return 0

@@ -73,3 +73,32 @@ def test_percentile():
     assert percentile([1, 2, 3, 4, 5], 50) == 3
     assert percentile([10.0], 90) == 10.0
     assert percentile(list(range(101)), 90) == pytest.approx(90)
+
+
+CONC = dict(semantic_is_classifier=True, semantic_always_counts=True, power="full", cores=2, threads=None)
+
+
+def together(**kw):
+    from aligngemini_sdk.budget import plan_concurrency
+
+    return plan_concurrency(**{**CONC, **kw})
+
+
+def test_two_onnx_branches_whose_answers_always_count_run_together_on_half_the_cores_each():
+    assert together() == together(power="balanced")
+    c = together()
+    assert c.together and c.threads_per_branch == 1 and c.workers == 2
+    c8 = together(cores=8)
+    assert c8.together and c8.threads_per_branch == 4 and c8.workers == 2
+    assert together(cores=8, threads=2).threads_per_branch == 2  # the user's thread count is per branch
+
+
+@pytest.mark.parametrize(("kw", "why"), [
+    ({"semantic_is_classifier": False}, "VLM"),  # a VLM takes every core for seconds: after the pixel branch
+    ({"semantic_always_counts": False}, "does not always read"),  # OR/AND: the pixel verdict may make it moot
+    ({"power": "low"}, "low"),
+    ({"cores": 1}, "one usable core"),
+])
+def test_otherwise_the_branches_run_one_after_the_other_on_every_core(kw, why):
+    c = together(**kw)
+    assert not c.together and c.threads_per_branch is None and why in c.reason

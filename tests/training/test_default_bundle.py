@@ -31,7 +31,7 @@ def test_default_bundle_is_trained_gated_and_documented():
         assert point.measured["fpr"] <= point.target_fpr and point.measured["n_real"] >= 100
     assert sum(f.bytes for f in m.all_files().values()) <= 15_000_000
     prov = m.provenance["semantic"]
-    assert prov["recipe"] == "training/train_semantic.py" and prov["choice"] == "D"
+    assert prov["recipe"] == "training/train_semantic.py" and prov["choice"] == "G"
     card = b.model_card()
     assert card and "Known limits" in card and "not** the AlignGemini pixel expert" in card
     assert set(b.verify().values()) == {"ok"}
@@ -45,6 +45,28 @@ def test_default_branches_see_a_native_crop_and_the_whole_image():
     assert (px.crop, px.resize, px.height) == ("center", "none", 224)
     assert (sem.crop, sem.resize, sem.height) == ("none", "exact", 224)
     assert det.pixel.describe()["spinning"] is False and det.semantic.describe()["spinning"] is False
+
+
+def test_default_runs_its_two_branches_together_with_the_answers_of_each_alone():
+    """On two or more cores the whole-image branch runs beside the crop branch (its answer always counts under the
+    logistic fusion), each session on half the cores; the probabilities are each runtime's own, single or batched."""
+    import os
+
+    from aligngemini_sdk.image import load_image
+
+    images = fake_images(2) + real_images(2)
+    with Detector() as det:
+        cores = len(os.sched_getaffinity(0))
+        assert (det.info()["branches_together"], det.concurrency.together) == (cores >= 2, cores >= 2)
+        single = [det.detect(p) for p in images]
+        batch = det.detect_batch(images)
+        for path, r, b in zip(images, single, batch):
+            rgb = load_image(path).rgb
+            assert r.semantic.ran and r.pixel.ran
+            assert r.pixel.probability == det.pixel.predict_one(rgb)
+            assert r.semantic.probability == det.semantic.predict_one(rgb)
+            assert (b.is_fake, b.score) == (r.is_fake, r.score)
+        assert det.detect(images[0], power="low").semantic.skip_reason == "power"  # the planner still decides
 
 
 def test_detector_with_no_arguments_uses_the_default():

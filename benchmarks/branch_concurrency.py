@@ -1,0 +1,184 @@
+"""Two ONNX branches on a small CPU: one after the other on every core, or side by side on half the cores each.
+
+    .venv/bin/python benchmarks/branch_concurrency.py [--bundle LABEL=DIR ...] [--rounds 3]
+        [--out benchmarks/reports/branch_concurrency]
+
+For each bundle (default: the shipped default) on 16 decoded photos of the shared `wild/` pool (8 camera photos,
+8 generated images; decoding excluded, preprocessing included), modes alternating ``--rounds`` times in one run:
+- ``sequential``: the pixel branch, then the semantic branch, each session on every usable core (how the detector
+  ran both before it planned concurrency);
+- ``together``: the semantic branch in a second thread beside the pixel branch, each session on half the cores
+  (``budget.plan_concurrency``);
+- ``detect``: ``Detector.detect()`` as shipped (its plan, planner and fusion included).
+Both branches' answers are checked identical across modes. Output: ``<cpu>.json``, ``<cpu>.md``, ``<cpu>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WILD = ROOT.parent / "shared" / "data" / "wild" / "images"
+MODES = ("sequential", "together", "detect")
+
+
+@dataclass
+class ModeRun:
+    bundle: str
+    mode: str
+    round: int
+    threads_per_session: int
+    p50_ms: float
+    p90_ms: float
+
+
+def photos() -> list[np.ndarray]:
+    from aligngemini_sdk.image import load_image
+
+    picks = [sorted((WILD / "real" / "facebookresearch__sam2").glob("*.jpg"))[:4],
+             sorted((WILD / "real" / "drewnoakes__metadata-extractor-images").glob("*Canon*.jpg"))[:4],
+             sorted((WILD / "fake" / "Kwai-Kolors__Kolors").glob("*"))[:4],
+             sorted((WILD / "fake" / "comfyanonymous__ComfyUI_examples").glob("*"))[:4]]
+    return [load_image(p).rgb for group in picks for p in group]
+
+
+def time_calls(call: Callable[[np.ndarray], object], images: list[np.ndarray], passes: int = 6) -> list[float]:
+    for im in images[:4]:
+        call(im)
+    out = []
+    for _ in range(passes):
+        for im in images:
+            t = time.perf_counter()
+            call(im)
+            out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def pair(px: Any, se: Any, pool: ThreadPoolExecutor | None) -> Callable[[np.ndarray], tuple[float, float]]:
+    """Both branches on one image: one after the other, or (with a ``pool``) the semantic one beside the pixel one."""
+    def both(im: np.ndarray) -> tuple[float, float]:
+        if pool is None:
+            return px.predict_one(im), se.predict_one(im)
+        job = pool.submit(se.predict_one, im)
+        return px.predict_one(im), job.result()
+    return both
+
+
+def measure(label: str, path: str, images: list[np.ndarray], rnd: int, cores: int) -> tuple[list[ModeRun], set[tuple[Any, ...]]]:
+    from aligngemini_sdk import Bundle, Detector
+    from aligngemini_sdk.runtimes import open_pixel, open_semantic
+
+    bundle = Bundle.open(path)
+    m = bundle.manifest
+    assert m.pixel is not None and m.semantic is not None and m.semantic.input is not None, "needs two ONNX branches"
+    runs: list[ModeRun] = []
+    answers: set[tuple[Any, ...]] = set()
+    for mode, threads in (("sequential", cores), ("together", max(1, cores // 2))):
+        px = open_pixel(bundle, m.pixel, device="cpu", threads=threads, spinning=False)
+        se = open_semantic(bundle, m.semantic, device="cpu", threads=threads, spinning=False)
+        pool = ThreadPoolExecutor(1)
+        both = pair(px, se, pool if mode == "together" else None)
+        t = time_calls(both, images)
+        answers.add(tuple(both(im) for im in images))
+        runs.append(ModeRun(label, mode, rnd, threads, statistics.median(t), float(np.percentile(t, 90))))
+        pool.shutdown()
+        px.close()
+        se.close()
+    with Detector(bundle, device="cpu") as det:
+        t = time_calls(lambda im: det.detect(im, color_order="RGB"), images)
+        answers.add(tuple((r.pixel.probability, r.semantic.probability)
+                          for r in (det.detect(im, color_order="RGB") for im in images)))
+        runs.append(ModeRun(label, "detect", rnd, det.concurrency.threads_per_branch or cores,
+                            statistics.median(t), float(np.percentile(t, 90))))
+    return runs, answers
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bundle", action="append", metavar="LABEL=DIR",
+                    help="a bundle with two ONNX branches (default: the shipped default)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "branch_concurrency"))
+    args = ap.parse_args()
+    from aligngemini_sdk import default_bundle_path
+    from aligngemini_sdk.device import cpu_info, cpu_label, cpu_slug
+
+    bundles = dict(b.split("=", 1) for b in (args.bundle or [f"default={default_bundle_path()}"]))
+    cores = int(cpu_info()["usable_cores"])
+    images = photos()
+    runs: list[ModeRun] = []
+    identical: dict[str, bool] = {}
+    for rnd in range(args.rounds):
+        for label, path in bundles.items():
+            got, answers = measure(label, path, images, rnd, cores)
+            runs += got
+            identical[label] = identical.get(label, True) and len(answers) == 1
+            print(f"[concurrency] round {rnd + 1}/{args.rounds} {label}: "
+                  + ", ".join(f"{r.mode} {r.p50_ms:.2f} ms" for r in got), flush=True)
+    report = {"cpu": cpu_label(), "usable_cores": cores, "date": time.strftime("%Y-%m-%d"), "images": len(images),
+              "identical_answers": identical, "runs": [asdict(r) for r in runs]}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = cpu_slug()
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    md = markdown(report, runs, bundles)
+    (out / f"{stem}.md").write_text(md)
+    plot(runs, bundles, out / f"{stem}.png")
+    print(md)
+    return 0
+
+
+def median_of(runs: list[ModeRun], label: str, mode: str) -> float:
+    return statistics.median(r.p50_ms for r in runs if r.bundle == label and r.mode == mode)
+
+
+def markdown(report: dict, runs: list[ModeRun], bundles: dict[str, str]) -> str:
+    lines = [f"# Two ONNX branches: one after the other, or side by side (`{report['cpu']}`)", "",
+             f"{report['usable_cores']} usable cores, {report['date']}; {report['images']} decoded `wild/` photos "
+             "(decoding excluded, preprocessing included); modes alternate in one run; p50 of each round, then "
+             "the median over rounds. `benchmarks/branch_concurrency.py`.", "",
+             "| bundle | sequential ms (every core each) | together ms (half the cores each) | together / sequential "
+             "| detect() ms as shipped | same answers in every mode |", "|---|---|---|---|---|---|"]
+    for label in bundles:
+        seq, tog, det = (median_of(runs, label, m) for m in MODES)
+        lines.append(f"| {label} | {seq:.2f} | {tog:.2f} | {tog / seq:.2f}x | {det:.2f} | "
+                     f"{report['identical_answers'][label]} |")
+    lines += ["", "Per round:", "", "| bundle | mode | round | threads per session | p50 ms | p90 ms |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {r.bundle} | {r.mode} | {r.round + 1} | {r.threads_per_session} | {r.p50_ms:.2f} | {r.p90_ms:.2f} |"
+              for r in runs]
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[ModeRun], bundles: dict[str, str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.8 + 2.4 * len(bundles), 3.4))
+    for i, label in enumerate(bundles):
+        for j, mode in enumerate(MODES):
+            vals = [r.p50_ms for r in runs if r.bundle == label and r.mode == mode]
+            ax.scatter([i * 4 + j] * len(vals), vals, color=f"C{j}", label=mode if i == 0 else None)
+    ax.set_xticks([i * 4 + 1 for i in range(len(bundles))], list(bundles))
+    ax.set_ylabel("p50 ms per image, both branches")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
