@@ -20,7 +20,8 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,37 +61,61 @@ CROP_SPEC = InputSpec(height=SIDE, width=SIDE, crop="center", resize="none", mea
 @dataclass
 class Pool:
     rows: list[dict[str, str]]
-    whole: np.ndarray  # (N, 2, F) features (pooled at ALL_TAPS) of the whole-image view: as is, downscaled + JPEG
+    whole: np.ndarray  # (N, 2, F) features (pooled at ALL_TAPS) of the whole-image view: as is, augmented()
     crop: np.ndarray  # (N, 2, F) features of the native-resolution centre crop, same two versions
     pixel: np.ndarray  # candidate A's P(fake): the previous default, as recorded
     y: np.ndarray
+    whole_extra: np.ndarray | None = None  # (N, 2, F): versions() of each image, when loaded
+    crop_extra: np.ndarray | None = None
 
     def idx(self, role: str | None = None, source: str | None = None) -> np.ndarray:
         return np.asarray([i for i, r in enumerate(self.rows) if (role is None or r["role"] == role)
                            and (source is None or r["source"] == source)], dtype=int)
 
 
-def augmented(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
-    """The same image as the web would serve it: downscaled by a factor in [0.5, 1], JPEG at quality 60-95."""
-    s = rng.uniform(0.5, 1.0)
+def web_version(rgb: np.ndarray, rng: random.Random, scale: tuple[float, float], quality: tuple[int, int]) -> np.ndarray:
+    """The same image as the web would serve it: downscaled by a factor drawn from ``scale`` (INTER_AREA; (1, 1):
+    not resized), then JPEG at a quality drawn from ``quality``."""
+    s = rng.uniform(*scale)
     h, w = rgb.shape[:2]
-    small = cv2.resize(rgb, (max(16, round(w * s)), max(16, round(h * s))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, rng.randint(60, 95)])
+    small = rgb if s == 1.0 else cv2.resize(rgb, (max(16, round(w * s)), max(16, round(h * s))),
+                                            interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", small[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, rng.randint(*quality)])
     out = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB) if ok else None
     return small if out is None else out
 
 
-def extract(rows: list[dict[str, str]], work: Path) -> Pool:
-    """Backbone features of both views (two versions each), cached, and candidate A's recorded probabilities."""
+def augmented(rgb: np.ndarray, rng: random.Random) -> np.ndarray:
+    """Version 1: downscaled by a factor in [0.5, 1], JPEG at quality 60-95."""
+    return web_version(rgb, rng, (0.5, 1.0), (60, 95))
+
+
+def versions(rgb: np.ndarray, path: str) -> list[np.ndarray]:
+    """Versions 2 and 3 (training/WILD_VALIDATION.md, round 4): JPEG at native size, quality 50-95; downscaled by a
+    factor in [0.25, 0.5], then JPEG at quality 60-95. Seeded by the image's path, as version 1 is."""
+    return [web_version(rgb, random.Random(path + "#2"), (1.0, 1.0), (50, 95)),
+            web_version(rgb, random.Random(path + "#3"), (0.25, 0.5), (60, 95))]
+
+
+def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2) -> Pool:
+    """Backbone features of both views (``n_versions``: 2 or 4 versions each), cached, and candidate A's recorded
+    probabilities. Versions 0-1 and 2-3 are cached apart, so the first two never change."""
     key = hashlib.sha256(("v3\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
     if not cache.is_file():
-        _extract_to(rows, cache)
+        _extract_to(rows, cache, lambda rgb, path: [rgb, augmented(rgb, random.Random(path))])
     z = np.load(cache, allow_pickle=False)
     ok = z["ok"]
-    pixel = previous_default_scores(rows)
-    return Pool([r for r, k in zip(rows, ok) if k], z["whole"][ok], z["crop"][ok], pixel[ok], y[ok])
+    pool = Pool([r for r, k in zip(rows, ok) if k], z["whole"][ok], z["crop"][ok], previous_default_scores(rows)[ok],
+                y[ok])
+    if n_versions == 4:
+        extra = work / f"features-extra-{key}.npz"
+        if not extra.is_file():
+            _extract_to(rows, extra, versions)
+        x = np.load(extra, allow_pickle=False)
+        pool.whole_extra, pool.crop_extra = x["whole"][ok], x["crop"][ok]
+    return pool
 
 
 def previous_default_scores(rows: list[dict[str, str]]) -> np.ndarray:
@@ -102,7 +127,9 @@ def previous_default_scores(rows: list[dict[str, str]]) -> np.ndarray:
     return np.asarray([recorded[r["path"]] for r in rows])
 
 
-def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
+def _extract_to(rows: list[dict[str, str]], cache: Path,
+                make: Callable[[np.ndarray, str], list[np.ndarray]]) -> None:
+    """Features of both views of the two versions ``make(rgb, path)`` gives of each image."""
     model = WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval()
     torch.set_num_threads(2)
     n, f = len(rows), n_features(ALL_TAPS)
@@ -117,8 +144,8 @@ def _extract_to(rows: list[dict[str, str]], cache: Path) -> None:
                 print(f"\n[features] skipping {exc}", file=sys.stderr)
                 ok[i] = False
                 continue
-            aug = augmented(rgb, random.Random(rows[i]["path"]))
-            views += [preprocess(v, spec) for spec in (SPEC, CROP_SPEC) for v in (rgb, aug)]
+            pair = make(rgb, rows[i]["path"])
+            views += [preprocess(v, spec) for spec in (SPEC, CROP_SPEC) for v in pair]
             done.append(i)
         with torch.no_grad():
             out = model.features(torch.from_numpy(np.stack(views))).numpy().reshape(len(done), 2, 2, -1)
@@ -174,19 +201,34 @@ PROBES = {"B": ("whole", ()), "B2": ("whole", TAPS), "Dcrop": ("crop", TAPS),
 
 
 @dataclass(frozen=True)
+class Fit:
+    """How a probe's head is fitted: ``balanced``: every source repository weighs the same within its class (heads
+    and fusion); ``versions``: how many versions of each training image it sees (2, or 4 with ``versions()``'s);
+    ``exclude``: training-role sources left out."""
+
+    balanced: bool = False
+    versions: int = 2
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A design under the protocol: the crop-view part (a probe, "A": the previous default as recorded, or None),
-    the whole-image probe (or None), fused logistically when both are there; ``balanced``: every source repository
-    weighs the same within its class in the heads' and the fusion's loss."""
+    the whole-image probe (or None), fused logistically when both are there, and how the heads are fitted."""
 
     pixel: str | None
     semantic: str | None
-    balanced: bool = False
+    fit: Fit = field(default_factory=Fit)
 
 
+BALANCED = Fit(balanced=True)
+PROGAN_PAIRS = ("PeterWang512/CNNDetection",)
 CANDIDATES = {"A": Candidate("A", None), "B": Candidate(None, "B"), "C": Candidate("A", "B"),
               "B2": Candidate(None, "B2"), "D": Candidate("Dcrop", "B2"), "E": Candidate("Ecrop", "Ewhole"),
-              "F": Candidate("Dcrop", "B2", balanced=True), "G": Candidate("Ecrop", "Ewhole", balanced=True)}
+              "F": Candidate("Dcrop", "B2", BALANCED), "G": Candidate("Ecrop", "Ewhole", BALANCED),
+              "H": Candidate("Ecrop", "Ewhole", Fit(True, 4)),
+              "J": Candidate("Ecrop", "Ewhole", Fit(True, 2, PROGAN_PAIRS)),
+              "K": Candidate("Ecrop", "Ewhole", Fit(True, 4, PROGAN_PAIRS))}
 
 
 @dataclass(frozen=True)
@@ -199,13 +241,24 @@ class Round:
     margin: float
 
 
-ROUNDS = {2: Round(("A", "B", "C", "B2", "D"), "A", 0.05), 3: Round(("D", "E", "F", "G"), "D", 0.03)}
+ROUNDS = {2: Round(("A", "B", "C", "B2", "D"), "A", 0.05), 3: Round(("D", "E", "F", "G"), "D", 0.03),
+          4: Round(("G", "H", "J", "K"), "G", 0.03)}
 LATEST = max(ROUNDS)
 
 
-def probe_feats(pool: Pool, probe: str) -> np.ndarray:
+def probe_feats(pool: Pool, probe: str, n_versions: int = 2) -> np.ndarray:
+    """(N, n_versions, F) features of the probe's view and taps (version 0: the image as served). Computed as the
+    shipped default's recipe computed them: float32 sums depend on memory layout, and the recipe must give its
+    weights back byte for byte."""
     view, taps = PROBES[probe]
-    return getattr(pool, view)[:, :, feature_columns(taps)]
+    cols = feature_columns(taps)
+    x = getattr(pool, view)[:, :, cols]
+    if n_versions == 2:
+        return x
+    extra = getattr(pool, f"{view}_extra")
+    if n_versions != 4 or extra is None:
+        raise ValueError(f"{n_versions} versions of each image asked; the pool holds 2" + (" or 4" if extra else ""))
+    return np.concatenate([x, extra[:, :, cols]], axis=1)
 
 
 def repo_weights(pool: Pool, idx: np.ndarray) -> np.ndarray:
@@ -215,25 +268,30 @@ def repo_weights(pool: Pool, idx: np.ndarray) -> np.ndarray:
     return np.asarray([1.0 / counts[s] for s in sources])
 
 
-def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float, balanced: bool = False) -> Head:
-    x = probe_feats(pool, probe)[idx]
-    sw = np.repeat(repo_weights(pool, idx), 2) if balanced else None
-    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], 2), l2, sw)
+def train_idx(pool: Pool, fit: Fit) -> np.ndarray:
+    """The training-role images a fit uses (its excluded sources left out)."""
+    return np.asarray([i for i in pool.idx("train") if pool.rows[i]["source"] not in fit.exclude], dtype=int)
 
 
-def probe_scores(pool: Pool, probe: str, train_idx: np.ndarray, score_idx: np.ndarray, l2: float,
-                 balanced: bool = False) -> np.ndarray:
-    return sigmoid(fit_probe(pool, probe, train_idx, l2, balanced).logits(probe_feats(pool, probe)[score_idx, 0]))
+def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float, fit: Fit = Fit()) -> Head:
+    x = probe_feats(pool, probe, fit.versions)[idx]
+    sw = np.repeat(repo_weights(pool, idx), fit.versions) if fit.balanced else None
+    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], fit.versions), l2, sw)
 
 
-def oof(pool: Pool, probe: str, groups: list[str], l2: float, balanced: bool = False) -> np.ndarray:
+def probe_scores(pool: Pool, probe: str, fit_idx: np.ndarray, score_idx: np.ndarray, l2: float,
+                 fit: Fit = Fit()) -> np.ndarray:
+    return sigmoid(fit_probe(pool, probe, fit_idx, l2, fit).logits(probe_feats(pool, probe)[score_idx, 0]))
+
+
+def oof(pool: Pool, probe: str, groups: list[str], l2: float, fit: Fit = Fit()) -> np.ndarray:
     """Out-of-fold probabilities over ``groups`` (concatenated in order): each group scored by a head trained on the
     training data and the other groups."""
-    train = pool.idx("train")
+    train = train_idx(pool, fit)
     out = []
     for g in groups:
         others = np.concatenate([train] + [pool.idx("dev", h) for h in groups if h != g])
-        out.append(probe_scores(pool, probe, others, pool.idx("dev", g), l2, balanced))
+        out.append(probe_scores(pool, probe, others, pool.idx("dev", g), l2, fit))
     return np.concatenate(out)
 
 
@@ -242,25 +300,25 @@ def candidate_scores(pool: Pool, held: str, groups: list[str], l2: float,
     """Per candidate: (out-of-fold scores on the other development repos, scores on ``held``)."""
     rest = [g for g in groups if g != held]
     rest_idx = np.concatenate([pool.idx("dev", g) for g in rest])
-    fit_idx, h_idx = np.concatenate([pool.idx("train"), rest_idx]), pool.idx("dev", held)
-    parts: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {("A", False): (pool.pixel[rest_idx],
-                                                                                     pool.pixel[h_idx])}
+    h_idx = pool.idx("dev", held)
+    parts: dict[tuple[str, Fit], tuple[np.ndarray, np.ndarray]] = {}
 
-    def part(probe: str, balanced: bool) -> tuple[np.ndarray, np.ndarray]:
-        key = (probe, balanced and probe != "A")
-        if key not in parts:
-            parts[key] = (oof(pool, probe, rest, l2, balanced),
-                          probe_scores(pool, probe, fit_idx, h_idx, l2, balanced))
-        return parts[key]
+    def part(probe: str, fit: Fit) -> tuple[np.ndarray, np.ndarray]:
+        if probe == "A":
+            return pool.pixel[rest_idx], pool.pixel[h_idx]
+        if (probe, fit) not in parts:
+            fit_idx = np.concatenate([train_idx(pool, fit), rest_idx])
+            parts[probe, fit] = (oof(pool, probe, rest, l2, fit), probe_scores(pool, probe, fit_idx, h_idx, l2, fit))
+        return parts[probe, fit]
 
     out = {}
     for name in names:
         c = CANDIDATES[name]
         if c.pixel is None or c.semantic is None:
-            out[name] = part(c.pixel or c.semantic or "", c.balanced)
+            out[name] = part(c.pixel or c.semantic or "", c.fit)
             continue
-        (a_in, a_held), (b_in, b_held) = part(c.pixel, c.balanced), part(c.semantic, c.balanced)
-        sw = repo_weights(pool, rest_idx) if c.balanced else None
+        (a_in, a_held), (b_in, b_held) = part(c.pixel, c.fit), part(c.semantic, c.fit)
+        sw = repo_weights(pool, rest_idx) if c.fit.balanced else None
         w, bias = fit_logistic(BranchScores(pool.y[rest_idx], a_in, b_in, "inner"), sample_weight=sw)
         out[name] = (fuse(a_in, b_in, w, bias), fuse(a_held, b_held, w, bias))
         out[f"{name}.pixel"], out[f"{name}.semantic"] = (a_in, a_held), (b_in, b_held)  # what ship() fuses
@@ -307,10 +365,10 @@ def decide(summary: dict[str, Any], rnd: Round) -> str:
     return best
 
 
-def final_head_model(pool: Pool, probe: str, l2: float, balanced: bool) -> WholeImageExpert:
-    """The probe's head trained on every training and development image, folded into the network (the head reads
-    raw features: standardisation moves into its weights and bias)."""
-    head = fit_probe(pool, probe, np.concatenate([pool.idx("train"), pool.idx("dev")]), l2, balanced)
+def final_head_model(pool: Pool, probe: str, l2: float, fit: Fit) -> WholeImageExpert:
+    """The probe's head trained on every training and development image it may see, folded into the network (the
+    head reads raw features: standardisation moves into its weights and bias)."""
+    head = fit_probe(pool, probe, np.concatenate([train_idx(pool, fit), pool.idx("dev")]), l2, fit)
     return fold_into(WholeImageExpert(pretrained=True, taps=PROBES[probe][1]).eval(), head)
 
 
@@ -368,13 +426,13 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
         "extra_provenance": {"recipe": "training/train_semantic.py", "choice": choice, "l2": l2}}
     if pixel_part != "A":
         shutil.rmtree(out / "pixel")  # the shipped pixel expert's files go with it
-        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.balanced), input=CROP_SPEC,
+        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.fit), input=CROP_SPEC,
                                        threshold=threshold_for_fpr(a[dev_y == 0], FPR), **common))
     shutil.rmtree(out / "semantic", ignore_errors=True)  # a previous semantic branch's files go with it
-    export_pixel(PixelExportConfig(module=final_head_model(pool, semantic_part, l2, c.balanced), input=SPEC,
+    export_pixel(PixelExportConfig(module=final_head_model(pool, semantic_part, l2, c.fit), input=SPEC,
                                    branch="semantic", threshold=threshold_for_fpr(b[dev_y == 0], FPR), **common))
     scores = BranchScores(dev_y, a, b, "development repos, out-of-fold (training/WILD_VALIDATION.md)")
-    sw = np.concatenate([[1.0 / f["n"]] * f["n"] for f in folds]) if c.balanced else None  # a fold is a repository
+    sw = np.concatenate([[1.0 / f["n"]] * f["n"] for f in folds]) if c.fit.balanced else None  # fold = repository
     weights, bias = fit_logistic(scores, sample_weight=sw) if fused else ({"pixel": 0.0, "semantic": 1.0}, 0.0)
     m = read_manifest(out)
     m = replace(m, name="aligngemini-default-wild", description=DESCRIPTION,
@@ -385,7 +443,9 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
 
 def cross_validate(pool: Pool, groups: list[str], l2: float, work: Path, names: tuple[str, ...]) -> list[dict[str, Any]]:
     """Leave-one-repository-out over ``groups`` (cached in ``work`` by features, groups, l2 and candidates)."""
-    designs = [(n, CANDIDATES[n].pixel, CANDIDATES[n].semantic, CANDIDATES[n].balanced) for n in names]
+    designs: list[tuple[Any, ...]] = [(n, CANDIDATES[n].pixel, CANDIDATES[n].semantic, CANDIDATES[n].fit.balanced) for n in names]
+    designs += [(n, CANDIDATES[n].fit.versions, CANDIDATES[n].fit.exclude) for n in names
+                if CANDIDATES[n].fit.versions != 2 or CANDIDATES[n].fit.exclude]  # earlier rounds keep their keys
     key = hashlib.sha256(json.dumps(["v3", len(pool.rows), groups, l2, designs]).encode()).hexdigest()[:12]
     cache = work / f"folds-{key}.json"
     if cache.is_file():
@@ -419,9 +479,9 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.work)
     rows = load_rows()
-    pool = extract(rows, work)
-    groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
     rnd = ROUNDS[args.round]
+    pool = extract(rows, work, max(CANDIDATES[c].fit.versions for c in rnd.candidates))
+    groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
     folds = cross_validate(pool, groups, args.l2, work, rnd.candidates)
     summary = summarize(folds, rnd.candidates)
     choice = decide(summary, rnd)

@@ -215,7 +215,12 @@ def design_text(choice: str) -> tuple[str, str]:
     where = "the end of every one of its 16 blocks" if len(taps) == 16 else f"{len(taps)} earlier depths"
     features = f"the mean and standard deviation of the activations at {where}, besides the pooled head features"
     weighting = (" Heads and fusion are fitted with every source repository weighing the same within its class, so "
-                 "the large ProGAN-era sets do not outweigh the small modern ones.") if c.balanced else ""
+                 "the large ProGAN-era sets do not outweigh the small modern ones.") if c.fit.balanced else ""
+    if c.fit.versions == 4:
+        weighting += (" The heads see four versions of each training image: as served, downscaled and JPEG-compressed "
+                      "(two strengths), and JPEG-compressed at native size.")
+    if c.fit.exclude:
+        weighting += f" Left out of training: {', '.join(c.fit.exclude)}."
     return features, weighting
 
 

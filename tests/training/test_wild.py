@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, SHARED, real_images
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
@@ -58,7 +58,7 @@ def test_every_round_is_written_down_before_it_runs():
     text = (ROOT / "training" / "WILD_VALIDATION.md").read_text()
     for n in ROUNDS:
         assert f"## Round {n} (" in text
-    assert text.count("Decision rule") == 2  # round 1's rule (kept by round 2) and round 3's
+    assert text.count("Decision rule") == len(ROUNDS)  # round 1 (ROUNDS[2] re-ran it with two more) and one per round after
 
 
 def test_repository_balanced_weights_give_every_repository_the_same_share_of_its_class():
@@ -96,3 +96,35 @@ def test_the_folded_head_gives_the_probe_logits(tmp_path):
     with torch.no_grad():
         got = fold_into(model, head)(x).numpy()[:, 0]
     assert np.allclose(got, head.logits(feats), atol=1e-3)
+
+
+def test_web_versions_are_seeded_by_the_image_path():
+    """Round 4's extra versions: JPEG at native size, and a 0.25-0.5x downscale then JPEG; the same path gives the
+    same pixels (the recipe reproduces its features), another path other draws."""
+    from aligngemini_sdk.image import load_image
+    from training.train_semantic import versions
+
+    path = real_images(1)[0]
+    rgb = load_image(path).rgb
+    a, b = versions(rgb, str(path)), versions(rgb, str(path))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert a[0].shape == rgb.shape and not np.array_equal(a[0], rgb)  # JPEG, not resized
+    h, w = rgb.shape[:2]
+    assert 0.25 * h - 1 <= a[1].shape[0] <= 0.5 * h + 1 and 0.25 * w - 1 <= a[1].shape[1] <= 0.5 * w + 1
+    other = versions(rgb, str(path) + "x")
+    assert not all(np.array_equal(x, y) for x, y in zip(a, other))
+
+
+def test_a_fit_leaves_out_its_excluded_sources_and_weighs_repositories_equally():
+    from aligngemini_sdk.export.wholeimage import ALL_TAPS, n_features
+    from training.train_semantic import Fit, Pool, repo_weights, train_idx
+
+    rows = ([{"role": "train", "source": "big", "label": "real"}] * 6 + [{"role": "train", "source": "small",
+                                                                          "label": "fake"}] * 2
+            + [{"role": "dev", "source": "d", "label": "fake"}] * 3)
+    f = np.zeros((len(rows), 2, n_features(ALL_TAPS)), np.float32)
+    pool = Pool(rows, f, f, np.zeros(len(rows)), np.asarray([int(r["label"] == "fake") for r in rows]))
+    assert list(train_idx(pool, Fit())) == list(range(8))
+    assert list(train_idx(pool, Fit(exclude=("big",)))) == [6, 7]
+    w = repo_weights(pool, np.arange(len(rows)))
+    assert np.isclose(w[:6].sum(), w[6:8].sum()) and np.isclose(w[6:8].sum(), w[8:].sum())
