@@ -10,12 +10,12 @@ real camera JPEGs of the shared data (5 and 8 MP). Per image, medians of ``--run
   the default's 224 crop (libjpeg-turbo's partial decoding, :mod:`aligngemini_sdk.jpeg`), the DCT-scaled decoders
   a whole-image branch could use (OpenCV ``IMREAD_REDUCED_COLOR_8``, Pillow draft mode), and, when installed, the
   bindings considered instead (simplejpeg 1/8; PyTurboJPEG's lossless crop + decode and full decode);
-- end to end, ``Detector.detect(path)``: the shipped default's pixel branch alone (region decode), the whole
-  default (both branches; its semantic branch resizes the whole image, so a full decode), and the default with its
-  semantic branch declaring ``jpeg_downscale = "dct"`` (reduced decode + region decode), each against the
+- end to end, ``Detector.detect(path)``: the shipped default's pixel branch alone (region decode), and the whole
+  default (both branches) with its semantic branch reading the full decode (``jpeg_downscale = "none"``) and the
+  DCT-reduced decode (``"dct"``, as shipped since 2026-12-02; reduced decode + region decode), each against the
   branches' own time in the same runs; and, for the pixel branch, the previous path (OpenCV full decode, then
   ``detect`` on the array);
-- the default's verdicts with and without the dct policy on every shared JPEG (flips, semantic |Δp|).
+- the default's verdicts under the two policies on every shared JPEG (flips, semantic |Δp|).
 
 Output: ``<cpu>.json``, ``<cpu>.md``, ``<cpu>.png`` under ``--out``. Figures are this CPU's, named in the report.
 """
@@ -51,7 +51,7 @@ class ImageRow:
     file_mb: float
     progressive: bool
     decoders_ms: dict[str, float] = field(default_factory=dict)
-    #: end to end: {"pixel-only": {...}, "default": {...}, "pixel-only, previous path": {...}}
+    #: end to end: {"pixel-only": {...}, "default, full decode": {...}, "default, dct policy": {...}, ...}
     end_to_end: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -63,7 +63,7 @@ class DecodeReport:
     runs: int
     jpeg_path: str
     rows: list[ImageRow]
-    #: the default with and without the dct policy on the shared JPEGs
+    #: the default's verdicts under both decode policies on the shared JPEGs
     dct_agreement: dict[str, float] = field(default_factory=dict)
     #: region decode of a 224 crop of the 12 MP baseline file at several heights: [(top row, median ms)]
     crop_heights: list[tuple[int, float]] = field(default_factory=list)
@@ -188,9 +188,12 @@ def _optional_decoders(data: bytes, crop: Any) -> dict[str, Callable[[], object]
     return out
 
 
-def dct_variant(root: Path) -> Path:
-    """A copy of the shipped default whose semantic branch declares ``jpeg_downscale = "dct"`` (model files, weights
-    and fusion unchanged): what the default would cost, and decide, with the reduced decode."""
+POLICIES = {"none": "default, full decode", "dct": "default, dct policy"}
+
+
+def policy_variants(root: Path) -> dict[str, Path]:
+    """Copies of the shipped default whose semantic branch declares each ``jpeg_downscale`` policy (model files,
+    weights and fusion unchanged): what the default costs, and decides, with either decode."""
     import dataclasses
     import shutil
 
@@ -198,17 +201,19 @@ def dct_variant(root: Path) -> Path:
     from aligngemini_sdk.detector import default_bundle_path
     from aligngemini_sdk.manifest import Manifest
 
-    out = root / "default-dct"
-    shutil.copytree(default_bundle_path(), out)
-    m = Manifest.from_json((out / "manifest.json").read_text())
-    assert m.semantic is not None and m.semantic.input is not None
-    sem = dataclasses.replace(m.semantic, input=dataclasses.replace(m.semantic.input, jpeg_downscale="dct"))
-    write_manifest(out, dataclasses.replace(m, semantic=sem))
+    out = {}
+    for policy in POLICIES:
+        out[policy] = root / f"default-{policy}"
+        shutil.copytree(default_bundle_path(), out[policy])
+        m = Manifest.from_json((out[policy] / "manifest.json").read_text())
+        assert m.semantic is not None and m.semantic.input is not None
+        sem = dataclasses.replace(m.semantic, input=dataclasses.replace(m.semantic.input, jpeg_downscale=policy))
+        write_manifest(out[policy], dataclasses.replace(m, semantic=sem))
     return out
 
 
-def agreement(variant: Path, limit: int) -> dict[str, float]:
-    """The default's verdicts with and without the dct policy on the shared JPEGs (every source, both classes)."""
+def agreement(variants: dict[str, Path], limit: int) -> dict[str, float]:
+    """The default's verdicts under the two policies on the shared JPEGs (every source, both classes)."""
     from aligngemini_sdk import Detector
 
     paths = sorted(p for p in SHARED.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg")
@@ -216,7 +221,7 @@ def agreement(variant: Path, limit: int) -> dict[str, float]:
     from aligngemini_sdk.errors import ImageError
 
     flips, deltas, reduced, refused = 0, [], 0, 0
-    with Detector() as full, Detector(variant) as dct:
+    with Detector(variants["none"]) as full, Detector(variants["dct"]) as dct:
         for p in paths:
             try:
                 a, b = full.detect(p), dct.detect(p)
@@ -231,14 +236,14 @@ def agreement(variant: Path, limit: int) -> dict[str, float]:
             "median_abs_dp_semantic": statistics.median(deltas), "max_abs_dp_semantic": max(deltas)}
 
 
-def end_to_end(path: Path, runs: int, variant: Path) -> dict[str, dict[str, Any]]:
+def end_to_end(path: Path, runs: int, variants: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """detect() medians against the branches' own medians, measured in the same runs."""
     from aligngemini_sdk import Detector
 
     out: dict[str, dict[str, Any]] = {}
     data = path.read_bytes()
-    for label, bundle, load_semantic in (("pixel-only", None, False), ("default", None, True),
-                                         ("default, dct policy", variant, True)):
+    cases = [("pixel-only", None, False)] + [(POLICIES[p], variants[p], True) for p in POLICIES]
+    for label, bundle, load_semantic in cases:
         with Detector(bundle, load_semantic=load_semantic) as det:
             det.detect(path)
             rs = [det.detect(path) for _ in range(runs)]
@@ -323,7 +328,7 @@ def to_markdown(rep: DecodeReport) -> str:
                   "mirrored grids decode in full."]
     a = rep.dct_agreement
     if a:
-        lines += ["", "## The default with the dct policy: its verdicts against the default's", "",
+        lines += ["", "## The default's verdicts with the dct policy against those with the full decode", "",
                   f"{a['images']:.0f} shared JPEGs ({a['reduced']:.0f} of them reduced; {a['refused']:.0f} truncated files refused by both): {a['verdict_flips']:.0f} "
                   f"verdicts differ; semantic |Δp| median {a['median_abs_dp_semantic']:.4f}, "
                   f"max {a['max_abs_dp_semantic']:.4f}."]
@@ -343,7 +348,7 @@ def main() -> int:
     rows = []
     heights: list[tuple[int, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        variant = dct_variant(Path(tmp))
+        variants = policy_variants(Path(tmp))
         cases = [("12 MP baseline", (4000, 3000), False), ("12 MP progressive", (4000, 3000), True),
                  ("50 MP baseline", (8160, 6120), False)]
         files = []
@@ -360,14 +365,14 @@ def main() -> int:
             row = ImageRow(name, head.width * head.height / 1e6, len(data) / 1e6, prog)
             for label, fn in decoders(data).items():
                 row.decoders_ms[label] = median_ms(fn, args.runs)
-            row.end_to_end = end_to_end(p, args.runs, variant)
+            row.end_to_end = end_to_end(p, args.runs, variants)
             rows.append(row)
             if name == "12 MP baseline":
                 heights = crop_heights(data, args.runs)
         print("[jpeg_decode] 12 MP HEIC", flush=True)
         heic = heic_figures(args.runs)
-        print("[jpeg_decode] the default with and without the dct policy", flush=True)
-        dct = agreement(variant, args.agreement_images)
+        print("[jpeg_decode] the default under both decode policies", flush=True)
+        dct = agreement(variants, args.agreement_images)
     rep = DecodeReport(cpu=str(cpu.get("model", "?")), features=list(cpu.get("features", [])),
                        date=time.strftime("%Y-%m-%d"), runs=args.runs, jpeg_path=jpeg.status().detail, rows=rows,
                        dct_agreement=dct, crop_heights=heights, heic=heic)

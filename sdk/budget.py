@@ -112,7 +112,7 @@ def plan_concurrency(*, semantic_is_classifier: bool, semantic_always_counts: bo
     (milliseconds; a VLM takes seconds and every core), the fusion reads its answer whatever the pixel branch says
     (logistic or mean: nothing runs in vain), the power mode runs it, and there are cores to share. Measured on a
     2-core Xeon (benchmarks/reports/branch_concurrency/): the default's two Lite0 branches one after the other on 2
-    threads each, 13.3 ms p50; side by side on 1 thread each, 8.9 ms -- small operators pay thread hand-offs that
+    threads each, 13.3-14.2 ms p50; side by side on 1 thread each, 8.9-9.2 ms -- small operators pay thread hand-offs that
     one thread never does. ``threads`` (the user's) is kept per branch."""
     power = PowerMode.parse(power)
     why = ("the semantic branch is a VLM or absent" if not semantic_is_classifier

@@ -51,7 +51,10 @@ PREVIOUS_DEFAULT_ID = "ag-d6e8690e7504bd35"
 DESCRIPTION = ("In-the-wild default: EfficientNet-Lite0 (ImageNet, frozen) on two views -- the native 224 centre crop "
                "(pixel branch) and the whole image resized to 224 (semantic branch, ONNX) -- with logistic heads and a "
                "logistic fusion at the fpr5 operating point. Not the AlignGemini ViT-L expert; see MODEL_CARD.md.")
-SPEC = InputSpec(height=SIDE, width=SIDE, crop="none", resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+#: the whole-image view. A JPEG is read at libjpeg's largest DCT reduction that keeps 224 px, then resized
+#: (training/WILD_VALIDATION.md, "The semantic branch's JPEG decode"); the heads were fitted on full decodes.
+SPEC = InputSpec(height=SIDE, width=SIDE, crop="none", resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 jpeg_downscale="dct")
 FPR = 0.05
 
 

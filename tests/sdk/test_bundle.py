@@ -161,13 +161,15 @@ def test_device_profile_is_written_atomically_and_read_back(bundle_copy):
 def test_a_bundle_lists_the_features_its_artifacts_need(bundle_copy):
     """An SDK that ignored an artifact's raw-pixel input would feed it normalised floats and give wrong verdicts
     silently; so the manifest names every feature its artifacts use, derived from the artifacts, and a reader
-    refuses features it lacks (tested above). The default's semantic branch is an ONNX classifier and it decides at
-    a named operating point; a float LaDeDa needs nothing; an INT8 artifact on the crop's bytes needs pixel-input."""
+    refuses features it lacks (tested above). The default's semantic branch is an ONNX classifier reading
+    DCT-reduced JPEGs and it decides at a named operating point; a float LaDeDa needs nothing; an INT8 artifact on
+    the crop's bytes needs pixel-input."""
     from aligngemini_sdk import default_bundle_path
 
     default = Bundle.open(default_bundle_path()).manifest
-    assert default.to_dict()["requires"] == ["operating-points", "semantic-onnx"]
-    assert manifest_json(default_bundle_path())["requires"] == ["operating-points", "semantic-onnx"]  # on disk
+    needs = ["jpeg-dct-downscale", "operating-points", "semantic-onnx"]
+    assert default.to_dict()["requires"] == needs
+    assert manifest_json(default_bundle_path())["requires"] == needs  # on disk
     assert "requires" not in Bundle.open(bundle_copy).manifest.to_dict()  # LaDeDa FP32 takes floats
     data = manifest_json(bundle_copy)
     data["branches"]["pixel"]["artifacts"]["fp32"]["options"] = {"input": {"scale": 0.02, "zero_point": 120}}

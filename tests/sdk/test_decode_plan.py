@@ -94,8 +94,10 @@ def test_detector_region_decode_gives_the_full_decode_verdicts() -> None:
             assert by_file.pixel.probability == by_array.pixel.probability, p
             served += by_file.extra["decode"] == "region"
         assert served >= 15
-    with Detector() as both:  # the semantic branch resizes the whole image: full decode
-        assert both.detect(photos[0]).extra["decode"] == "full"
+    camera = SHARED / "wild" / "images" / "real" / "drewnoakes__metadata-extractor-images" / "jpg__Canon EOS REBEL T3i.jpg"
+    with Detector() as both:  # the whole-image branch declares the DCT reduction; the crop comes from the same pass
+        assert both.bundle.manifest.semantic.input.jpeg_downscale == "dct"
+        assert both.detect(camera).extra["decode"].startswith("dct 1/")
 
 
 DCT = InputSpec(height=224, width=224, crop="none", resize="exact", jpeg_downscale="dct")
@@ -140,11 +142,12 @@ def test_manifest_declares_and_checks_the_dct_policy() -> None:
     from aligngemini_sdk.detector import default_bundle_path
 
     m = Manifest.from_json((default_bundle_path() / "manifest.json").read_text())
-    assert "jpeg_downscale" not in m.to_json()  # the default ("none") is not written: older readers see no change
     assert m.semantic is not None and m.semantic.input is not None
+    assert m.semantic.input.jpeg_downscale == "dct" and "jpeg-dct-downscale" in m.to_dict()["requires"]
     import dataclasses
 
-    dct = dataclasses.replace(m, semantic=dataclasses.replace(
-        m.semantic, input=dataclasses.replace(m.semantic.input, jpeg_downscale="dct")))
-    assert "jpeg-dct-downscale" in dct.to_dict()["requires"]
-    assert Manifest.from_json(dct.to_json()).semantic.input.jpeg_downscale == "dct"  # type: ignore[union-attr]
+    none = dataclasses.replace(m, semantic=dataclasses.replace(
+        m.semantic, input=dataclasses.replace(m.semantic.input, jpeg_downscale="none")))
+    assert "jpeg_downscale" not in none.to_json()  # "none" is not written: older readers see no change
+    assert "jpeg-dct-downscale" not in none.to_dict()["requires"]
+    assert Manifest.from_json(m.to_json()).semantic.input.jpeg_downscale == "dct"  # type: ignore[union-attr]

@@ -52,7 +52,7 @@ def test_default_runs_its_two_branches_together_with_the_answers_of_each_alone()
     logistic fusion), each session on half the cores; the probabilities are each runtime's own, single or batched."""
     import os
 
-    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.decode_plan import decode_for_branches
 
     images = fake_images(2) + real_images(2)
     with Detector() as det:
@@ -61,10 +61,10 @@ def test_default_runs_its_two_branches_together_with_the_answers_of_each_alone()
         single = [det.detect(p) for p in images]
         batch = det.detect_batch(images)
         for path, r, b in zip(images, single, batch):
-            rgb = load_image(path).rgb
+            inputs = decode_for_branches(path.read_bytes(), det.decode_plan)  # what each branch reads of the file
             assert r.semantic.ran and r.pixel.ran
-            assert r.pixel.probability == det.pixel.predict_one(rgb)
-            assert r.semantic.probability == det.semantic.predict_one(rgb)
+            assert r.pixel.probability == det.pixel.predict_one(inputs.for_branch("pixel"))
+            assert r.semantic.probability == det.semantic.predict_one(inputs.for_branch("semantic"))
             assert (b.is_fake, b.score) == (r.is_fake, r.score)
         assert det.detect(images[0], power="low").semantic.skip_reason == "power"  # the planner still decides
 
