@@ -129,6 +129,25 @@ def test_a_dct_branch_gets_the_reduced_decode_and_crop_branches_their_region(ori
     assert decode_for_branches(png, DecodePlan({"semantic": DCT})).decode == "full"  # only JPEGs are reduced
 
 
+@needs_turbo
+@pytest.mark.parametrize("progressive", [False, True])
+def test_the_reduced_and_the_region_decode_run_side_by_side_with_the_same_pixels(monkeypatch, progressive: bool):
+    """On two or more cores the DCT-reduced decode and the crop's region decode of one JPEG run in two threads; the
+    arrays are those of one after the other, byte for byte."""
+    import aligngemini_sdk.decode_plan as dp
+
+    img = photo((2400, 1800), seed=5)
+    flags = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)]
+    data = cv2.imencode(".jpg", img[:, :, ::-1], flags)[1].tobytes()
+    plan = DecodePlan({"pixel": CROP224, "semantic": DCT})
+    together = decode_for_branches(data, plan)
+    monkeypatch.setattr(dp, "_decode_workers", lambda: 1)
+    alone = decode_for_branches(data, plan)
+    assert together.decode == alone.decode == "dct 1/8+region"
+    for key in ("pixel", "semantic"):
+        np.testing.assert_array_equal(together.for_branch(key), alone.for_branch(key))
+
+
 def test_manifest_declares_and_checks_the_dct_policy() -> None:
     from aligngemini_sdk.errors import BundleFormatError
     from aligngemini_sdk.manifest import Manifest, _parse_input
