@@ -69,6 +69,19 @@ def test_default_runs_its_two_branches_together_with_the_answers_of_each_alone()
         assert det.detect(images[0], power="low").semantic.skip_reason == "power"  # the planner still decides
 
 
+def test_eight_callers_sharing_the_default_get_its_serial_answers():
+    """Callers' threads, the semantic branch's workers and the JPEG decode workers together: same scores as one
+    caller, on camera JPEGs (reduced + region decodes) and PNGs alike."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cameras = sorted((SHARED / "wild" / "images" / "real" / "drewnoakes__metadata-extractor-images").glob("*Canon*"))
+    images = (cameras[:4] + fake_images(2) + real_images(2)) * 2
+    with Detector() as det:
+        serial = [det.detect(p).score for p in images]
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(lambda p: det.detect(p).score, images)) == serial
+
+
 def test_detector_with_no_arguments_uses_the_default():
     det = Detector()
     assert det.bundle.manifest.bundle_id == Bundle.open(default_bundle_path()).manifest.bundle_id
