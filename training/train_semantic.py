@@ -207,11 +207,12 @@ PROBES = {"B": ("whole", ()), "B2": ("whole", TAPS), "Dcrop": ("crop", TAPS),
 class Fit:
     """How a probe's head is fitted: ``balanced``: every source repository weighs the same within its class (heads
     and fusion); ``versions``: how many versions of each training image it sees (2, or 4 with ``versions()``'s);
-    ``exclude``: training-role sources left out."""
+    ``exclude``: training-role sources left out; ``l2``: the heads' penalty, when not the recipe's ``--l2``."""
 
     balanced: bool = False
     versions: int = 2
     exclude: tuple[str, ...] = ()
+    l2: float | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ CANDIDATES = {"A": Candidate("A", None), "B": Candidate(None, "B"), "C": Candida
               "F": Candidate("Dcrop", "B2", BALANCED), "G": Candidate("Ecrop", "Ewhole", BALANCED),
               "H": Candidate("Ecrop", "Ewhole", Fit(True, 4)),
               "J": Candidate("Ecrop", "Ewhole", Fit(True, 2, PROGAN_PAIRS)),
-              "K": Candidate("Ecrop", "Ewhole", Fit(True, 4, PROGAN_PAIRS))}
+              "K": Candidate("Ecrop", "Ewhole", Fit(True, 4, PROGAN_PAIRS)),
+              "L": Candidate("Ecrop", "Ewhole", Fit(True, l2=0.3)), "M": Candidate("Ecrop", "Ewhole", Fit(True, l2=3.0))}
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ class Round:
 
 
 ROUNDS = {2: Round(("A", "B", "C", "B2", "D"), "A", 0.05), 3: Round(("D", "E", "F", "G"), "D", 0.03),
-          4: Round(("G", "H", "J", "K"), "G", 0.03)}
+          4: Round(("G", "H", "J", "K"), "G", 0.03), 5: Round(("G", "L", "M"), "G", 0.03)}
 LATEST = max(ROUNDS)
 
 
@@ -279,7 +281,7 @@ def train_idx(pool: Pool, fit: Fit) -> np.ndarray:
 def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float, fit: Fit = Fit()) -> Head:
     x = probe_feats(pool, probe, fit.versions)[idx]
     sw = np.repeat(repo_weights(pool, idx), fit.versions) if fit.balanced else None
-    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], fit.versions), l2, sw)
+    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], fit.versions), fit.l2 or l2, sw)
 
 
 def probe_scores(pool: Pool, probe: str, fit_idx: np.ndarray, score_idx: np.ndarray, l2: float,
@@ -449,6 +451,7 @@ def cross_validate(pool: Pool, groups: list[str], l2: float, work: Path, names: 
     designs: list[tuple[Any, ...]] = [(n, CANDIDATES[n].pixel, CANDIDATES[n].semantic, CANDIDATES[n].fit.balanced) for n in names]
     designs += [(n, CANDIDATES[n].fit.versions, CANDIDATES[n].fit.exclude) for n in names
                 if CANDIDATES[n].fit.versions != 2 or CANDIDATES[n].fit.exclude]  # earlier rounds keep their keys
+    designs += [(n, CANDIDATES[n].fit.l2) for n in names if CANDIDATES[n].fit.l2 is not None]
     key = hashlib.sha256(json.dumps(["v3", len(pool.rows), groups, l2, designs]).encode()).hexdigest()[:12]
     cache = work / f"folds-{key}.json"
     if cache.is_file():

@@ -1,6 +1,6 @@
-"""The in-the-wild report: development cross-validation per repository, then the final test, run once.
+"""The in-the-wild report: development cross-validation per repository, then the final test (once per shipped default).
 
-    python -m training.wild_report --cv runs/semantic/cv-round2.json runs/semantic/cv-round3.json \
+    python -m training.wild_report --cv runs/semantic/cv-round{2,3,4,5}.json \
         --bundle sdk/default_bundle --out benchmarks/reports/wild_default \
         --compare "D (previous default, first look)=benchmarks/reports/wild_default/d_default_final.json" \
         --compare "A (compact crop expert)=benchmarks/reports/wild_default/previous_default_final.json"
@@ -221,6 +221,8 @@ def design_text(choice: str) -> tuple[str, str]:
                       "(two strengths), and JPEG-compressed at native size.")
     if c.fit.exclude:
         weighting += f" Left out of training: {', '.join(c.fit.exclude)}."
+    if c.fit.l2 is not None:
+        weighting += f" The heads' L2 penalty is {c.fit.l2:g}."
     return features, weighting
 
 
