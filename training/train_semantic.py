@@ -1,14 +1,17 @@
-"""Validate, train and ship the whole-image (semantic) branch of the in-the-wild default (issue 16).
+"""Validate, train and ship the in-the-wild default (issue 16): both of its branches are probes on frozen features.
 
-    python -m training.train_semantic --work runs/semantic [--out BUNDLE]
+    python -m training.train_semantic --work runs/semantic [--round N] [--out BUNDLE]
 
-Follows training/WILD_VALIDATION.md, written before any model ran on the split: candidates A (the shipped pixel
-expert), B (whole-image EfficientNet-Lite0 features + a logistic head) and C (logistic fusion of A and B), judged by
-leave-one-repository-out over the development repositories of training/splits/wild_groups.csv. Then B is
-trained on every training and development image, exported INT8 into a copy of the default bundle as its semantic
-branch, and the fusion and operating points are written from out-of-fold scores. The final-test repositories
-are scored once, at the end. The backbone is frozen, so the whole recipe is feature extraction (a few minutes on
-2 cores) plus small logistic regressions.
+Follows training/WILD_VALIDATION.md: each round's candidates and decision rule were written there before the round
+ran (``ROUNDS``). Candidates (``CANDIDATES``) are probes -- logistic-regression heads on the pooled features of an
+ImageNet-pretrained EfficientNet-Lite0 (frozen), on the native 224 centre crop and/or the whole image resized to 224
+(``PROBES``) -- fused logistically, and fitted as a ``Fit`` says. They are judged by leave-one-repository-out over
+the development repositories of training/splits/wild_groups.csv at the fpr5 operating point. With ``--out``, the
+round's choice is trained on every training and development image and exported (fp16w) as a copy of the default
+bundle, the fusion and operating points written from out-of-fold scores. The final-test repositories' features are
+extracted with the rest, but no head, fold, fusion or threshold uses them (training/wild_report.py scores them).
+Features are extracted once and cached in ``--work``: the recipe is feature extraction plus small regressions,
+minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -281,7 +284,7 @@ def train_idx(pool: Pool, fit: Fit) -> np.ndarray:
 def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float, fit: Fit = Fit()) -> Head:
     x = probe_feats(pool, probe, fit.versions)[idx]
     sw = np.repeat(repo_weights(pool, idx), fit.versions) if fit.balanced else None
-    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], fit.versions), fit.l2 or l2, sw)
+    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], fit.versions), l2 if fit.l2 is None else fit.l2, sw)
 
 
 def probe_scores(pool: Pool, probe: str, fit_idx: np.ndarray, score_idx: np.ndarray, l2: float,
