@@ -151,7 +151,7 @@ def _run_all(jobs: list[Callable[[], tuple[dict[str, np.ndarray], str]]]) -> lis
     cores they take the time of the longer one, not of both (benchmarks/jpeg_decode.py)."""
     if len(jobs) < 2 or _decode_workers() < 2:
         return [job() for job in jobs]
-    futures = [_decode_pool().submit(job) for job in jobs[1:]]
+    futures = [_decode_pool(os.getpid()).submit(job) for job in jobs[1:]]
     first = jobs[0]()
     return [first] + [f.result() for f in futures]
 
@@ -161,7 +161,9 @@ def _decode_workers() -> int:
 
 
 @lru_cache(maxsize=1)
-def _decode_pool() -> ThreadPoolExecutor:
+def _decode_pool(pid: int) -> ThreadPoolExecutor:
+    """Decode workers kept for the process; keyed by process id, since a forked child inherits the pool object but
+    not its threads (as :func:`aligngemini_sdk.heic._pool`)."""
     return ThreadPoolExecutor(max(1, _decode_workers() - 1), thread_name_prefix="aligngemini-decode")
 
 

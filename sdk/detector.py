@@ -84,6 +84,7 @@ class Detector:
         together = self.concurrency.together and self.pixel is not None and self.semantic is not None
         self._beside: ThreadPoolExecutor | None = ThreadPoolExecutor(
             self.concurrency.workers, thread_name_prefix="aligngemini-semantic") if together else None
+        self._pid: int = os.getpid()  # a forked child inherits the workers' executor but not its threads
 
     @classmethod
     def from_bundle(cls, path: str | os.PathLike[str], device: str | Device = Device.AUTO,
@@ -315,7 +316,7 @@ class Detector:
     def _start_semantic(self, img: BranchInputs, call: _Call, elapsed_ms: float) -> Future[BranchResult] | None:
         """The semantic branch started beside the pixel branch, when the concurrency plan runs them together and the
         planner would run it whatever the pixel branch says; None: it is planned after the pixel branch, as usual."""
-        if self._beside is None or not self._plan(call, True, elapsed_ms).run:
+        if self._beside is None or os.getpid() != self._pid or not self._plan(call, True, elapsed_ms).run:
             return None
         return self._beside.submit(self._semantic_now, img, Plan(True))
 

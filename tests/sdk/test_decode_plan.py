@@ -148,6 +148,33 @@ def test_the_reduced_and_the_region_decode_run_side_by_side_with_the_same_pixels
         np.testing.assert_array_equal(together.for_branch(key), alone.for_branch(key))
 
 
+@needs_turbo
+def test_a_forked_child_decodes_and_detects_after_its_parent_did() -> None:
+    """The decode workers and the detector's semantic workers are threads: a child forked after the parent used them
+    inherits the executors but not their threads, and must not wait on them forever."""
+    import multiprocessing
+
+    data = cv2.imencode(".jpg", photo((2400, 1800), seed=7)[:, :, ::-1])[1].tobytes()
+    plan = DecodePlan({"pixel": CROP224, "semantic": DCT})
+    det = Detector(threads=1)  # ONNX Runtime's own intra-op threads are not fork-safe: one thread, no workers
+    assert det.info()["branches_together"] or os.cpu_count() == 1
+    expected = (decode_for_branches(data, plan).decode, det.detect(data).score)
+
+    def child(out) -> None:  # type: ignore[no-untyped-def]
+        out.put((decode_for_branches(data, plan).decode, det.detect(data).score))
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    p = ctx.Process(target=child, args=(out,))
+    p.start()
+    p.join(60)
+    if p.is_alive():
+        p.kill()
+    assert p.exitcode == 0, "the child hung or died"
+    assert out.get(timeout=5) == expected
+    det.close()
+
+
 def test_manifest_declares_and_checks_the_dct_policy() -> None:
     from aligngemini_sdk.errors import BundleFormatError
     from aligngemini_sdk.manifest import Manifest, _parse_input
