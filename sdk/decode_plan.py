@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import partial
 
 import numpy as np
 
 from aligngemini_sdk import heic, jpeg
-from aligngemini_sdk.device import cpu_info
+from aligngemini_sdk.device import cpu_info, decode_threads
 from aligngemini_sdk.errors import ImageDecodeError
 from aligngemini_sdk.image import (
     DEFAULT_MAX_PIXELS,
@@ -151,7 +150,7 @@ def _run_all(jobs: list[Callable[[], tuple[dict[str, np.ndarray], str]]]) -> lis
     cores they take the time of the longer one, not of both (benchmarks/jpeg_decode.py)."""
     if len(jobs) < 2 or _decode_workers() < 2:
         return [job() for job in jobs]
-    futures = [_decode_pool(os.getpid()).submit(job) for job in jobs[1:]]
+    futures = [decode_threads().submit(job) for job in jobs[1:]]
     first = jobs[0]()
     return [first] + [f.result() for f in futures]
 
@@ -159,12 +158,6 @@ def _run_all(jobs: list[Callable[[], tuple[dict[str, np.ndarray], str]]]) -> lis
 def _decode_workers() -> int:
     return int(cpu_info()["usable_cores"])
 
-
-@lru_cache(maxsize=1)
-def _decode_pool(pid: int) -> ThreadPoolExecutor:
-    """Decode workers kept for the process; keyed by process id, since a forked child inherits the pool object but
-    not its threads (as :func:`aligngemini_sdk.heic._pool`)."""
-    return ThreadPoolExecutor(max(1, _decode_workers() - 1), thread_name_prefix="aligngemini-decode")
 
 
 def _displayed_size(data: bytes) -> tuple[int, int]:

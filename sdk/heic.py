@@ -17,9 +17,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import io
-import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from aligngemini_sdk.device import cpu_info
+from aligngemini_sdk.device import cpu_info, decode_threads
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError
 from aligngemini_sdk.extras import available, require
 from aligngemini_sdk.jpeg import Rect
@@ -267,7 +265,7 @@ class Grid:
 
         workers = max(1, min(len(tiles), int(cpu_info()["usable_cores"])))
         parts = [tiles[i::workers] for i in range(workers)]
-        done = [some_tiles(tiles)] if workers == 1 else list(_pool(os.getpid()).map(some_tiles, parts))
+        done = [some_tiles(tiles)] if workers == 1 else list(decode_threads().map(some_tiles, parts))
         return out if all(done) else None
 
 
@@ -281,9 +279,3 @@ def grid(data: bytes, max_pixels: int) -> Grid | None:
         t = opened.tiling()
     return None if t is None or t.image_width * t.image_height > max_pixels else Grid(data, t)
 
-
-@lru_cache(maxsize=1)
-def _pool(pid: int) -> ThreadPoolExecutor:
-    """Tile workers kept for the process (starting two threads per photo cost ~3 ms each beside a busy runtime);
-    keyed by process id, since a forked child inherits the pool object but not its threads."""
-    return ThreadPoolExecutor(int(cpu_info()["usable_cores"]), thread_name_prefix="aligngemini-heic")
