@@ -73,6 +73,8 @@ class Pool:
     y: np.ndarray
     whole_extra: np.ndarray | None = None  # (N, 2, F): versions() of each image, when loaded
     crop_extra: np.ndarray | None = None
+    #: probe_feats' column selections, made once per (probe, versions): every fold and head reads the same array
+    selected: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def idx(self, role: str | None = None, source: str | None = None) -> np.ndarray:
         return np.asarray([i for i, r in enumerate(self.rows) if (role is None or r["role"] == role)
@@ -257,7 +259,13 @@ LATEST = max(ROUNDS)
 def probe_feats(pool: Pool, probe: str, n_versions: int = 2) -> np.ndarray:
     """(N, n_versions, F) features of the probe's view and taps (version 0: the image as served). Computed as the
     shipped default's recipe computed them: float32 sums depend on memory layout, and the recipe must give its
-    weights back byte for byte."""
+    weights back byte for byte. Made once per pool, probe and version count; callers index it, never write it."""
+    if (probe, n_versions) not in pool.selected:
+        pool.selected[probe, n_versions] = _select(pool, probe, n_versions)
+    return pool.selected[probe, n_versions]
+
+
+def _select(pool: Pool, probe: str, n_versions: int) -> np.ndarray:
     view, taps = PROBES[probe]
     cols = feature_columns(taps)
     x = getattr(pool, view)[:, :, cols]
