@@ -24,7 +24,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,10 @@ FPR = 0.05
 
 
 CROP_SPEC = InputSpec(height=SIDE, width=SIDE, crop="center", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+#: round 6's larger native window (training/WILD_VALIDATION.md) and the extra training windows per image
+WIDE = 288
+CROP_SPEC_WIDE = replace(CROP_SPEC, height=WIDE, width=WIDE)
+N_WINDOWS = 4
 
 
 @dataclass
@@ -73,8 +77,11 @@ class Pool:
     y: np.ndarray
     whole_extra: np.ndarray | None = None  # (N, 2, F): versions() of each image, when loaded
     crop_extra: np.ndarray | None = None
-    #: probe_feats' column selections, made once per (probe, versions): every fold and head reads the same array
-    selected: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
+    crop288: np.ndarray | None = None  # (N, 2, F): the native WIDE centre window, same two versions, when loaded
+    #: view -> (N, N_WINDOWS, F): more native windows of each image as served (``windows()``), when loaded
+    windows: dict[str, np.ndarray] = field(default_factory=dict)
+    #: probe_feats' column selections, made once per (probe, versions, windows): every fold and head reads the same array
+    selected: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def idx(self, role: str | None = None, source: str | None = None) -> np.ndarray:
         return np.asarray([i for i, r in enumerate(self.rows) if (role is None or r["role"] == role)
@@ -105,9 +112,21 @@ def versions(rgb: np.ndarray, path: str) -> list[np.ndarray]:
             web_version(rgb, random.Random(path + "#3"), (0.25, 0.5), (60, 95))]
 
 
-def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2) -> Pool:
+def windows(rgb: np.ndarray, side: int, path: str) -> list[np.ndarray]:
+    """N_WINDOWS native ``side`` x ``side`` windows of the image at positions drawn per image (seeded by its path);
+    a dimension smaller than ``side`` is taken whole (preprocess then pads it as the SDK does)."""
+    rng, (h, w) = random.Random(f"{path}#window{side}"), rgb.shape[:2]
+    out = []
+    for _ in range(N_WINDOWS):
+        top, left = rng.randint(0, max(0, h - side)), rng.randint(0, max(0, w - side))
+        out.append(np.ascontiguousarray(rgb[top:top + side, left:left + side]))
+    return out
+
+
+def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: bool = False) -> Pool:
     """Backbone features of both views (``n_versions``: 2 or 4 versions each), cached, and candidate A's recorded
-    probabilities. Versions 0-1 and 2-3 are cached apart, so the first two never change."""
+    probabilities. Versions 0-1 and 2-3 are cached apart, so the first two never change. ``wide``: also round 6's
+    WIDE centre window and the extra windows (their own cache)."""
     key = hashlib.sha256(("v3\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
@@ -123,6 +142,13 @@ def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2) -> Pool
             _extract_to(rows, extra, versions)
         x = np.load(extra, allow_pickle=False)
         pool.whole_extra, pool.crop_extra = x["whole"][ok], x["crop"][ok]
+    if wide:
+        cache = work / f"features-windows-{key}.npz"
+        if not cache.is_file():
+            _extract_windows(rows, cache)
+        x = np.load(cache, allow_pickle=False)
+        pool.crop288 = x["crop288"][ok]
+        pool.windows = {"crop": x["windows224"][ok], "crop288": x["windows288"][ok]}
     return pool
 
 
@@ -162,6 +188,36 @@ def _extract_to(rows: list[dict[str, str]], cache: Path,
     print(file=sys.stderr)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, whole=whole, crop=crop, ok=ok)
+
+
+def _extract_windows(rows: list[dict[str, str]], cache: Path) -> None:
+    """Round 6's features: the WIDE centre window of both versions, and N_WINDOWS more native windows of the image
+    as served at 224 and at WIDE."""
+    model = WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval()
+    torch.set_num_threads(2)
+    n, f, k = len(rows), n_features(ALL_TAPS), N_WINDOWS
+    crop288 = np.zeros((n, 2, f), np.float32)
+    w224, w288 = np.zeros((n, k, f), np.float32), np.zeros((n, k, f), np.float32)
+    t0 = time.time()
+    for start in range(0, n, 8):
+        small, wide, done = [], [], []
+        for i in range(start, min(n, start + 8)):
+            path = rows[i]["path"]
+            try:
+                rgb = load_image(SHARED / path).rgb
+            except ImageError:  # extract() already said so; the row is dropped there
+                continue
+            wide += [preprocess(v, CROP_SPEC_WIDE) for v in (rgb, augmented(rgb, random.Random(path)))]
+            wide += [preprocess(v, CROP_SPEC_WIDE) for v in windows(rgb, WIDE, path)]
+            small += [preprocess(v, CROP_SPEC) for v in windows(rgb, SIDE, path)]
+            done.append(i)
+        with torch.no_grad():
+            a = model.features(torch.from_numpy(np.stack(wide))).numpy().reshape(len(done), 2 + k, f)
+            b = model.features(torch.from_numpy(np.stack(small))).numpy().reshape(len(done), k, f)
+        crop288[done], w288[done], w224[done] = a[:, :2], a[:, 2:], b
+        print(f"\r[windows] {min(n, start + 8)}/{n} ({time.time() - t0:.0f} s)", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    np.savez(cache, crop288=crop288, windows224=w224, windows288=w288)
 
 
 @dataclass
@@ -205,19 +261,23 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 #: probe -> (view, taps): which view's features, pooled at which blocks (besides the head's)
 PROBES = {"B": ("whole", ()), "B2": ("whole", TAPS), "Dcrop": ("crop", TAPS),
-          "Ewhole": ("whole", ALL_TAPS), "Ecrop": ("crop", ALL_TAPS)}
+          "Ewhole": ("whole", ALL_TAPS), "Ecrop": ("crop", ALL_TAPS), "Pcrop": ("crop288", ALL_TAPS)}
+#: view -> the input the shipped branch reads it through
+VIEW_SPECS = {"whole": SPEC, "crop": CROP_SPEC, "crop288": CROP_SPEC_WIDE}
 
 
 @dataclass(frozen=True)
 class Fit:
     """How a probe's head is fitted: ``balanced``: every source repository weighs the same within its class (heads
     and fusion); ``versions``: how many versions of each training image it sees (2, or 4 with ``versions()``'s);
-    ``exclude``: training-role sources left out; ``l2``: the heads' penalty, when not the recipe's ``--l2``."""
+    ``exclude``: training-role sources left out; ``l2``: the heads' penalty, when not the recipe's ``--l2``;
+    ``windows``: a crop-view head also trains on that many more native windows of each image (``windows()``)."""
 
     balanced: bool = False
     versions: int = 2
     exclude: tuple[str, ...] = ()
     l2: float | None = None
+    windows: int = 0
 
 
 @dataclass(frozen=True)
@@ -238,7 +298,9 @@ CANDIDATES = {"A": Candidate("A", None), "B": Candidate(None, "B"), "C": Candida
               "H": Candidate("Ecrop", "Ewhole", Fit(True, 4)),
               "J": Candidate("Ecrop", "Ewhole", Fit(True, 2, PROGAN_PAIRS)),
               "K": Candidate("Ecrop", "Ewhole", Fit(True, 4, PROGAN_PAIRS)),
-              "L": Candidate("Ecrop", "Ewhole", Fit(True, l2=0.3)), "M": Candidate("Ecrop", "Ewhole", Fit(True, l2=3.0))}
+              "L": Candidate("Ecrop", "Ewhole", Fit(True, l2=0.3)), "M": Candidate("Ecrop", "Ewhole", Fit(True, l2=3.0)),
+              "N": Candidate("Ecrop", "Ewhole", Fit(True, windows=N_WINDOWS)), "P": Candidate("Pcrop", "Ewhole", BALANCED),
+              "Q": Candidate("Pcrop", "Ewhole", Fit(True, windows=N_WINDOWS))}
 
 
 @dataclass(frozen=True)
@@ -252,23 +314,35 @@ class Round:
 
 
 ROUNDS = {2: Round(("A", "B", "C", "B2", "D"), "A", 0.05), 3: Round(("D", "E", "F", "G"), "D", 0.03),
-          4: Round(("G", "H", "J", "K"), "G", 0.03), 5: Round(("G", "L", "M"), "G", 0.03)}
+          4: Round(("G", "H", "J", "K"), "G", 0.03), 5: Round(("G", "L", "M"), "G", 0.03),
+          6: Round(("G", "N", "P", "Q"), "G", 0.03)}
 LATEST = max(ROUNDS)
 
 
-def probe_feats(pool: Pool, probe: str, n_versions: int = 2) -> np.ndarray:
-    """(N, n_versions, F) features of the probe's view and taps (version 0: the image as served). Computed as the
-    shipped default's recipe computed them: float32 sums depend on memory layout, and the recipe must give its
-    weights back byte for byte. Made once per pool, probe and version count; callers index it, never write it."""
-    if (probe, n_versions) not in pool.selected:
-        pool.selected[probe, n_versions] = _select(pool, probe, n_versions)
-    return pool.selected[probe, n_versions]
+def probe_feats(pool: Pool, probe: str, n_versions: int = 2, n_windows: int = 0) -> np.ndarray:
+    """(N, n_versions [+ n_windows], F) features of the probe's view and taps (version 0: the image as served; a
+    crop view's extra windows last). Computed as the shipped default's recipe computed them: float32 sums depend on
+    memory layout, and the recipe must give its weights back byte for byte. Made once per pool, probe, version and
+    window count; callers index it, never write it."""
+    if n_windows and PROBES[probe][0] not in pool.windows:
+        n_windows = 0  # a view without extra windows (the whole image): its versions only
+    key = (probe, n_versions, n_windows)
+    if key not in pool.selected:
+        x = _select(pool, probe, n_versions)
+        if n_windows:
+            x = np.concatenate([x, pool.windows[PROBES[probe][0]][:, :n_windows, feature_columns(PROBES[probe][1])]],
+                               axis=1)
+        pool.selected[key] = x
+    return pool.selected[key]
 
 
 def _select(pool: Pool, probe: str, n_versions: int) -> np.ndarray:
     view, taps = PROBES[probe]
     cols = feature_columns(taps)
-    x = getattr(pool, view)[:, :, cols]
+    features = getattr(pool, view)
+    if features is None:
+        raise ValueError(f"probe {probe} reads the {view} view, which this pool did not load (extract(wide=True))")
+    x = features[:, :, cols]
     if n_versions == 2:
         return x
     extra = getattr(pool, f"{view}_extra")
@@ -290,9 +364,10 @@ def train_idx(pool: Pool, fit: Fit) -> np.ndarray:
 
 
 def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float, fit: Fit = Fit()) -> Head:
-    x = probe_feats(pool, probe, fit.versions)[idx]
-    sw = np.repeat(repo_weights(pool, idx), fit.versions) if fit.balanced else None
-    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], fit.versions), l2 if fit.l2 is None else fit.l2, sw)
+    x = probe_feats(pool, probe, fit.versions, fit.windows)[idx]
+    per_image = x.shape[1]  # versions, and a crop view's extra windows
+    sw = np.repeat(repo_weights(pool, idx), per_image) if fit.balanced else None
+    return fit_head(x.reshape(-1, x.shape[2]), np.repeat(pool.y[idx], per_image), l2 if fit.l2 is None else fit.l2, sw)
 
 
 def probe_scores(pool: Pool, probe: str, fit_idx: np.ndarray, score_idx: np.ndarray, l2: float,
@@ -442,7 +517,8 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
         "extra_provenance": {"recipe": "training/train_semantic.py", "choice": choice, "l2": l2}}
     if pixel_part != "A":
         shutil.rmtree(out / "pixel")  # the shipped pixel expert's files go with it
-        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.fit), input=CROP_SPEC,
+        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.fit),
+                                       input=VIEW_SPECS[PROBES[pixel_part][0]],
                                        threshold=threshold_for_fpr(a[dev_y == 0], FPR), **common))
     shutil.rmtree(out / "semantic", ignore_errors=True)  # a previous semantic branch's files go with it
     export_pixel(PixelExportConfig(module=final_head_model(pool, semantic_part, l2, c.fit), input=SPEC,
@@ -463,6 +539,7 @@ def cross_validate(pool: Pool, groups: list[str], l2: float, work: Path, names: 
     designs += [(n, CANDIDATES[n].fit.versions, CANDIDATES[n].fit.exclude) for n in names
                 if CANDIDATES[n].fit.versions != 2 or CANDIDATES[n].fit.exclude]  # earlier rounds keep their keys
     designs += [(n, CANDIDATES[n].fit.l2) for n in names if CANDIDATES[n].fit.l2 is not None]
+    designs += [(n, "windows", CANDIDATES[n].fit.windows) for n in names if CANDIDATES[n].fit.windows]
     key = hashlib.sha256(json.dumps(["v3", len(pool.rows), groups, l2, designs]).encode()).hexdigest()[:12]
     cache = work / f"folds-{key}.json"
     if cache.is_file():
@@ -497,7 +574,8 @@ def main() -> int:
     work = Path(args.work)
     rows = load_rows()
     rnd = ROUNDS[args.round]
-    pool = extract(rows, work, max(CANDIDATES[c].fit.versions for c in rnd.candidates))
+    wide = any(CANDIDATES[c].fit.windows or CANDIDATES[c].pixel == "Pcrop" for c in rnd.candidates)
+    pool = extract(rows, work, max(CANDIDATES[c].fit.versions for c in rnd.candidates), wide)
     groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
     folds = cross_validate(pool, groups, args.l2, work, rnd.candidates)
     summary = summarize(folds, rnd.candidates)

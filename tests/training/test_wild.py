@@ -128,3 +128,38 @@ def test_a_fit_leaves_out_its_excluded_sources_and_weighs_repositories_equally()
     assert list(train_idx(pool, Fit(exclude=("big",)))) == [6, 7]
     w = repo_weights(pool, np.arange(len(rows)))
     assert np.isclose(w[:6].sum(), w[6:8].sum()) and np.isclose(w[6:8].sum(), w[8:].sum())
+
+
+def test_extra_windows_are_native_pixels_of_the_image_drawn_per_path():
+    """Round 6: a crop-view head may also train on more windows of each image; each is a piece of the image itself
+    (never resampled), the same path draws the same windows, and a side smaller than the window is taken whole."""
+    from training.train_semantic import N_WINDOWS, windows
+
+    rgb = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    a, b = windows(rgb, 224, "x.png"), windows(rgb, 224, "x.png")
+    assert len(a) == N_WINDOWS and all(np.array_equal(p, q) for p, q in zip(a, b))
+    for w in a:
+        assert w.shape == (224, 224, 3)
+        hits = [(top, left) for top in range(300 - 223) for left in range(500 - 223)
+                if np.array_equal(rgb[top:top + 224, left:left + 224], w)]
+        assert len(hits) == 1
+    assert not all(np.array_equal(p, q) for p, q in zip(a, windows(rgb, 224, "y.png")))
+    tall = windows(rgb[:200], 288, "x.png")
+    assert all(w.shape == (200, 288, 3) for w in tall)
+
+
+def test_a_crop_view_fit_with_windows_sees_them_and_the_whole_image_view_does_not():
+    from aligngemini_sdk.export.wholeimage import ALL_TAPS, n_features
+    from training.train_semantic import N_WINDOWS, Pool, probe_feats
+
+    n, f = 5, n_features(ALL_TAPS)
+    rng = np.random.default_rng(1)
+    rows = [{"role": "train", "source": "s", "label": "real"}] * n
+    whole, crop = rng.random((n, 2, f), np.float32), rng.random((n, 2, f), np.float32)
+    pool = Pool(rows, whole, crop, np.zeros(n), np.zeros(n, int),
+                windows={"crop": rng.random((n, N_WINDOWS, f), np.float32)})
+    x = probe_feats(pool, "Ecrop", 2, N_WINDOWS)
+    assert x.shape == (n, 2 + N_WINDOWS, f)
+    assert np.array_equal(x[:, :2], crop) and np.array_equal(x[:, 2:], pool.windows["crop"])
+    assert probe_feats(pool, "Ewhole", 2, N_WINDOWS).shape == (n, 2, f)
+    assert np.array_equal(probe_feats(pool, "Ecrop"), crop)  # without windows: the versions alone, as G trained
