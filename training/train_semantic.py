@@ -162,11 +162,12 @@ def previous_default_scores(rows: list[dict[str, str]]) -> np.ndarray:
 
 
 def _extract_to(rows: list[dict[str, str]], cache: Path,
-                make: Callable[[np.ndarray, str], list[np.ndarray]]) -> None:
-    """Features of both views of the two versions ``make(rgb, path)`` gives of each image."""
-    model = WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval()
+                make: Callable[[np.ndarray, str], list[np.ndarray]], model: WholeImageExpert | None = None) -> None:
+    """Features of both views of the two versions ``make(rgb, path)`` gives of each image (``model``: the shipped
+    backbone, Lite0 pooled at every block, unless another is given)."""
+    model = (model or WholeImageExpert(pretrained=True, taps=ALL_TAPS)).eval()
     torch.set_num_threads(2)
-    n, f = len(rows), n_features(ALL_TAPS)
+    n, f = len(rows), model.head.in_features
     whole, crop = np.zeros((n, 2, f), np.float32), np.zeros((n, 2, f), np.float32)
     ok, t0 = np.ones(n, bool), time.time()
     for start in range(0, n, 8):

