@@ -262,7 +262,8 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 #: probe -> (view, taps): which view's features, pooled at which blocks (besides the head's)
 PROBES = {"B": ("whole", ()), "B2": ("whole", TAPS), "Dcrop": ("crop", TAPS),
-          "Ewhole": ("whole", ALL_TAPS), "Ecrop": ("crop", ALL_TAPS), "Pcrop": ("crop288", ALL_TAPS)}
+          "Ewhole": ("whole", ALL_TAPS), "Ecrop": ("crop", ALL_TAPS), "Pcrop": ("crop288", ALL_TAPS),
+          "Tboth": ("both", ALL_TAPS)}  # "both": the crop view's features, then the whole image's (round 7)
 #: view -> the input the shipped branch reads it through
 VIEW_SPECS = {"whole": SPEC, "crop": CROP_SPEC, "crop288": CROP_SPEC_WIDE}
 
@@ -301,7 +302,7 @@ CANDIDATES = {"A": Candidate("A", None), "B": Candidate(None, "B"), "C": Candida
               "K": Candidate("Ecrop", "Ewhole", Fit(True, 4, PROGAN_PAIRS)),
               "L": Candidate("Ecrop", "Ewhole", Fit(True, l2=0.3)), "M": Candidate("Ecrop", "Ewhole", Fit(True, l2=3.0)),
               "N": Candidate("Ecrop", "Ewhole", Fit(True, windows=N_WINDOWS)), "P": Candidate("Pcrop", "Ewhole", BALANCED),
-              "Q": Candidate("Pcrop", "Ewhole", Fit(True, windows=N_WINDOWS))}
+              "Q": Candidate("Pcrop", "Ewhole", Fit(True, windows=N_WINDOWS)), "T": Candidate(None, "Tboth", BALANCED)}
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ class Round:
 
 ROUNDS = {2: Round(("A", "B", "C", "B2", "D"), "A", 0.05), 3: Round(("D", "E", "F", "G"), "D", 0.03),
           4: Round(("G", "H", "J", "K"), "G", 0.03), 5: Round(("G", "L", "M"), "G", 0.03),
-          6: Round(("G", "N", "P", "Q"), "G", 0.03)}
+          6: Round(("G", "N", "P", "Q"), "G", 0.03), 7: Round(("G", "T"), "G", 0.03)}
 LATEST = max(ROUNDS)
 
 
@@ -340,6 +341,8 @@ def probe_feats(pool: Pool, probe: str, n_versions: int = 2, n_windows: int = 0)
 def _select(pool: Pool, probe: str, n_versions: int) -> np.ndarray:
     view, taps = PROBES[probe]
     cols = feature_columns(taps)
+    if view == "both":
+        return np.concatenate([_select(pool, "Ecrop", n_versions), _select(pool, "Ewhole", n_versions)], axis=2)
     features = getattr(pool, view)
     if features is None:
         raise ValueError(f"probe {probe} reads the {view} view, which this pool did not load (extract(wide=True))")
