@@ -1,6 +1,6 @@
 """The in-the-wild report: development cross-validation per repository, then the final test (once per shipped default).
 
-    python -m training.wild_report --cv runs/semantic/cv-round{2,3,4,5,6}.json \
+    python -m training.wild_report --cv runs/semantic/cv-round{2,3,4,5,6,7}.json \
         --bundle sdk/default_bundle --out benchmarks/reports/wild_default \
         --compare "D (previous default, first look)=benchmarks/reports/wild_default/d_default_final.json" \
         --compare "A (compact crop expert)=benchmarks/reports/wild_default/previous_default_final.json"
@@ -213,7 +213,7 @@ Earlier defaults there: {earlier}.
 false-positive rate it misses many modern fakes (the tables above say which). Ten development repositories
 and 259 images are a small basis; the intervals above are wide, and the final-test repositories have now been looked
 at for two defaults, so they are no longer a fully fresh test. Frozen ImageNet features: fine-tuning was not tried;
-more and larger crop windows (round 6) and a larger frozen backbone (EfficientNet-Lite2, training/EXPLORATION.md)
+more and larger crop windows (round 6), one joint head (round 7) and a larger frozen backbone (EfficientNet-Lite2, training/EXPLORATION.md)
 did not beat it by the rules' margins. Every `wild/` repository holds one
 class, so pooled AUC also rewards telling repositories apart. Data licences are research/non-commercial: the
 weights are for evaluation.
