@@ -569,6 +569,9 @@ def main() -> int:
     ap.add_argument("--round", type=int, choices=sorted(ROUNDS), default=LATEST,
                     help="which round of training/WILD_VALIDATION.md to run (default: the latest, whose choice ships)")
     ap.add_argument("--out", help="write the new default bundle here when the rule chooses a new candidate")
+    ap.add_argument("--compare", metavar="BUNDLE",
+                    help="with --out: how the rebuilt bundle reproduces BUNDLE (e.g. sdk/default_bundle): its model "
+                         "files byte for byte, else the verdicts and fused scores on every image of the split")
     ap.add_argument("--precisions", default="fp16w",
                     help="artifacts of both branches (default fp16w: FP16 weights, FP32 compute). Measured on AMD EPYC "
                          "(AVX2): INT8 with u8 weights passed the gate but ran 9x slower than FP32 (57 vs 6.6 ms); s7 "
@@ -593,7 +596,42 @@ def main() -> int:
                      | {"choice": choice}, indent=1, default=float))
     if args.out and choice != "A":
         ship(pool, folds, choice, args.l2, Path(args.out), work, tuple(args.precisions.split(",")))
+        if args.compare:
+            print(reproduction(Path(args.out), Path(args.compare), pool.rows))
     return 0
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """How a rebuilt bundle reproduces a shipped one: byte for byte, or (float kernels differ between CPU kinds)
+    by its answers on the split's images."""
+
+    identical_files: bool
+    n_images: int = 0
+    verdicts_changed: int = 0
+    max_abs_score_diff: float = 0.0
+
+    def __str__(self) -> str:
+        if self.identical_files:
+            return "reproduced: every model file byte for byte"
+        return (f"model files differ in their bits; on {self.n_images} images {self.verdicts_changed} verdicts change, "
+                f"fused |dp| <= {self.max_abs_score_diff:.2g}")
+
+
+def reproduction(new: Path, old: Path, rows: list[dict[str, str]]) -> Reproduction:
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.detector import Detector, DetectorOptions
+
+    a, b = Bundle.open(new).manifest.all_files(), Bundle.open(old).manifest.all_files()
+    if {k: f.sha256 for k, f in a.items()} == {k: f.sha256 for k, f in b.items()}:
+        return Reproduction(True)
+    changed, worst = 0, 0.0
+    with Detector(new, DetectorOptions(provenance=False)) as dn, Detector(old, DetectorOptions(provenance=False)) as do:
+        for r in rows:  # the pool's rows: every image the SDK reads
+            x, y = dn.detect(SHARED / r["path"]), do.detect(SHARED / r["path"])
+            changed += x.is_fake != y.is_fake
+            worst = max(worst, abs(x.score - y.score))
+    return Reproduction(False, len(rows), changed, worst)
 
 
 if __name__ == "__main__":
