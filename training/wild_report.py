@@ -142,12 +142,16 @@ def markdown(cv: dict[str, Any], final: dict[str, Any], bundle_id: str, compare:
 
 
 def bench_index(out: Path) -> str:
-    """A line per `aligngemini bench` report kept beside this one: which bundle, which CPU."""
+    """A line per `aligngemini bench` report kept beside this one: which bundle, which CPU (model and kind: one
+    model name covers AVX2-only and VNNI EPYCs)."""
+    from aligngemini_sdk.device import int8_kernel_class
+
     lines = []
     for f in sorted(out.glob("*/bench.json")):
         b = json.loads(f.read_text())
-        lines.append(f"- `{f.parent.name}/`: `aligngemini bench` of `{b['bundle_id']}` on "
-                     f"{b['fingerprint']['cpu']['model']} ({b['fingerprint']['cpu']['usable_cores']} cores)")
+        cpu = b["fingerprint"]["cpu"]
+        lines.append(f"- `{f.parent.name}/`: `aligngemini bench` of `{b['bundle_id']}` on {cpu['model']} "
+                     f"({int8_kernel_class(cpu['features'])}, {cpu['usable_cores']} cores)")
     return "\n".join(["## Benchmarks kept here", "", *lines, ""]) if lines else ""
 
 
