@@ -503,6 +503,9 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     pixel_part, semantic_part = c.pixel or "A", c.semantic
     if semantic_part is None:
         raise SystemExit(f"candidate {choice} has no whole-image branch to ship")
+    if PROBES[semantic_part][0] not in VIEW_SPECS:  # round 7's joint head: not built, since it did not win
+        raise SystemExit(f"candidate {choice}'s {PROBES[semantic_part][0]!r} head has no exporter yet (split it into "
+                         "the two branches' parts, fused with weights 1 and 1, before shipping it)")
     base = Bundle.open(default_bundle_path())
     if pixel_part == "A" and base.manifest.bundle_id != PREVIOUS_DEFAULT_ID:
         raise SystemExit(f"candidate {choice} keeps the previous default's pixel expert ({PREVIOUS_DEFAULT_ID}), "
