@@ -115,7 +115,7 @@ def markdown(cv: dict[str, Any], final: dict[str, Any], bundle_id: str, compare:
                             [[c, f"{100 * s[c]['balanced_accuracy_repo_weighted']:.1f} %",
                               f"{100 * s[c]['mean_tpr_fake_repos']:.1f} %", f"{100 * s[c]['mean_fpr_real_repos']:.1f} %",
                               f"{s[c]['pooled_auc']:.3f}"] for c in s]), "",
-             f"Chosen by the rules: {chosen}.", "",
+             f"Chosen by the rules: {chosen}.", "", "![every round's candidates](rounds.png)", "",
              "## Final test (5 repositories never used for any decision)", "",
              "Looked at once per shipped default: the previous defaults' figures below were seen before this one was "
              "built, and no rule reads them.", ""]
@@ -274,6 +274,41 @@ def plot(cv: dict[str, Any], final: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_rounds(cv: dict[str, Any], path: Path) -> None:
+    """Every round's candidates at fpr5 (development, repository-weighted balanced accuracy), the round's baseline
+    and the margin a candidate had to clear, the one each round kept in bold colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from training.train_semantic import ROUNDS
+
+    s, rounds = cv["summary"], [r for r in cv["rounds"] if r["round"] in ROUNDS]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    x, centres = 0.0, []
+    for r in rounds:
+        rule = ROUNDS[r["round"]]
+        start = x
+        for c in r["candidates"]:
+            ba = 100 * s[c]["balanced_accuracy_repo_weighted"]
+            ax.bar(x, ba, color="tab:blue" if c == r["choice"] else "lightgray", edgecolor="black", linewidth=0.4)
+            ax.text(x, ba + 0.5, c, ha="center", fontsize=7)
+            x += 1
+        bar = 100 * (s[rule.baseline]["balanced_accuracy_repo_weighted"] + rule.margin)
+        ax.hlines(bar, start - 0.4, x - 0.6, colors="tab:red", linestyles="dashed", linewidth=1)
+        centres.append((start + x - 1) / 2)
+        x += 0.7
+    ax.set_ylim(40, 90)
+    ax.set_xticks(centres, [f"round {r['round']}" for r in rounds], fontsize=8)
+    ax.set_ylabel("dev balanced accuracy at fpr5 (%)")
+    ax.set_title("leave-one-repository-out, every round's candidates (blue: kept; red dashes: baseline + margin to beat)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cv", required=True, nargs="+", help="train_semantic's cv-roundN.json files, oldest first")
@@ -300,6 +335,7 @@ def main() -> int:
                                                  "final": final, "final_rows": final_rows}, indent=1, default=float))
     (out / "README.md").write_text(markdown(cv, final, bundle_id, compare) + bench_index(out))
     plot(cv, final, out / "per_repo.png")
+    plot_rounds(cv, out / "rounds.png")
     if args.card:
         inv = out / "invariance" / "report.json"
         invariance = json.loads(inv.read_text()) if inv.is_file() else None
