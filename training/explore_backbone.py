@@ -46,7 +46,8 @@ def lite2_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, 
     key = hashlib.sha256(("lite2\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
     cache = work / f"features-lite2-{key}.npz"
     if not cache.is_file():
-        model = WholeImageExpert(pretrained=True, taps=tuple(range(21)), variant=LITE2)
+        blocks = len(WholeImageExpert(pretrained=False, taps=(), variant=LITE2).net._blocks)
+        model = WholeImageExpert(pretrained=True, taps=tuple(range(blocks)), variant=LITE2)
         _extract_to(rows, cache, lambda rgb, path: [rgb, augmented(rgb, random.Random(path))], model)
     z = np.load(cache, allow_pickle=False)
     return z["whole"], z["crop"], z["ok"]

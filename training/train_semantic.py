@@ -23,7 +23,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,25 @@ def previous_default_scores(rows: list[dict[str, str]]) -> np.ndarray:
     return np.asarray([recorded[r["path"]] for r in rows])
 
 
+def _decoded_batches(rows: list[dict[str, str]], label: str) -> Iterator[tuple[list[int], list[tuple[np.ndarray, str]]]]:
+    """The rows in batches of 8, decoded as the SDK decodes: (indices, [(rgb, path)]) of the readable ones (an image
+    the SDK refuses, e.g. a truncated JPEG, is left out and said so: the recipe refuses it too), with progress."""
+    n, t0 = len(rows), time.time()
+    for start in range(0, n, 8):
+        done, images = [], []
+        for i in range(start, min(n, start + 8)):
+            try:
+                images.append((load_image(SHARED / rows[i]["path"]).rgb, rows[i]["path"]))
+            except ImageError as exc:
+                print(f"\n[{label}] skipping {exc}", file=sys.stderr)
+                continue
+            done.append(i)
+        if done:
+            yield done, images
+        print(f"\r[{label}] {min(n, start + 8)}/{n} ({time.time() - t0:.0f} s)", end="", file=sys.stderr)
+    print(file=sys.stderr)
+
+
 def _extract_to(rows: list[dict[str, str]], cache: Path,
                 make: Callable[[np.ndarray, str], list[np.ndarray]], model: WholeImageExpert | None = None) -> None:
     """Features of both views of the two versions ``make(rgb, path)`` gives of each image (``model``: the shipped
@@ -169,24 +188,12 @@ def _extract_to(rows: list[dict[str, str]], cache: Path,
     torch.set_num_threads(2)
     n, f = len(rows), model.head.in_features
     whole, crop = np.zeros((n, 2, f), np.float32), np.zeros((n, 2, f), np.float32)
-    ok, t0 = np.ones(n, bool), time.time()
-    for start in range(0, n, 8):
-        views, done = [], []
-        for i in range(start, min(n, start + 8)):
-            try:
-                rgb = load_image(SHARED / rows[i]["path"]).rgb
-            except ImageError as exc:  # the SDK refuses it (e.g. a truncated JPEG): so does the recipe
-                print(f"\n[features] skipping {exc}", file=sys.stderr)
-                ok[i] = False
-                continue
-            pair = make(rgb, rows[i]["path"])
-            views += [preprocess(v, spec) for spec in (SPEC, CROP_SPEC) for v in pair]
-            done.append(i)
+    ok = np.zeros(n, bool)
+    for done, images in _decoded_batches(rows, "features"):
+        views = [preprocess(v, spec) for rgb, path in images for spec in (SPEC, CROP_SPEC) for v in make(rgb, path)]
         with torch.no_grad():
             out = model.features(torch.from_numpy(np.stack(views))).numpy().reshape(len(done), 2, 2, -1)
-        whole[done], crop[done] = out[:, 0], out[:, 1]
-        print(f"\r[features] {min(n, start + 8)}/{n} ({time.time() - t0:.0f} s)", end="", file=sys.stderr)
-    print(file=sys.stderr)
+        whole[done], crop[done], ok[done] = out[:, 0], out[:, 1], True
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, whole=whole, crop=crop, ok=ok)
 
@@ -199,25 +206,16 @@ def _extract_windows(rows: list[dict[str, str]], cache: Path) -> None:
     n, f, k = len(rows), n_features(ALL_TAPS), N_WINDOWS
     crop288 = np.zeros((n, 2, f), np.float32)
     w224, w288 = np.zeros((n, k, f), np.float32), np.zeros((n, k, f), np.float32)
-    t0 = time.time()
-    for start in range(0, n, 8):
-        small, wide, done = [], [], []
-        for i in range(start, min(n, start + 8)):
-            path = rows[i]["path"]
-            try:
-                rgb = load_image(SHARED / path).rgb
-            except ImageError:  # extract() already said so; the row is dropped there
-                continue
+    for done, images in _decoded_batches(rows, "windows"):
+        wide, small = [], []
+        for rgb, path in images:
             wide += [preprocess(v, CROP_SPEC_WIDE) for v in (rgb, augmented(rgb, random.Random(path)))]
             wide += [preprocess(v, CROP_SPEC_WIDE) for v in windows(rgb, WIDE, path)]
             small += [preprocess(v, CROP_SPEC) for v in windows(rgb, SIDE, path)]
-            done.append(i)
         with torch.no_grad():
             a = model.features(torch.from_numpy(np.stack(wide))).numpy().reshape(len(done), 2 + k, f)
             b = model.features(torch.from_numpy(np.stack(small))).numpy().reshape(len(done), k, f)
         crop288[done], w288[done], w224[done] = a[:, :2], a[:, 2:], b
-        print(f"\r[windows] {min(n, start + 8)}/{n} ({time.time() - t0:.0f} s)", end="", file=sys.stderr)
-    print(file=sys.stderr)
     np.savez(cache, crop288=crop288, windows224=w224, windows288=w288)
 
 

@@ -35,10 +35,8 @@ import numpy as np
 from aligngemini_sdk.device import cpu_label
 from aligngemini_sdk.metrics import binary_metrics, markdown_table
 from aligngemini_sdk.progress import track
+from training.wild_report import ROOT, SHARED, SPLIT
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SPLIT = ROOT / "training" / "splits" / "wild_groups.csv"
 CNNDETECTION = "PeterWang512/CNNDetection"
 #: the reading's bounds (module docstring)
 MAX_BA_DROP = 0.05
