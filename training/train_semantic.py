@@ -45,10 +45,10 @@ from aligngemini_sdk.image import load_image
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 from aligngemini_sdk.metrics import binary_metrics
 from aligngemini_sdk.preprocess import preprocess
+from training import finetune
+from training.finetune import CACHED
+from training.wild_split import ROOT, SHARED, SPLIT
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SPLIT = ROOT / "training" / "splits" / "wild_groups.csv"
 PREVIOUS_DEFAULT = ROOT / "training" / "splits" / "previous_default_scores.csv"
 PREVIOUS_DEFAULT_ID = "ag-d6e8690e7504bd35"
 DESCRIPTION = ("In-the-wild default: EfficientNet-Lite0 (ImageNet, frozen) on two views -- the native 224 centre crop "
@@ -80,6 +80,8 @@ class Pool:
     crop288: np.ndarray | None = None  # (N, 2, F): the native WIDE centre window, same two versions, when loaded
     #: view -> (N, N_WINDOWS, F): more native windows of each image as served (``windows()``), when loaded
     windows: dict[str, np.ndarray] = field(default_factory=dict)
+    #: (view, first block) -> (N, 2, C, H, W) the input of that block, both versions (round 8), when loaded
+    acts: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
     #: probe_feats' column selections, made once per (probe, versions, windows): every fold and head reads the same array
     selected: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -123,10 +125,12 @@ def windows(rgb: np.ndarray, side: int, path: str) -> list[np.ndarray]:
     return out
 
 
-def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: bool = False) -> Pool:
+def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: bool = False,
+            acts: bool = False) -> Pool:
     """Backbone features of both views (``n_versions``: 2 or 4 versions each), cached, and candidate A's recorded
     probabilities. Versions 0-1 and 2-3 are cached apart, so the first two never change. ``wide``: also round 6's
-    WIDE centre window and the extra windows (their own cache)."""
+    WIDE centre window and the extra windows (their own cache); ``acts``: also round 8's activations entering the
+    stride-32 stage (their own cache)."""
     key = hashlib.sha256(("v3\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
@@ -149,6 +153,12 @@ def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: b
         x = np.load(cache, allow_pickle=False)
         pool.crop288 = x["crop288"][ok]
         pool.windows = {"crop": x["windows224"][ok], "crop288": x["windows288"][ok]}
+    if acts:
+        cache = work / f"activations{CACHED}-{key}.npz"
+        if not cache.is_file():
+            _extract_activations(rows, cache)
+        x = np.load(cache, allow_pickle=False)
+        pool.acts = {(view, CACHED): x[view][ok] for view in ("whole", "crop")}
     return pool
 
 
@@ -219,6 +229,25 @@ def _extract_windows(rows: list[dict[str, str]], cache: Path) -> None:
     np.savez(cache, crop288=crop288, windows224=w224, windows288=w288)
 
 
+def _extract_activations(rows: list[dict[str, str]], cache: Path) -> None:
+    """Round 8's cache: the activation entering block CACHED of both views of the two versions of each image (the
+    versions and views ``_extract_to`` pools)."""
+    model, n = finetune.backbone(), len(rows)
+    shape: tuple[int, ...] = ()
+    whole, crop = np.zeros(0, np.float32), np.zeros(0, np.float32)
+    for done, images in _decoded_batches(rows, "activations"):
+        views = [preprocess(v, spec) for rgb, path in images for spec in (SPEC, CROP_SPEC)
+                 for v in (rgb, augmented(rgb, random.Random(path)))]
+        with torch.no_grad():
+            out = finetune.stage_input(model, torch.from_numpy(np.stack(views))).numpy()
+        if not shape:
+            shape = out.shape[1:]
+            whole, crop = np.zeros((n, 2, *shape), np.float32), np.zeros((n, 2, *shape), np.float32)
+        out = out.reshape(len(done), 2, 2, *shape)
+        whole[done], crop[done] = out[:, 0], out[:, 1]
+    np.savez(cache, whole=whole, crop=crop)
+
+
 @dataclass
 class Head:
     """A logistic-regression head on standardised features."""
@@ -271,13 +300,17 @@ class Fit:
     """How a probe's head is fitted: ``balanced``: every source repository weighs the same within its class (heads
     and fusion); ``versions``: how many versions of each training image it sees (2, or 4 with ``versions()``'s);
     ``exclude``: training-role sources left out; ``l2``: the heads' penalty, when not the recipe's ``--l2``;
-    ``windows``: a crop-view head also trains on that many more native windows of each image (``windows()``)."""
+    ``windows``: a crop-view head also trains on that many more native windows of each image (``windows()``);
+    ``adapt``: round 8 -- the first block fine-tuned, per outer fold, in both views before the heads are fitted
+    (None: the backbone stays frozen); ``nested``: round 9 -- and again per inner fold, for the inner scores."""
 
     balanced: bool = False
     versions: int = 2
     exclude: tuple[str, ...] = ()
     l2: float | None = None
     windows: int = 0
+    adapt: int | None = None
+    nested: bool = False
 
 
 @dataclass(frozen=True)
@@ -300,7 +333,9 @@ CANDIDATES = {"A": Candidate("A", None), "B": Candidate(None, "B"), "C": Candida
               "K": Candidate("Ecrop", "Ewhole", Fit(True, 4, PROGAN_PAIRS)),
               "L": Candidate("Ecrop", "Ewhole", Fit(True, l2=0.3)), "M": Candidate("Ecrop", "Ewhole", Fit(True, l2=3.0)),
               "N": Candidate("Ecrop", "Ewhole", Fit(True, windows=N_WINDOWS)), "P": Candidate("Pcrop", "Ewhole", BALANCED),
-              "Q": Candidate("Pcrop", "Ewhole", Fit(True, windows=N_WINDOWS)), "T": Candidate(None, "Tboth", BALANCED)}
+              "Q": Candidate("Pcrop", "Ewhole", Fit(True, windows=N_WINDOWS)), "T": Candidate(None, "Tboth", BALANCED),
+              "V": Candidate("Ecrop", "Ewhole", Fit(True, adapt=15)), "W": Candidate("Ecrop", "Ewhole", Fit(True, adapt=CACHED)),
+              "V9": Candidate("Ecrop", "Ewhole", Fit(True, adapt=15, nested=True))}
 
 
 @dataclass(frozen=True)
@@ -315,7 +350,8 @@ class Round:
 
 ROUNDS = {2: Round(("A", "B", "C", "B2", "D"), "A", 0.05), 3: Round(("D", "E", "F", "G"), "D", 0.03),
           4: Round(("G", "H", "J", "K"), "G", 0.03), 5: Round(("G", "L", "M"), "G", 0.03),
-          6: Round(("G", "N", "P", "Q"), "G", 0.03), 7: Round(("G", "T"), "G", 0.03)}
+          6: Round(("G", "N", "P", "Q"), "G", 0.03), 7: Round(("G", "T"), "G", 0.03), 8: Round(("G", "V", "W"), "G", 0.03),
+          9: Round(("G", "V9"), "G", 0.03)}
 LATEST = max(ROUNDS)
 
 
@@ -410,12 +446,40 @@ def candidate_scores(pool: Pool, held: str, groups: list[str], l2: float,
         if c.pixel is None or c.semantic is None:
             out[name] = part(c.pixel or c.semantic or "", c.fit)
             continue
-        (a_in, a_held), (b_in, b_held) = part(c.pixel, c.fit), part(c.semantic, c.fit)
-        sw = repo_weights(pool, rest_idx) if c.fit.balanced else None
-        w, bias = fit_logistic(BranchScores(pool.y[rest_idx], a_in, b_in, "inner"), sample_weight=sw)
-        out[name] = (fuse(a_in, b_in, w, bias), fuse(a_held, b_held, w, bias))
-        out[f"{name}.pixel"], out[f"{name}.semantic"] = (a_in, a_held), (b_in, b_held)  # what ship() fuses
+        out |= fused(pool, name, rest_idx, part(c.pixel, c.fit), part(c.semantic, c.fit))
     return out
+
+
+def fused(pool: Pool, name: str, rest_idx: np.ndarray, a: tuple[np.ndarray, np.ndarray],
+          b: tuple[np.ndarray, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A two-view candidate's (inner, held) scores: the logistic fusion of its views' scores ``a`` (crop) and ``b``
+    (whole image), its weights fitted on the inner out-of-fold ones; the views' own scores too (what ship() fuses)."""
+    (a_in, a_held), (b_in, b_held) = a, b
+    sw = repo_weights(pool, rest_idx) if CANDIDATES[name].fit.balanced else None
+    w, bias = fit_logistic(BranchScores(pool.y[rest_idx], a_in, b_in, "inner"), sample_weight=sw)
+    return {name: (fuse(a_in, b_in, w, bias), fuse(a_held, b_held, w, bias)),
+            f"{name}.pixel": (a_in, a_held), f"{name}.semantic": (b_in, b_held)}
+
+
+def nested_scores(pool: Pool, held: str, groups: list[str], l2: float, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Round 9: an adapted candidate, nested -- the held-out repository scored after adapting on the other
+    repositories, and each of those scored (inner out of fold) after adapting without it."""
+    c = CANDIDATES[name]
+    assert c.pixel and c.semantic and c.fit.adapt is not None
+    rest = [g for g in groups if g != held]
+    train, rest_idx = train_idx(pool, c.fit), np.concatenate([pool.idx("dev", g) for g in rest])
+    probes = (c.pixel, c.semantic)
+    outer = adapted(pool, held, groups, c.fit.adapt, l2)
+    held_scores = [probe_scores(outer, p, np.concatenate([train, rest_idx]), pool.idx("dev", held), l2, c.fit)
+                   for p in probes]
+    inner_scores: list[list[np.ndarray]] = [[], []]
+    for g in rest:
+        inner = adapted(pool, g, rest, c.fit.adapt, l2)
+        fit_idx = np.concatenate([train] + [pool.idx("dev", h) for h in rest if h != g])
+        for scores, p in zip(inner_scores, probes):
+            scores.append(probe_scores(inner, p, fit_idx, pool.idx("dev", g), l2, c.fit))
+    a, b = ((np.concatenate(inner_scores[i]), held_scores[i]) for i in range(2))
+    return fused(pool, name, rest_idx, a, b)
 
 
 def fold(pool: Pool, held: str, groups: list[str], l2: float, names: tuple[str, ...]) -> dict[str, Any]:
@@ -424,10 +488,48 @@ def fold(pool: Pool, held: str, groups: list[str], l2: float, names: tuple[str, 
     real = pool.y[rest_idx] == 0
     h_idx = pool.idx("dev", held)
     out: dict[str, Any] = {"repo": held, "label": "fake" if pool.y[h_idx][0] else "real", "n": len(h_idx)}
-    for name, (inner, held_scores) in candidate_scores(pool, held, groups, l2, names).items():
+    scores = candidate_scores(pool, held, groups, l2, tuple(n for n in names if CANDIDATES[n].fit.adapt is None))
+    cheap = [n for n in names if CANDIDATES[n].fit.adapt is not None and not CANDIDATES[n].fit.nested]
+    for first in sorted({CANDIDATES[n].fit.adapt or 0 for n in cheap}):
+        scores |= candidate_scores(adapted(pool, held, groups, first, l2), held, groups, l2,
+                                   tuple(n for n in cheap if CANDIDATES[n].fit.adapt == first))
+    for name in (n for n in names if CANDIDATES[n].fit.nested):
+        scores |= nested_scores(pool, held, groups, l2, name)
+    for name, (inner, held_scores) in scores.items():
         t = threshold_for_fpr(inner[real], FPR)
         out[name] = {"threshold": t, "rate_fake": float(np.mean(held_scores > t)), "scores": held_scores.tolist()}
     return out
+
+
+def adapted(pool: Pool, held: str, groups: list[str], first: int, l2: float) -> Pool:
+    """Round 8: the pool with both views' blocks ``first``.. fine-tuned on this fold's fitting images (the training
+    role and every development repository but ``held``)."""
+    fit_idx = np.concatenate([train_idx(pool, BALANCED)] + [pool.idx("dev", g) for g in groups if g != held])
+    return adapt(pool, fit_idx, first, l2, held)[0]
+
+
+def adapt(pool: Pool, fit_idx: np.ndarray, first: int, l2: float, label: str) -> tuple[Pool, dict[str, WholeImageExpert]]:
+    """Both views' blocks ``first``.. fine-tuned on ``fit_idx``, starting from G's heads on the frozen features: the
+    pool with adapted features, and per view the adapted network (pooled at every block; its head still to fit)."""
+    model, features, nets = finetune.backbone(), {}, {}
+    for view, probe in (("whole", "Ewhole"), ("crop", "Ecrop")):
+        head = fit_probe(pool, probe, fit_idx, l2, BALANCED)
+        acts = stage_acts(pool, view, first)
+        tail = finetune.fine_tune(model, acts, getattr(pool, view), pool.y, fit_idx, repo_weights(pool, fit_idx),
+                                  finetune.StartHead(head.w, head.b, head.mu, head.sd), first, l2,
+                                  f"adapt {first}: {label} {view}")
+        features[view] = finetune.adapted_features(tail, acts, getattr(pool, view), first)
+        nets[view] = finetune.graft(model, tail, first)
+    return replace(pool, whole=features["whole"], crop=features["crop"], selected={}), nets
+
+
+def stage_acts(pool: Pool, view: str, first: int) -> np.ndarray:
+    """(N, 2, C, H, W) inputs of block ``first`` of the view, advanced once from the cached stage input."""
+    if (view, first) not in pool.acts:
+        a = pool.acts[view, CACHED]
+        flat = finetune.advance(finetune.backbone(), a.reshape(-1, *a.shape[2:]), first)
+        pool.acts[view, first] = flat.reshape(*a.shape[:2], *flat.shape[1:])
+    return pool.acts[view, first]
 
 
 def fuse(a: np.ndarray, b: np.ndarray, weights: dict[str, float], bias: float) -> np.ndarray:
@@ -458,11 +560,12 @@ def decide(summary: dict[str, Any], rnd: Round) -> str:
     return best
 
 
-def final_head_model(pool: Pool, probe: str, l2: float, fit: Fit) -> WholeImageExpert:
+def final_head_model(pool: Pool, probe: str, l2: float, fit: Fit, net: WholeImageExpert | None = None) -> WholeImageExpert:
     """The probe's head trained on every training and development image it may see, folded into the network (the
-    head reads raw features: standardisation moves into its weights and bias)."""
+    head reads raw features: standardisation moves into its weights and bias). ``net``: an adapted network (round 8)
+    instead of the pretrained one."""
     head = fit_probe(pool, probe, np.concatenate([train_idx(pool, fit), pool.idx("dev")]), l2, fit)
-    return fold_into(WholeImageExpert(pretrained=True, taps=PROBES[probe][1]).eval(), head)
+    return fold_into(net or WholeImageExpert(pretrained=True, taps=PROBES[probe][1]).eval(), head)
 
 
 def fold_into(model: WholeImageExpert, head: Head) -> WholeImageExpert:
@@ -504,6 +607,9 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     if PROBES[semantic_part][0] not in VIEW_SPECS:  # round 7's joint head: not built, since it did not win
         raise SystemExit(f"candidate {choice}'s {PROBES[semantic_part][0]!r} head has no exporter yet (split it into "
                          "the two branches' parts, fused with weights 1 and 1, before shipping it)")
+    nets: dict[str, WholeImageExpert] = {}
+    if c.fit.adapt is not None:  # round 8: both views' last layers fine-tuned on every training and development image
+        pool, nets = adapt(pool, np.concatenate([train_idx(pool, c.fit), pool.idx("dev")]), c.fit.adapt, l2, "ship")
     base = Bundle.open(default_bundle_path())
     if pixel_part == "A" and base.manifest.bundle_id != PREVIOUS_DEFAULT_ID:
         raise SystemExit(f"candidate {choice} keeps the previous default's pixel expert ({PREVIOUS_DEFAULT_ID}), "
@@ -519,14 +625,17 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     shutil.copytree(base.root, out)
     common: dict[str, Any] = {
         "arch": "module", "out": out, "precisions": precisions, "calib": str(calib), "val": str(val),
-        "extra_provenance": {"recipe": "training/train_semantic.py", "choice": choice, "l2": l2}}
+        "extra_provenance": {"recipe": "training/train_semantic.py", "choice": choice, "l2": l2}
+        | ({"fine_tuned_from_block": c.fit.adapt, "epochs": finetune.EPOCHS, "lr": finetune.LR} if c.fit.adapt else {})}
     if pixel_part != "A":
         shutil.rmtree(out / "pixel")  # the shipped pixel expert's files go with it
-        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.fit),
-                                       input=VIEW_SPECS[PROBES[pixel_part][0]],
+        view = PROBES[pixel_part][0]
+        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.fit, nets.get(view)),
+                                       input=VIEW_SPECS[view],
                                        threshold=threshold_for_fpr(a[dev_y == 0], FPR), **common))
     shutil.rmtree(out / "semantic", ignore_errors=True)  # a previous semantic branch's files go with it
-    export_pixel(PixelExportConfig(module=final_head_model(pool, semantic_part, l2, c.fit), input=SPEC,
+    semantic = final_head_model(pool, semantic_part, l2, c.fit, nets.get(PROBES[semantic_part][0]))
+    export_pixel(PixelExportConfig(module=semantic, input=SPEC,
                                    branch="semantic", threshold=threshold_for_fpr(b[dev_y == 0], FPR), **common))
     scores = BranchScores(dev_y, a, b, "development repos, out-of-fold (training/WILD_VALIDATION.md)")
     sw = np.concatenate([[1.0 / f["n"]] * f["n"] for f in folds]) if c.fit.balanced else None  # fold = repository
@@ -545,6 +654,8 @@ def cross_validate(pool: Pool, groups: list[str], l2: float, work: Path, names: 
                 if CANDIDATES[n].fit.versions != 2 or CANDIDATES[n].fit.exclude]  # earlier rounds keep their keys
     designs += [(n, CANDIDATES[n].fit.l2) for n in names if CANDIDATES[n].fit.l2 is not None]
     designs += [(n, "windows", CANDIDATES[n].fit.windows) for n in names if CANDIDATES[n].fit.windows]
+    designs += [(n, "adapt", CANDIDATES[n].fit.adapt, finetune.EPOCHS, finetune.LR)
+                + (("nested",) if CANDIDATES[n].fit.nested else ()) for n in names if CANDIDATES[n].fit.adapt is not None]
     key = hashlib.sha256(json.dumps(["v3", len(pool.rows), groups, l2, designs]).encode()).hexdigest()[:12]
     cache = work / f"folds-{key}.json"
     if cache.is_file():
@@ -584,7 +695,8 @@ def main() -> int:
     rows = load_rows()
     rnd = ROUNDS[args.round]
     wide = any(CANDIDATES[c].fit.windows or CANDIDATES[c].pixel == "Pcrop" for c in rnd.candidates)
-    pool = extract(rows, work, max(CANDIDATES[c].fit.versions for c in rnd.candidates), wide)
+    acts = any(CANDIDATES[c].fit.adapt is not None for c in rnd.candidates)
+    pool = extract(rows, work, max(CANDIDATES[c].fit.versions for c in rnd.candidates), wide, acts)
     groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
     folds = cross_validate(pool, groups, args.l2, work, rnd.candidates)
     summary = summarize(folds, rnd.candidates)

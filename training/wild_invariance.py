@@ -35,7 +35,7 @@ import numpy as np
 from aligngemini_sdk.device import cpu_label
 from aligngemini_sdk.metrics import binary_metrics, markdown_table
 from aligngemini_sdk.progress import track
-from training.wild_report import ROOT, SHARED, SPLIT
+from training.wild_split import ROOT, SHARED, SPLIT
 
 CNNDETECTION = "PeterWang512/CNNDetection"
 #: the reading's bounds (module docstring)

@@ -28,10 +28,7 @@ import numpy as np
 
 from aligngemini_sdk.device import cpu_label
 from aligngemini_sdk.metrics import binary_metrics, bootstrap_ci, markdown_table
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SPLIT = ROOT / "training" / "splits" / "wild_groups.csv"
+from training.wild_split import SHARED, SPLIT
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-OUT = ROOT / "training" / "splits" / "wild_groups.csv"
+#: the committed split; train_semantic.py, wild_report.py and wild_invariance.py read it from here
+SPLIT = ROOT / "training" / "splits" / "wild_groups.csv"
 N_FINAL_FAKE_REPOS, N_FINAL_REAL_REPOS = 3, 2
 LEFT_OUT = ("2spi/ai-v-real(CIFAKE)",)
 
@@ -55,8 +56,8 @@ def rows(shared: Path = SHARED) -> list[dict[str, str]]:
 
 def main() -> int:
     out = rows()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT, "w", newline="") as fh:
+    SPLIT.parent.mkdir(parents=True, exist_ok=True)
+    with open(SPLIT, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=["path", "label", "source", "generator", "role"])
         w.writeheader()
         w.writerows(out)

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the 
 
 
 def test_the_committed_split_is_the_written_rule():
-    from training.wild_split import OUT, rows
+    from training.wild_split import SPLIT, rows
 
-    with open(OUT) as fh:
+    with open(SPLIT) as fh:
         committed = list(csv.DictReader(fh))
     assert committed == rows(SHARED)
     final = {r["source"] for r in committed if r["role"] == "final"}
