@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -31,10 +30,10 @@ from training.train_semantic import (
     ROUNDS,
     Pool,
     _extract_to,
-    augmented,
     cross_validate,
     extract,
     load_rows,
+    served_and_augmented,
     summarize,
 )
 
@@ -48,7 +47,7 @@ def lite2_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, 
     if not cache.is_file():
         blocks = len(WholeImageExpert(pretrained=False, taps=(), variant=LITE2).net._blocks)
         model = WholeImageExpert(pretrained=True, taps=tuple(range(blocks)), variant=LITE2)
-        _extract_to(rows, cache, lambda rgb, path: [rgb, augmented(rgb, random.Random(path))], model)
+        _extract_to(rows, cache, served_and_augmented, model.eval().features)
     z = np.load(cache, allow_pickle=False)
     return z["whole"], z["crop"], z["ok"]
 

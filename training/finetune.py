@@ -1,10 +1,11 @@
-"""Round 8 of training/WILD_VALIDATION.md: adapt the last layers of a view's frozen EfficientNet-Lite0 by fine-tuning
+"""Rounds 8-9 of training/WILD_VALIDATION.md: adapt the last layers of a view's frozen EfficientNet-Lite0 by fine-tuning
 them on cached activations, then hand the adapted pooled features back to the probe recipe (train_semantic.py).
 
 The activations entering block ``CACHED`` (the stride-32 stage) are computed once per image, view and version
-(``stage_input``); fine-tuning (``fine_tune``) runs only the blocks from there on, so one fold of one view costs about
-a minute on 2 cores; ``adapted_features`` gives the probe recipe its features back, ``graft`` the network to export. BatchNorm running statistics stay the pretrained ones. Nothing here reads a file a user
-gives: the caches are written and read by this recipe only (``np.load(allow_pickle=False)``).
+(``stage_input``); fine-tuning (``fine_tune``) runs only the blocks from there on: ~12 s for the last block and ~1 min
+for the whole stage, per view and fold on 2 cores. ``adapted_features`` gives the probe recipe its features back,
+``graft`` the network to export. BatchNorm running statistics stay the pretrained ones. Nothing here reads a file a
+user gives: the caches are written and read by this recipe only (``np.load(allow_pickle=False)``).
 """
 
 from __future__ import annotations

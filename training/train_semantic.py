@@ -135,7 +135,7 @@ def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: b
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
     if not cache.is_file():
-        _extract_to(rows, cache, lambda rgb, path: [rgb, augmented(rgb, random.Random(path))])
+        _extract_to(rows, cache, served_and_augmented)
     z = np.load(cache, allow_pickle=False)
     ok = z["ok"]
     pool = Pool([r for r, k in zip(rows, ok) if k], z["whole"][ok], z["crop"][ok], previous_default_scores(rows)[ok],
@@ -190,22 +190,31 @@ def _decoded_batches(rows: list[dict[str, str]], label: str) -> Iterator[tuple[l
     print(file=sys.stderr)
 
 
-def _extract_to(rows: list[dict[str, str]], cache: Path,
-                make: Callable[[np.ndarray, str], list[np.ndarray]], model: WholeImageExpert | None = None) -> None:
-    """Features of both views of the two versions ``make(rgb, path)`` gives of each image (``model``: the shipped
-    backbone, Lite0 pooled at every block, unless another is given)."""
-    model = (model or WholeImageExpert(pretrained=True, taps=ALL_TAPS)).eval()
+def served_and_augmented(rgb: np.ndarray, path: str) -> list[np.ndarray]:
+    """Versions 0 and 1 of each image: as served, and ``augmented()`` (seeded by its path)."""
+    return [rgb, augmented(rgb, random.Random(path))]
+
+
+def _extract_to(rows: list[dict[str, str]], cache: Path, make: Callable[[np.ndarray, str], list[np.ndarray]],
+                run: Callable[[torch.Tensor], torch.Tensor] | None = None, label: str = "features") -> None:
+    """Both views (SPEC, CROP_SPEC) of the two versions ``make(rgb, path)`` gives of each image, through ``run`` --
+    the shipped backbone's features (Lite0 pooled at every block) unless told -- cached as (N, 2, ...) per view, with
+    ``ok`` (the image could be read)."""
+    run = run or WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval().features
     torch.set_num_threads(2)
-    n, f = len(rows), model.head.in_features
-    whole, crop = np.zeros((n, 2, f), np.float32), np.zeros((n, 2, f), np.float32)
-    ok = np.zeros(n, bool)
-    for done, images in _decoded_batches(rows, "features"):
-        views = [preprocess(v, spec) for rgb, path in images for spec in (SPEC, CROP_SPEC) for v in make(rgb, path)]
+    n, ok = len(rows), np.zeros(len(rows), bool)
+    out: dict[str, np.ndarray] = {}
+    for done, images in _decoded_batches(rows, label):
+        views = [preprocess(v, spec) for rgb, path in images for made in [make(rgb, path)]
+                 for spec in (SPEC, CROP_SPEC) for v in made]
         with torch.no_grad():
-            out = model.features(torch.from_numpy(np.stack(views))).numpy().reshape(len(done), 2, 2, -1)
-        whole[done], crop[done], ok[done] = out[:, 0], out[:, 1], True
+            y = run(torch.from_numpy(np.stack(views))).numpy()
+        y = y.reshape(len(done), 2, 2, *y.shape[1:])
+        out = out or {view: np.zeros((n, 2, *y.shape[3:]), np.float32) for view in ("whole", "crop")}
+        out["whole"][done], out["crop"][done], ok[done] = y[:, 0], y[:, 1], True
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, whole=whole, crop=crop, ok=ok)
+    none = np.zeros((n, 2, 0), np.float32)  # no readable image at all
+    np.savez(cache, whole=out.get("whole", none), crop=out.get("crop", none), ok=ok)
 
 
 def _extract_windows(rows: list[dict[str, str]], cache: Path) -> None:
@@ -219,7 +228,7 @@ def _extract_windows(rows: list[dict[str, str]], cache: Path) -> None:
     for done, images in _decoded_batches(rows, "windows"):
         wide, small = [], []
         for rgb, path in images:
-            wide += [preprocess(v, CROP_SPEC_WIDE) for v in (rgb, augmented(rgb, random.Random(path)))]
+            wide += [preprocess(v, CROP_SPEC_WIDE) for v in served_and_augmented(rgb, path)]
             wide += [preprocess(v, CROP_SPEC_WIDE) for v in windows(rgb, WIDE, path)]
             small += [preprocess(v, CROP_SPEC) for v in windows(rgb, SIDE, path)]
         with torch.no_grad():
@@ -230,22 +239,9 @@ def _extract_windows(rows: list[dict[str, str]], cache: Path) -> None:
 
 
 def _extract_activations(rows: list[dict[str, str]], cache: Path) -> None:
-    """Round 8's cache: the activation entering block CACHED of both views of the two versions of each image (the
-    versions and views ``_extract_to`` pools)."""
-    model, n = finetune.backbone(), len(rows)
-    shape: tuple[int, ...] = ()
-    whole, crop = np.zeros(0, np.float32), np.zeros(0, np.float32)
-    for done, images in _decoded_batches(rows, "activations"):
-        views = [preprocess(v, spec) for rgb, path in images for spec in (SPEC, CROP_SPEC)
-                 for v in (rgb, augmented(rgb, random.Random(path)))]
-        with torch.no_grad():
-            out = finetune.stage_input(model, torch.from_numpy(np.stack(views))).numpy()
-        if not shape:
-            shape = out.shape[1:]
-            whole, crop = np.zeros((n, 2, *shape), np.float32), np.zeros((n, 2, *shape), np.float32)
-        out = out.reshape(len(done), 2, 2, *shape)
-        whole[done], crop[done] = out[:, 0], out[:, 1]
-    np.savez(cache, whole=whole, crop=crop)
+    """Round 8's cache: the activation entering block CACHED, of the views and versions the features pool."""
+    model = finetune.backbone()
+    _extract_to(rows, cache, served_and_augmented, lambda x: finetune.stage_input(model, x), "activations")
 
 
 @dataclass
@@ -492,7 +488,7 @@ def fold(pool: Pool, held: str, groups: list[str], l2: float, names: tuple[str, 
     out: dict[str, Any] = {"repo": held, "label": "fake" if pool.y[h_idx][0] else "real", "n": len(h_idx)}
     scores = candidate_scores(pool, held, groups, l2, tuple(n for n in names if CANDIDATES[n].fit.adapt is None))
     cheap = [n for n in names if CANDIDATES[n].fit.adapt is not None and not CANDIDATES[n].fit.nested]
-    for first in sorted({CANDIDATES[n].fit.adapt or 0 for n in cheap}):
+    for first in sorted({a for n in cheap if (a := CANDIDATES[n].fit.adapt) is not None}):
         scores |= candidate_scores(adapted(pool, held, groups, first, l2), held, groups, l2,
                                    tuple(n for n in cheap if CANDIDATES[n].fit.adapt == first))
     for name in (n for n in names if CANDIDATES[n].fit.nested):
@@ -510,10 +506,10 @@ def adapted(pool: Pool, held: str, groups: list[str], first: int, l2: float) -> 
     return adapt(pool, fit_idx, first, l2, held)[0]
 
 
-def adapt(pool: Pool, fit_idx: np.ndarray, first: int, l2: float, label: str) -> tuple[Pool, dict[str, WholeImageExpert]]:
+def adapt(pool: Pool, fit_idx: np.ndarray, first: int, l2: float, label: str) -> tuple[Pool, dict[str, finetune.Tail]]:
     """Both views' blocks ``first``.. fine-tuned on ``fit_idx``, starting from G's heads on the frozen features: the
-    pool with adapted features, and per view the adapted network (pooled at every block; its head still to fit)."""
-    model, features, nets = finetune.backbone(), {}, {}
+    pool with adapted features, and per view the adapted blocks (``finetune.graft`` makes the network to export)."""
+    model, features, tails = finetune.backbone(), {}, {}
     for view, probe in (("whole", "Ewhole"), ("crop", "Ecrop")):
         head = fit_probe(pool, probe, fit_idx, l2, BALANCED)
         acts = stage_acts(pool, view, first)
@@ -521,8 +517,8 @@ def adapt(pool: Pool, fit_idx: np.ndarray, first: int, l2: float, label: str) ->
                                   finetune.StartHead(head.w, head.b, head.mu, head.sd), first, l2,
                                   f"adapt {first}: {label} {view}")
         features[view] = finetune.adapted_features(tail, acts, getattr(pool, view), first)
-        nets[view] = finetune.graft(model, tail, first)
-    return replace(pool, whole=features["whole"], crop=features["crop"], selected={}), nets
+        tails[view] = tail
+    return replace(pool, whole=features["whole"], crop=features["crop"], selected={}), tails
 
 
 def stage_acts(pool: Pool, view: str, first: int) -> np.ndarray:
@@ -611,7 +607,8 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
                          "the two branches' parts, fused with weights 1 and 1, before shipping it)")
     nets: dict[str, WholeImageExpert] = {}
     if c.fit.adapt is not None:  # round 8: both views' last layers fine-tuned on every training and development image
-        pool, nets = adapt(pool, np.concatenate([train_idx(pool, c.fit), pool.idx("dev")]), c.fit.adapt, l2, "ship")
+        pool, tails = adapt(pool, np.concatenate([train_idx(pool, c.fit), pool.idx("dev")]), c.fit.adapt, l2, "ship")
+        nets = {view: finetune.graft(finetune.backbone(), tail, c.fit.adapt) for view, tail in tails.items()}
     base = Bundle.open(default_bundle_path())
     if pixel_part == "A" and base.manifest.bundle_id != PREVIOUS_DEFAULT_ID:
         raise SystemExit(f"candidate {choice} keeps the previous default's pixel expert ({PREVIOUS_DEFAULT_ID}), "
