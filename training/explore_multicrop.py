@@ -30,10 +30,12 @@ from training.train_semantic import (
     CROP_SPEC,
     FPR,
     SHARED,
+    Fit,
     Head,
     Pool,
     extract,
     fit_probe,
+    fitting_idx,
     fuse,
     load_rows,
     oof,
@@ -83,12 +85,8 @@ def five_crop_scores(head: Head, feats: np.ndarray) -> np.ndarray:
 
 
 def oof5(pool: Pool, crops5: np.ndarray, groups: list[str], l2: float) -> np.ndarray:
-    train = pool.idx("train")
-    out = []
-    for g in groups:
-        others = np.concatenate([train] + [pool.idx("dev", h) for h in groups if h != g])
-        out.append(five_crop_scores(fit_probe(pool, "Dcrop", others, l2), crops5[pool.idx("dev", g)]))
-    return np.concatenate(out)
+    return np.concatenate([five_crop_scores(fit_probe(pool, "Dcrop", fitting_idx(pool, Fit(), groups, g), l2),
+                                            crops5[pool.idx("dev", g)]) for g in groups])
 
 
 def fold(pool: Pool, crops5: np.ndarray, held: str, groups: list[str], l2: float) -> dict[str, Any]:

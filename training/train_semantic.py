@@ -399,6 +399,12 @@ def train_idx(pool: Pool, fit: Fit) -> np.ndarray:
     return np.asarray([i for i in pool.idx("train") if pool.rows[i]["source"] not in fit.exclude], dtype=int)
 
 
+def fitting_idx(pool: Pool, fit: Fit, groups: list[str], held: str) -> np.ndarray:
+    """What a head (or an adaptation) fits on when ``held`` is left out of ``groups``: the training-role images the
+    fit uses, then every other development repository of ``groups``, in that order."""
+    return np.concatenate([train_idx(pool, fit)] + [pool.idx("dev", g) for g in groups if g != held])
+
+
 def fit_probe(pool: Pool, probe: str, idx: np.ndarray, l2: float, fit: Fit = Fit()) -> Head:
     x = probe_feats(pool, probe, fit.versions, fit.windows)[idx]
     per_image = x.shape[1]  # versions, and a crop view's extra windows
@@ -414,12 +420,8 @@ def probe_scores(pool: Pool, probe: str, fit_idx: np.ndarray, score_idx: np.ndar
 def oof(pool: Pool, probe: str, groups: list[str], l2: float, fit: Fit = Fit()) -> np.ndarray:
     """Out-of-fold probabilities over ``groups`` (concatenated in order): each group scored by a head trained on the
     training data and the other groups."""
-    train = train_idx(pool, fit)
-    out = []
-    for g in groups:
-        others = np.concatenate([train] + [pool.idx("dev", h) for h in groups if h != g])
-        out.append(probe_scores(pool, probe, others, pool.idx("dev", g), l2, fit))
-    return np.concatenate(out)
+    return np.concatenate([probe_scores(pool, probe, fitting_idx(pool, fit, groups, g), pool.idx("dev", g), l2, fit)
+                           for g in groups])
 
 
 def candidate_scores(pool: Pool, held: str, groups: list[str], l2: float,
@@ -434,7 +436,7 @@ def candidate_scores(pool: Pool, held: str, groups: list[str], l2: float,
         if probe == "A":
             return pool.pixel[rest_idx], pool.pixel[h_idx]
         if (probe, fit) not in parts:
-            fit_idx = np.concatenate([train_idx(pool, fit), rest_idx])
+            fit_idx = fitting_idx(pool, fit, groups, held)
             parts[probe, fit] = (oof(pool, probe, rest, l2, fit), probe_scores(pool, probe, fit_idx, h_idx, l2, fit))
         return parts[probe, fit]
 
@@ -465,15 +467,15 @@ def nested_scores(pool: Pool, held: str, groups: list[str], l2: float, name: str
     c = CANDIDATES[name]
     assert c.pixel and c.semantic and c.fit.adapt is not None
     rest = [g for g in groups if g != held]
-    train, rest_idx = train_idx(pool, c.fit), np.concatenate([pool.idx("dev", g) for g in rest])
+    rest_idx = np.concatenate([pool.idx("dev", g) for g in rest])
     probes = (c.pixel, c.semantic)
     outer = adapted(pool, held, groups, c.fit.adapt, l2)
-    held_scores = [probe_scores(outer, p, np.concatenate([train, rest_idx]), pool.idx("dev", held), l2, c.fit)
+    held_scores = [probe_scores(outer, p, fitting_idx(pool, c.fit, groups, held), pool.idx("dev", held), l2, c.fit)
                    for p in probes]
     inner_scores: list[list[np.ndarray]] = [[], []]
     for g in rest:
         inner = adapted(pool, g, rest, c.fit.adapt, l2)
-        fit_idx = np.concatenate([train] + [pool.idx("dev", h) for h in rest if h != g])
+        fit_idx = fitting_idx(pool, c.fit, rest, g)
         for scores, p in zip(inner_scores, probes):
             scores.append(probe_scores(inner, p, fit_idx, pool.idx("dev", g), l2, c.fit))
     a, b = ((np.concatenate(inner_scores[i]), held_scores[i]) for i in range(2))
@@ -502,8 +504,7 @@ def fold(pool: Pool, held: str, groups: list[str], l2: float, names: tuple[str, 
 def adapted(pool: Pool, held: str, groups: list[str], first: int, l2: float) -> Pool:
     """Round 8: the pool with both views' blocks ``first``.. fine-tuned on this fold's fitting images (the training
     role and every development repository but ``held``)."""
-    fit_idx = np.concatenate([train_idx(pool, BALANCED)] + [pool.idx("dev", g) for g in groups if g != held])
-    return adapt(pool, fit_idx, first, l2, held)[0]
+    return adapt(pool, fitting_idx(pool, BALANCED, groups, held), first, l2, held)[0]
 
 
 def adapt(pool: Pool, fit_idx: np.ndarray, first: int, l2: float, label: str) -> tuple[Pool, dict[str, finetune.Tail]]:
@@ -591,7 +592,6 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     """The chosen candidate as a bundle: the shipped pixel branch (or the crop-view probe, for D), the whole-image
     probe as the semantic branch, a logistic fusion and the fpr1/5/10 points, all from out-of-fold scores."""
     import shutil
-    from dataclasses import replace
 
     from aligngemini_sdk.bundle import Bundle, read_manifest, write_manifest
     from aligngemini_sdk.detector import default_bundle_path
