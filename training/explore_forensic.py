@@ -22,6 +22,13 @@ Rule, written before it ran (2026-12-02, session 15): "worth building" iff X1 or
 train_semantic.py's leave-one-repository-out protocol (10 development repositories; the final-test repositories are
 not read). Building it would then be a pre-registered round of training/WILD_VALIDATION.md (the crop branch's ONNX
 graph computing both feature sets), not this script.
+
+As run: G 78.6 %, X1 77.2 %, X2 77.3 % (training/EXPLORATION.md) -- not worth building. X2 showed that the forensic
+features alone carry about what G's crop view does (AUC 0.861 vs 0.853), in ~20k weights instead of ~3.4M; the crop
+branch's budget could then go to a larger whole-image backbone. Hence, written after that run and before this one:
+- **Y** (``--lite2``): the forensic features as the crop view, fused with EfficientNet-Lite2's whole-image view
+  (explore_backbone's features; its fp16w graph, ~10 MB, fits the bundle beside a tiny crop branch).
+Same rule: worth building iff Y beats G by >= 3 points with a mean real-repository FPR <= 10 %.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from aligngemini_sdk.export.ladeda import PREPROCESS, TinyLaDeDa, load_ladeda
-from training.explore_backbone import with_views
+from training.explore_backbone import lite2_features, with_views
 from training.train_semantic import (
     ROUNDS,
     _extract_to,
@@ -119,6 +126,7 @@ def forensic_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarra
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="runs/semantic")
+    ap.add_argument("--lite2", action="store_true", help="also Y: the forensic crop view with Lite2's whole image")
     args = ap.parse_args()
     work, rows = Path(args.work), load_rows()
     base = extract(rows, work)
@@ -132,13 +140,18 @@ def main() -> int:
     groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
     pools = {"G": base, "X1": with_views(base, None, np.concatenate([base.crop, crop], 2)),
              "X2": with_views(base, None, crop)}
+    if args.lite2:
+        whole2, _, ok2 = lite2_features(rows, work)
+        if not np.array_equal(ok2, ok):
+            raise SystemExit("forensic and Lite2 features dropped different images")
+        pools["Y"] = with_views(base, whole2[ok], crop)
     summary = {}
     for name, pool in pools.items():
         sub = work if name == "G" else work / f"forensic-{name}"
         sub.mkdir(parents=True, exist_ok=True)
         summary[name] = summarize(cross_validate(pool, groups, 1.0, sub, ("G",)), ("G",))["G"]
     g = summary["G"]["balanced_accuracy_repo_weighted"]
-    best = max(("X1", "X2"), key=lambda n: summary[n]["balanced_accuracy_repo_weighted"])
+    best = max((n for n in pools if n != "G"), key=lambda n: summary[n]["balanced_accuracy_repo_weighted"])
     worth = (summary[best]["balanced_accuracy_repo_weighted"] - g >= ROUNDS[3].margin
              and summary[best]["mean_fpr_real_repos"] <= 0.10)
     (work / "explore-forensic.json").write_text(json.dumps({"summary": summary, "best": best, "worth_building": worth},
@@ -147,7 +160,7 @@ def main() -> int:
         print(f"{name}: BA {s['balanced_accuracy_repo_weighted']:.1%}  TPR {s['mean_tpr_fake_repos']:.1%}  "
               f"FPR {s['mean_fpr_real_repos']:.1%}  AUC {s['pooled_auc']:.3f}  "
               + " ".join(f"{k.split('/')[-1][:12]}={v:.2f}" for k, v in s["per_repo"].items()))
-    print(f"best of X1, X2: {best}; worth building: {worth}")
+    print(f"best of {', '.join(n for n in pools if n != 'G')}: {best}; worth building: {worth}")
     return 0
 
 
