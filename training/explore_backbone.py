@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from aligngemini_sdk.export.wholeimage import WholeImageExpert
+from training.exploration import aligned, compare, with_views
 from training.train_semantic import (
-    ROUNDS,
-    Pool,
     _extract_to,
-    cross_validate,
     extract,
     load_rows,
     served_and_augmented,
-    summarize,
 )
 
 LITE2 = "efficientnet-lite2"
@@ -52,16 +48,6 @@ def lite2_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, 
     return z["whole"], z["crop"], z["ok"]
 
 
-def with_views(base: Pool, whole: np.ndarray | None, crop: np.ndarray | None) -> Pool:
-    """``base`` (Lite0) with the whole-image and/or crop probes of G reading other features, every column."""
-    pool = Pool(base.rows, base.whole, base.crop, base.pixel, base.y)
-    if whole is not None:
-        pool.selected["Ewhole", 2, 0] = whole
-    if crop is not None:
-        pool.selected["Ecrop", 2, 0] = crop
-    return pool
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="runs/semantic")
@@ -69,29 +55,8 @@ def main() -> int:
     work, rows = Path(args.work), load_rows()
     base = extract(rows, work)
     whole, crop, ok = lite2_features(rows, work)
-    kept = np.asarray([r in base.rows for r in rows])
-    if not np.array_equal(ok, kept):
-        raise SystemExit("Lite2 and Lite0 features dropped different images")
-    whole, crop = whole[ok], crop[ok]
-    groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
-    pools = {"G": base, "R": with_views(base, whole, crop), "S": with_views(base, whole, None)}
-    summary = {}
-    for name, pool in pools.items():
-        sub = work if name == "G" else work / f"backbone-{name}"
-        sub.mkdir(parents=True, exist_ok=True)
-        folds = cross_validate(pool, groups, 1.0, sub, ("G",))
-        summary[name] = summarize(folds, ("G",))["G"]
-    g = summary["G"]["balanced_accuracy_repo_weighted"]
-    best = max(("R", "S"), key=lambda n: summary[n]["balanced_accuracy_repo_weighted"])
-    worth = (summary[best]["balanced_accuracy_repo_weighted"] - g >= ROUNDS[3].margin
-             and summary[best]["mean_fpr_real_repos"] <= 0.10)
-    out = {"summary": summary, "best": best, "worth_building": worth}
-    (work / "explore-backbone.json").write_text(json.dumps(out, indent=1, default=float))
-    for name, s in summary.items():
-        print(f"{name}: BA {s['balanced_accuracy_repo_weighted']:.1%}  TPR {s['mean_tpr_fake_repos']:.1%}  "
-              f"FPR {s['mean_fpr_real_repos']:.1%}  AUC {s['pooled_auc']:.3f}  "
-              + " ".join(f"{k.split('/')[-1][:12]}={v:.2f}" for k, v in s["per_repo"].items()))
-    print(f"best of R, S: {best}; worth building: {worth}")
+    whole, crop = aligned(whole, ok, base, rows, "Lite2"), aligned(crop, ok, base, rows, "Lite2")
+    compare({"G": base, "R": with_views(base, whole, crop), "S": with_views(base, whole, None)}, rows, work, "backbone")
     return 0
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,15 +45,13 @@ import torch
 import torch.nn.functional as F
 
 from aligngemini_sdk.export.ladeda import PREPROCESS, TinyLaDeDa, load_ladeda
-from training.explore_backbone import lite2_features, with_views
+from training.exploration import aligned, compare, with_views
+from training.explore_backbone import lite2_features
 from training.train_semantic import (
-    ROUNDS,
     _extract_to,
-    cross_validate,
     extract,
     load_rows,
     served_and_augmented,
-    summarize,
 )
 from training.wild_split import SHARED
 
@@ -132,36 +129,13 @@ def main() -> int:
     work, rows = Path(args.work), load_rows()
     base = extract(rows, work)
     crop, ok = forensic_features(rows, work)
-    kept = np.asarray([r in base.rows for r in rows])
-    if not np.array_equal(ok, kept):
-        raise SystemExit("forensic and Lite0 features dropped different images")
-    crop = crop[ok]
-    if not np.isfinite(crop).all():
-        raise SystemExit("non-finite forensic features")
-    groups = sorted({r["source"] for r in rows if r["role"] == "dev"})
+    crop = aligned(crop, ok, base, rows, "forensic")
     pools = {"G": base, "X1": with_views(base, None, np.concatenate([base.crop, crop], 2)),
              "X2": with_views(base, None, crop)}
     if args.lite2:
         whole2, _, ok2 = lite2_features(rows, work)
-        if not np.array_equal(ok2, ok):
-            raise SystemExit("forensic and Lite2 features dropped different images")
-        pools["Y"] = with_views(base, whole2[ok], crop)
-    summary = {}
-    for name, pool in pools.items():
-        sub = work if name == "G" else work / f"forensic-{name}"
-        sub.mkdir(parents=True, exist_ok=True)
-        summary[name] = summarize(cross_validate(pool, groups, 1.0, sub, ("G",)), ("G",))["G"]
-    g = summary["G"]["balanced_accuracy_repo_weighted"]
-    best = max((n for n in pools if n != "G"), key=lambda n: summary[n]["balanced_accuracy_repo_weighted"])
-    worth = (summary[best]["balanced_accuracy_repo_weighted"] - g >= ROUNDS[3].margin
-             and summary[best]["mean_fpr_real_repos"] <= 0.10)
-    (work / "explore-forensic.json").write_text(json.dumps({"summary": summary, "best": best, "worth_building": worth},
-                                                           indent=1, default=float))
-    for name, s in summary.items():
-        print(f"{name}: BA {s['balanced_accuracy_repo_weighted']:.1%}  TPR {s['mean_tpr_fake_repos']:.1%}  "
-              f"FPR {s['mean_fpr_real_repos']:.1%}  AUC {s['pooled_auc']:.3f}  "
-              + " ".join(f"{k.split('/')[-1][:12]}={v:.2f}" for k, v in s["per_repo"].items()))
-    print(f"best of {', '.join(n for n in pools if n != 'G')}: {best}; worth building: {worth}")
+        pools["Y"] = with_views(base, aligned(whole2, ok2, base, rows, "Lite2"), crop)
+    compare(pools, rows, work, "forensic")
     return 0
 
 
