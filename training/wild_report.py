@@ -2,8 +2,8 @@
 
     python -m training.wild_report --cv runs/semantic/cv-round{2,3,4,5,6,7,8,9}.json --card \
         --bundle sdk/default_bundle --out benchmarks/reports/wild_default \
-        --compare "D (previous default, first look)=benchmarks/reports/wild_default/d_default_final.json" \
-        --compare "A (compact crop expert)=benchmarks/reports/wild_default/previous_default_final.json"
+        --compare "D (previous default ag-8a6808d915bd4724, first look)=benchmarks/reports/wild_default/d_default_final.json" \
+        --compare "A (compact crop expert ag-d6e8690e7504bd35)=benchmarks/reports/wild_default/previous_default_final.json"
 
 The last ``--cv`` round is the one whose choice the bundle ships; earlier rounds' candidates are shown beside it.
 ``--compare``: earlier defaults' final-test summaries (same shape as this report's ``final``), shown for reference.
@@ -308,8 +308,11 @@ Earlier defaults there: {earlier}.
 false-positive rate it misses many modern fakes (the tables above say which). Ten development repositories
 and 259 images are a small basis; the intervals above are wide, and the final-test repositories have now been looked
 at for two defaults, so they are no longer a fully fresh test. Frozen ImageNet features: more and larger crop windows
-(round 6), one joint head (round 7), a larger frozen backbone (EfficientNet-Lite2, training/EXPLORATION.md) and
-fine-tuning the backbone's last layers (rounds 8-9{nested_text(cv)}) did not beat it by the rules' margins. Every `wild/` repository holds one
+(round 6), one joint head (round 7), a larger frozen backbone (EfficientNet-Lite2), forensic pixel features
+(Tiny-LaDeDa, NPR residuals, residual spectrum; both in training/EXPLORATION.md) and fine-tuning the backbone's last
+layers (rounds 8-9{nested_text(cv)}) did not beat it by the rules' margins; a learning curve over the number of fake
+development repositories is flat from three to five (77.3 -> 78.1 %), so more sources like these would not by
+themselves close the gap. Every `wild/` repository holds one
 class, so pooled AUC also rewards telling repositories apart. Data licences are research/non-commercial: the
 weights are for evaluation.
 """
