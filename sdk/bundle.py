@@ -12,12 +12,13 @@ import hashlib
 import math
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
 from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
@@ -28,11 +29,57 @@ _CHUNK = 1 << 20
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Streamed SHA-256 of a file (model files can be many GB)."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
+        return _sha256_stream(fh)
+
+
+def _sha256_stream(fh: BinaryIO) -> str:
+    h = hashlib.sha256()
+    while chunk := fh.read(_CHUNK):
+        h.update(chunk)
     return h.hexdigest()
+
+
+def _stat_regular(path: Path, rel: str) -> os.stat_result:
+    """``path``'s stat, refusing what is not a regular file: a directory, or a device or FIFO that would read forever
+    or block."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise BundleIntegrityError(f"bundle file missing: {rel}") from None
+    except OSError as exc:
+        raise BundleIntegrityError(f"bundle file {rel}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
+        raise BundleIntegrityError(f"bundle file {rel} is {kind}, not a regular file")
+    return st
+
+
+def _open_regular(path: Path, rel: str) -> BinaryIO:
+    """``path`` opened for reading, refused unless it is a regular file both before it is opened and after (it may
+    have been swapped in between); non-blocking, so a FIFO swapped in cannot hang the open."""
+    _stat_regular(path, rel)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise BundleIntegrityError(f"bundle file {rel}: {exc.strerror or exc}") from None
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        raise BundleIntegrityError(f"bundle file {rel} was replaced by something that is not a regular file")
+    return fh
+
+
+def _check_size(size: int, entry: FileEntry) -> None:
+    if size != entry.bytes:
+        raise BundleIntegrityError(f"bundle file {entry.path} has {size}{'+' if size > entry.bytes else ''} bytes, "
+                                   f"manifest says {entry.bytes} (tampered?)")
+
+
+def _check_digest(digest: str, entry: FileEntry) -> None:
+    if digest != entry.sha256:
+        raise BundleIntegrityError(
+            f"checksum mismatch for {entry.path}: sha256 {digest[:16]}…, manifest {entry.sha256[:16]}…")
 
 
 def default_cache_dir() -> Path:
@@ -71,7 +118,12 @@ class Bundle:
         rel = entry.path if isinstance(entry, FileEntry) else entry
         if not rel or os.path.isabs(rel) or rel.startswith(("/", "\\")) or ":" in rel.split("/")[0]:
             raise BundleIntegrityError(f"manifest path {rel!r} is absolute; bundle paths must be relative")
-        full = (self.root / rel).resolve()
+        if "\0" in rel:
+            raise BundleIntegrityError(f"manifest path {rel!r} holds a NUL byte")
+        try:
+            full = (self.root / rel).resolve()
+        except OSError as exc:  # e.g. a name over NAME_MAX, a symlink loop
+            raise BundleIntegrityError(f"manifest path {rel[:80]!r}…: {exc.strerror or exc}") from None
         if full != self.root and self.root not in full.parents:
             raise BundleIntegrityError(f"manifest path {rel!r} escapes the bundle directory")
         return full
@@ -79,42 +131,28 @@ class Bundle:
     def verified_path(self, entry: FileEntry) -> Path:
         """Resolve ``entry`` and check its size and SHA-256; cached per (inode, mtime) for this process."""
         path = self.resolve(entry)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise BundleIntegrityError(f"bundle file missing: {entry.path}") from None
+        st = _stat_regular(path, entry.path)
         stamp = (st.st_ino, st.st_mtime_ns)
         with self._lock:
             if self._verified.get(str(path)) == stamp:
                 return path
-        if st.st_size != entry.bytes:
-            raise BundleIntegrityError(
-                f"bundle file {entry.path} has {st.st_size} bytes, manifest says {entry.bytes} (tampered?)")
-        digest = sha256_file(path)
-        if digest != entry.sha256:
-            raise BundleIntegrityError(
-                f"checksum mismatch for {entry.path}: sha256 {digest[:16]}…, manifest {entry.sha256[:16]}…")
+        with _open_regular(path, entry.path) as fh:
+            _check_size(os.fstat(fh.fileno()).st_size, entry)
+            digest = _sha256_stream(fh)
+        _check_digest(digest, entry)
         with self._lock:
             self._verified[str(path)] = stamp
         return path
 
     def read_verified(self, entry: FileEntry) -> bytes:
         """The bytes of a manifest file, read once and checked against its size and SHA-256: what a runtime then
-        loads is exactly what was hashed (no window in which the file could be swapped)."""
-        path = self.resolve(entry)
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read(entry.bytes + 1)
-        except FileNotFoundError:
-            raise BundleIntegrityError(f"bundle file missing: {entry.path}") from None
-        if len(data) != entry.bytes:
-            raise BundleIntegrityError(
-                f"bundle file {entry.path} has {len(data)}{'+' if len(data) > entry.bytes else ''} bytes, manifest "
-                f"says {entry.bytes} (tampered?)")
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != entry.sha256:
-            raise BundleIntegrityError(
-                f"checksum mismatch for {entry.path}: sha256 {digest[:16]}…, manifest {entry.sha256[:16]}…")
+        loads is exactly what was hashed (no window in which the file could be swapped). The size is checked before
+        anything is read, so a manifest that overstates it cannot make the reader allocate that much."""
+        with _open_regular(self.resolve(entry), entry.path) as fh:
+            _check_size(os.fstat(fh.fileno()).st_size, entry)
+            data = fh.read(entry.bytes + 1)
+        _check_size(len(data), entry)  # it changed while being read
+        _check_digest(hashlib.sha256(data).hexdigest(), entry)
         return data
 
     def sealed_dir(self, files: dict[str, FileEntry], key: str) -> Path:
@@ -146,19 +184,12 @@ class Bundle:
         if not self.manifest.model_card:
             return None
         path = self.resolve(self.manifest.model_card)
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        return _read_text(path, self.manifest.model_card, MAX_CARD_BYTES) if path.is_file() else None
 
     def size_bytes(self, branch: str, artifact: str) -> int:
         spec = self.manifest.branch(branch)
         assert spec is not None
         return sum(f.bytes for f in spec.artifacts[artifact].files.values())
-
-
-def read_manifest(root: Path) -> Manifest:
-    mpath = root / MANIFEST_NAME
-    if not mpath.is_file():
-        raise BundleFormatError(f"{root} has no {MANIFEST_NAME}")
-    return Manifest.from_json(mpath.read_text(encoding="utf-8"))
 
 
 #: The manifest and model card are read from an archive with these caps before anything else is written.
@@ -167,6 +198,25 @@ MAX_CARD_BYTES = 1024 * 1024
 #: Most bytes one tar bundle may unpack to, whatever its manifest declares (and never more than the disk has free).
 MAX_UNPACKED_BYTES = 64 * 1024 ** 3
 MAX_MEMBERS = 10_000
+
+
+def read_manifest(root: Path) -> Manifest:
+    mpath = root / MANIFEST_NAME
+    if not mpath.is_file():
+        raise BundleFormatError(f"{root} has no {MANIFEST_NAME}")
+    return Manifest.from_json(_read_text(mpath, MANIFEST_NAME, MAX_MANIFEST_BYTES))
+
+
+def _read_text(path: Path, rel: str, cap: int) -> str:
+    """A bundle's UTF-8 text file (manifest, model card), at most ``cap`` bytes, refused by name otherwise."""
+    with _open_regular(path, rel) as fh:
+        raw = fh.read(cap + 1)
+    if len(raw) > cap:
+        raise BundleFormatError(f"bundle file {rel} is over {cap} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleFormatError(f"bundle file {rel} is not UTF-8 text: {exc}") from None
 
 
 def _unpack_tar(archive: Path, cache: Path) -> Path:

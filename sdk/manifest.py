@@ -46,7 +46,12 @@ from aligngemini_sdk.provenance import ProvenancePolicy
 
 SCHEMA_VERSION = 1
 BRANCHES = ("pixel", "semantic")
-RUNTIMES = ("onnxruntime", "tensorrt", "llama.cpp")
+#: runtime -> the file roles each of its artifacts must list (the runtime opens them by these names)
+REQUIRED_FILES: dict[str, tuple[str, ...]] = {"onnxruntime": ("model",), "tensorrt": ("engine",),
+                                              "llama.cpp": ("model", "mmproj")}
+RUNTIMES = tuple(REQUIRED_FILES)
+#: The largest file a manifest may list (1 TiB; a 7B VLM in FP16 is ~15 GB)
+MAX_FILE_BYTES = 1 << 40
 CROP_POLICIES = ("center", "none")
 RESIZE_POLICIES = ("none", "shorter", "exact")
 JPEG_DOWNSCALE = ("none", "dct")
@@ -334,8 +339,14 @@ def _parse_artifacts(raw: dict[str, Any], branch: str) -> dict[str, Artifact]:
             sha = str(f["sha256"]).lower()
             _require(len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
                      f"{branch}/{name}/{role}: sha256 is not a hex digest")
-            files[role] = FileEntry(path=str(f["path"]), sha256=sha, bytes=int(f["bytes"]))
+            nbytes = f["bytes"]
+            _require(type(nbytes) is int and 0 <= nbytes <= MAX_FILE_BYTES,
+                     f"{branch}/{name}/{role}: bytes must be a whole number from 0 to {MAX_FILE_BYTES}, got {nbytes!r}")
+            files[role] = FileEntry(path=str(f["path"]), sha256=sha, bytes=nbytes)
         _require(len(files) > 0, f"{branch}/{name}: artifact lists no files")
+        missing = [role for role in REQUIRED_FILES[runtime] if role not in files]
+        _require(not missing, f"{branch}/{name}: a {runtime} artifact must list the file roles "
+                              f"{list(REQUIRED_FILES[runtime])}; missing {missing}")
         arts[name] = Artifact(runtime=runtime, precision=str(a["precision"]), files=files,
                               options=dict(a.get("options", {})))
     return arts

@@ -79,6 +79,66 @@ def test_paths_escaping_the_bundle_are_refused(bundle_copy, evil):
         Detector(bundle_copy)
 
 
+def _point_model_at(bundle_copy, path, nbytes=None):
+    data = manifest_json(bundle_copy)
+    entry = data["branches"]["pixel"]["artifacts"]["fp32"]["files"]["model"]
+    entry["path"] = path
+    if nbytes is not None:
+        entry["bytes"] = nbytes
+    write_json(bundle_copy, data)
+
+
+def test_a_model_path_that_names_a_directory_is_refused_by_name(bundle_copy):
+    _point_model_at(bundle_copy, "pixel")
+    with pytest.raises(BundleIntegrityError, match="pixel is a directory"):
+        Detector(bundle_copy)
+
+
+@pytest.mark.parametrize(("path", "match"), [("x" * 5000, "File name too long"), ("pixel/a\0b.onnx", "NUL byte")])
+def test_a_model_path_the_os_cannot_name_is_an_integrity_error(bundle_copy, path, match):
+    _point_model_at(bundle_copy, path)
+    with pytest.raises(BundleIntegrityError, match=match):
+        Detector(bundle_copy)
+
+
+def test_a_fifo_in_place_of_a_model_is_refused_before_it_is_opened(bundle_copy):
+    import os
+
+    os.mkfifo(bundle_copy / "pixel" / "pipe.onnx")  # opening it for reading would block until a writer came
+    _point_model_at(bundle_copy, "pixel/pipe.onnx", nbytes=0)
+    with pytest.raises(BundleIntegrityError, match=r"pipe\.onnx is a device, pipe or socket"):
+        Detector(bundle_copy)
+    with pytest.raises(BundleIntegrityError, match=r"pipe\.onnx is a device, pipe or socket"):
+        Bundle.open(bundle_copy).verify()
+
+
+def test_an_overstated_size_is_refused_before_anything_is_read(bundle_copy):
+    # 1 TiB claimed for a small file: the reader must compare sizes, not try to read (allocate) that much
+    _point_model_at(bundle_copy, "pixel/model.fp32.onnx", nbytes=1 << 40)
+    with pytest.raises(BundleIntegrityError, match=r"manifest says 1099511627776"):
+        Detector(bundle_copy)
+
+
+@pytest.mark.parametrize("nbytes", [2 ** 70, -1, 1.5, "12", True])
+def test_a_size_that_is_not_a_plausible_whole_number_is_a_format_error(bundle_copy, nbytes):
+    _point_model_at(bundle_copy, "pixel/model.fp32.onnx", nbytes=nbytes)
+    with pytest.raises(BundleFormatError, match="bytes must be a whole number"):
+        Detector(bundle_copy)
+
+
+def test_a_manifest_or_model_card_that_is_not_utf8_text_is_a_format_error(bundle_copy):
+    card = "CARD.md"
+    data = manifest_json(bundle_copy)
+    data["model_card"] = card
+    write_json(bundle_copy, data)
+    (bundle_copy / card).write_bytes(b"\xff\xfe not text")
+    with pytest.raises(BundleFormatError, match=r"CARD\.md is not UTF-8 text"):
+        Bundle.open(bundle_copy).model_card()
+    (bundle_copy / MANIFEST_NAME).write_bytes(b"{\xff}")
+    with pytest.raises(BundleFormatError, match=r"manifest\.json is not UTF-8 text"):
+        Bundle.open(bundle_copy)
+
+
 def test_symlink_escaping_the_bundle_is_refused(bundle_copy):
     outside = bundle_copy.parent / "real.onnx"
     model = bundle_copy / "pixel" / "model.fp32.onnx"

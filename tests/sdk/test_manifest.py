@@ -62,3 +62,16 @@ def test_a_vlm_semantic_branch_still_needs_its_prompt_and_labels():
             "mmproj": {"path": "s/p.gguf", "sha256": SHA, "bytes": 1}}}}}
     with pytest.raises(BundleFormatError, match=r"semantic\.labels"):
         parsed(vlm)
+
+
+@pytest.mark.parametrize(("runtime", "files", "missing"), [
+    ("onnxruntime", {"weights": "m.onnx"}, "model"),
+    ("tensorrt", {"model": "m.onnx"}, "engine"),
+    ("llama.cpp", {"model": "m.gguf"}, "mmproj"),
+])
+def test_an_artifact_without_the_file_its_runtime_opens_is_refused_by_name(runtime, files, missing):
+    def mutate(d):
+        d["branches"]["semantic"]["artifacts"]["fp32"] = {"runtime": runtime, "precision": "fp32", "files": {
+            role: {"path": f"semantic/{path}", "sha256": SHA, "bytes": 1} for role, path in files.items()}}
+    with pytest.raises(BundleFormatError, match=rf"semantic/fp32: a {runtime} artifact .* missing \['{missing}'\]"):
+        parsed(mutate)
