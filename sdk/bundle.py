@@ -213,6 +213,10 @@ def _read_text(path: Path, rel: str, cap: int) -> str:
         raw = fh.read(cap + 1)
     if len(raw) > cap:
         raise BundleFormatError(f"bundle file {rel} is over {cap} bytes")
+    return _decode_text(raw, rel)
+
+
+def _decode_text(raw: bytes, rel: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -226,7 +230,9 @@ def _unpack_tar(archive: Path, cache: Path) -> Path:
     declared size as a hard limit (a member of another size is refused), the model card up to
     :data:`MAX_CARD_BYTES`, and nothing else: a sparse 8 GiB member or a gzip bomb that no manifest lists is
     never written. Duplicated member names, members that are not regular files, paths that escape, declared
-    totals over :data:`MAX_UNPACKED_BYTES` or over the disk's free space are refused before writing."""
+    totals over :data:`MAX_UNPACKED_BYTES` or over the disk's free space are refused before writing. Each listed
+    file is hashed as it is written and the unpacked copy enters the cache only if every SHA-256 matches: a
+    tampered archive leaves nothing behind."""
     digest = sha256_file(archive)
     dest = cache / digest[:32]
     if (dest / MANIFEST_NAME).is_file():
@@ -237,16 +243,16 @@ def _unpack_tar(archive: Path, cache: Path) -> Path:
         with tarfile.open(archive) as tf:
             members = _index_members(tf, archive)
             raw = _read_member(tf, members, MANIFEST_NAME, MAX_MANIFEST_BYTES, archive)
-            manifest = Manifest.from_json(raw.decode("utf-8", errors="replace"))
-            wanted = {e.path: e.bytes for e in manifest.all_files().values()}
-            total = sum(wanted.values())
+            manifest = Manifest.from_json(_decode_text(raw, MANIFEST_NAME))
+            wanted = {e.path: e for e in manifest.all_files().values()}
+            total = sum(e.bytes for e in wanted.values())
             free = shutil.disk_usage(cache).free
             if total > min(MAX_UNPACKED_BYTES, free):
                 raise BundleFormatError(f"{archive}: its manifest declares {total} bytes of files; the limit is "
                                         f"{MAX_UNPACKED_BYTES} and {free} bytes are free in {cache}")
             (tmp / MANIFEST_NAME).write_bytes(raw)
-            for rel, size in wanted.items():
-                _extract_exact(tf, members, rel, size, tmp, archive)
+            for entry in wanted.values():
+                _check_digest(_extract_exact(tf, members, entry.path, entry.bytes, tmp, archive), entry)
             card = manifest.model_card
             if card and card in members and card not in wanted and members[card].size <= MAX_CARD_BYTES:
                 _extract_exact(tf, members, card, members[card].size, tmp, archive)  # optional: a huge one is left
@@ -303,8 +309,9 @@ def _read_member(tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name:
 
 
 def _extract_exact(tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], rel: str, size: int, root: Path,
-                   archive: Path) -> None:
-    """Write member ``rel`` under ``root``: a regular, non-sparse file of exactly ``size`` bytes, inside root."""
+                   archive: Path) -> str:
+    """Write member ``rel`` under ``root``: a regular, non-sparse file of exactly ``size`` bytes, inside root.
+    Returns the SHA-256 of what was written."""
     m = members.get(rel)
     if m is None:
         raise BundleIntegrityError(f"{archive}: listed file {rel!r} is not in the archive")
@@ -317,13 +324,15 @@ def _extract_exact(tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], rel
     target.parent.mkdir(parents=True, exist_ok=True)
     src = tf.extractfile(m)
     assert src is not None
-    left = size
+    left, h = size, hashlib.sha256()
     with src, open(target, "wb") as out:
         while left > 0 and (chunk := src.read(min(_CHUNK, left))):
             out.write(chunk)
+            h.update(chunk)
             left -= len(chunk)
     if left:
         raise BundleIntegrityError(f"{archive}: member {rel!r} is shorter than its header says")
+    return h.hexdigest()
 
 
 def _common_prefix(members: list[tarfile.TarInfo]) -> str:

@@ -211,6 +211,25 @@ def test_tar_with_symlink_member_is_refused(tmp_path, ladeda_bundle):
         Bundle.open(evil, cache_dir=tmp_path / "c")
 
 
+def test_a_tampered_tar_is_refused_while_unpacking_and_leaves_nothing_in_the_cache(tmp_path, bundle_copy):
+    model = bundle_copy / "pixel" / "model.fp32.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte: only the digest can tell
+    model.write_bytes(bytes(data))
+    tar, cache = pack_tar(bundle_copy, tmp_path / "tampered.tar"), tmp_path / "cache"
+    with pytest.raises(BundleIntegrityError, match=r"checksum mismatch for pixel/model\.fp32\.onnx"):
+        Bundle.open(tar, cache_dir=cache)
+    assert list(cache.iterdir()) == []  # neither an unpacked copy nor a half-written temp folder
+
+
+def test_a_tar_whose_manifest_is_not_utf8_is_a_format_error(tmp_path, bundle_copy):
+    (bundle_copy / MANIFEST_NAME).write_bytes((bundle_copy / MANIFEST_NAME).read_bytes().replace(b'"', b'\xff"', 1))
+    tar, cache = pack_tar(bundle_copy, tmp_path / "latin.tar"), tmp_path / "cache"
+    with pytest.raises(BundleFormatError, match="not UTF-8"):
+        Bundle.open(tar, cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+
 def test_device_profile_is_written_atomically_and_read_back(bundle_copy):
     write_device_profile(bundle_copy, "x86_64-test-2t-cpu", {"pixel/fp32": LatencyStat(1.0, 2.0, 10)})
     m = Bundle.open(bundle_copy).manifest
