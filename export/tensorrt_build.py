@@ -15,7 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from aligngemini_sdk.bundle import default_cache_dir, sha256_file
+from aligngemini_sdk.bundle import sha256_file
+from aligngemini_sdk.cache import default_cache_dir
 from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.extras import require
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from aligngemini_sdk import __version__
-from aligngemini_sdk.bundle import default_cache_dir
+from aligngemini_sdk.cache import default_cache_dir
 from aligngemini_sdk.errors import ExportError, GateFailedError
 from aligngemini_sdk.export.bundle_writer import file_entry, put_branch
 from aligngemini_sdk.export.parity import ParityEntry, ParityReport, print_parity_table

@@ -134,7 +134,7 @@ def _open_session(model: str | os.PathLike[str] | bytes, so: Any, providers: lis
 
     import onnxruntime as ort
 
-    from aligngemini_sdk.bundle import default_cache_dir
+    from aligngemini_sdk.cache import default_cache_dir
 
     try:
         if not isinstance(model, bytes):

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from aligngemini_sdk.cache import default_cache_dir, touch
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
 from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
 
@@ -80,12 +81,6 @@ def _check_digest(digest: str, entry: FileEntry) -> None:
     if digest != entry.sha256:
         raise BundleIntegrityError(
             f"checksum mismatch for {entry.path}: sha256 {digest[:16]}…, manifest {entry.sha256[:16]}…")
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("ALIGNGEMINI_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aligngemini")
-    return Path(root)
 
 
 class Bundle:
@@ -172,6 +167,7 @@ class Bundle:
             except OSError:
                 shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
+        touch(d)
         return d
 
     def verify(self) -> dict[str, str]:
@@ -236,6 +232,7 @@ def _unpack_tar(archive: Path, cache: Path) -> Path:
     digest = sha256_file(archive)
     dest = cache / digest[:32]
     if (dest / MANIFEST_NAME).is_file():
+        touch(dest)
         return dest
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))

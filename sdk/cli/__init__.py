@@ -3,6 +3,7 @@
     detect.py    detect                 evaluate.py  eval
     bundle.py    info, verify           bench.py     bench, bench compare
     system.py    sys                    export.py    export pixel | harden | vlm
+    cache.py     cache [list | prune]
 
 Machine-readable output goes to stdout (JSON lines with ``--json``); progress and diagnostics go to
 stderr, so ``aligngemini detect DIR --json > results.jsonl`` is safe. Exit statuses: :mod:`.exit_codes`.
@@ -16,11 +17,11 @@ import os
 import sys
 
 from aligngemini_sdk import __version__
-from aligngemini_sdk.cli import bench, bundle, detect, evaluate, export, system
+from aligngemini_sdk.cli import bench, bundle, cache, detect, evaluate, export, system
 from aligngemini_sdk.cli.exit_codes import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_ERROR
 from aligngemini_sdk.errors import AlignGeminiError, ImageError
 
-GROUPS = (detect, bundle, system, export, evaluate, bench)
+GROUPS = (detect, bundle, system, export, evaluate, bench, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
