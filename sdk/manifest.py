@@ -219,7 +219,7 @@ class Manifest:
             return _parse_manifest(data)
         except BundleFormatError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise BundleFormatError(f"malformed manifest: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
@@ -316,6 +316,15 @@ def _require(cond: bool, message: str) -> None:
 
 #: Largest side a fixed-size model input may declare; above any detector's crop, far below a memory bomb.
 MAX_INPUT_SIDE = 8192
+#: Largest VLM context a manifest may ask llama.cpp to allocate (Qwen2.5-VL's own limit is 128k tokens)
+MAX_N_CTX = 1 << 18
+
+
+def _whole(value: Any, field_name: str, lo: int, hi: int) -> int:
+    """A count of pixels, tokens or bytes: a JSON integer (not a float, not ``true``) in [lo, hi]."""
+    _require(type(value) is int and lo <= value <= hi,
+             f"{field_name} must be a whole number from {lo} to {hi}, got {value!r}")
+    return value
 
 
 def _probability(value: Any, field_name: str) -> float:
@@ -371,8 +380,8 @@ def _provenance_policy(raw: Any) -> ProvenancePolicy:
 
 def _parse_input(raw: dict[str, Any]) -> InputSpec:
     spec = InputSpec(
-        height=int(raw.get("height", 336)),
-        width=int(raw.get("width", 336)),
+        height=_whole(raw.get("height", 336), "input.height", 0, MAX_INPUT_SIDE),
+        width=_whole(raw.get("width", 336), "input.width", 0, MAX_INPUT_SIDE),
         crop=str(raw.get("crop", "center")),
         resize=str(raw.get("resize", "none")),
         mean=tuple(float(v) for v in raw.get("mean", CLIP_MEAN)),  # type: ignore[arg-type]
@@ -380,7 +389,7 @@ def _parse_input(raw: dict[str, Any]) -> InputSpec:
         color_order=str(raw.get("color_order", "RGB")).upper(),
         layout=str(raw.get("layout", "NCHW")).upper(),
         scale=float(raw.get("scale", 255.0)),
-        max_side=int(raw.get("max_side", 1024)),
+        max_side=_whole(raw.get("max_side", 1024), "input.max_side", 1, 65536),
         jpeg_downscale=str(raw.get("jpeg_downscale", "none")),
     )
     _require(spec.crop in CROP_POLICIES, f"input.crop must be one of {CROP_POLICIES}")
@@ -392,10 +401,8 @@ def _parse_input(raw: dict[str, Any]) -> InputSpec:
     _require(spec.layout in ("NCHW", "NHWC"), "input.layout must be NCHW or NHWC")
     _require(len(spec.mean) == 3 and len(spec.std) == 3 and all(s > 0 for s in spec.std),
              "input.mean/std must be three numbers, std > 0")
-    _require(0 <= spec.height <= MAX_INPUT_SIDE and 0 <= spec.width <= MAX_INPUT_SIDE,
-             f"input.height/width must be between 0 (full image) and {MAX_INPUT_SIDE}")
-    _require((spec.height == 0) == (spec.width == 0), "input.height and input.width must both be 0 or both > 0")
-    _require(0 < spec.max_side <= 65536, "input.max_side must be a positive number of pixels (at most 65536)")
+    _require((spec.height == 0) == (spec.width == 0), "input.height and input.width must both be 0 (full image) or "
+                                                     "both > 0")
     _require(all(math.isfinite(v) for v in (*spec.mean, *spec.std, spec.scale)) and spec.scale > 0,
              "input.mean/std/scale must be finite, scale > 0")
     return spec
@@ -415,8 +422,10 @@ def _parse_semantic(b: dict[str, Any]) -> SemanticBranchSpec:
     _require(runtimes <= {"llama.cpp", "onnxruntime"}, f"semantic artifacts cannot run on {sorted(runtimes)}")
     return SemanticBranchSpec(artifacts=arts, default_artifact=default, prompt=dict(b.get("prompt") or {}),
                               labels=labels, threshold=_probability(b.get("threshold", 0.5), "semantic.threshold"),
-                              n_ctx=int(b.get("n_ctx", 2048)), validation=dict(b.get("validation", {})),
-                              arch=str(b.get("arch", "")), image_max_side=int(b.get("image_max_side", 448)),
+                              n_ctx=_whole(b.get("n_ctx", 2048), "semantic.n_ctx", 1, MAX_N_CTX),
+                              validation=dict(b.get("validation", {})), arch=str(b.get("arch", "")),
+                              image_max_side=_whole(b.get("image_max_side", 448), "semantic.image_max_side", 1,
+                                                    MAX_INPUT_SIDE),
                               input=_parse_input(b["input"]) if isinstance(b.get("input"), dict) else None)
 
 

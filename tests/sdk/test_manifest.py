@@ -75,3 +75,31 @@ def test_an_artifact_without_the_file_its_runtime_opens_is_refused_by_name(runti
             role: {"path": f"semantic/{path}", "sha256": SHA, "bytes": 1} for role, path in files.items()}}
     with pytest.raises(BundleFormatError, match=rf"semantic/fp32: a {runtime} artifact .* missing \['{missing}'\]"):
         parsed(mutate)
+
+
+def _vlm_semantic(d, **fields):
+    d["branches"]["semantic"] = {"artifacts": {"q4": {"runtime": "llama.cpp", "precision": "Q4_K_M", "files": {
+        "model": {"path": "s/m.gguf", "sha256": SHA, "bytes": 1},
+        "mmproj": {"path": "s/p.gguf", "sha256": SHA, "bytes": 1}}}},
+        "prompt": {"text": "{image} real or fake?"}, "labels": {"fake": ["fake"], "real": ["real"]}, **fields}
+
+
+@pytest.mark.parametrize("value", [float("inf"), 1.5, True, 2**70, -1, "336"])
+@pytest.mark.parametrize(("field", "mutate"), [
+    ("input.height", lambda d, v: d["branches"]["pixel"]["input"].update(height=v)),
+    ("input.width", lambda d, v: d["branches"]["pixel"]["input"].update(width=v)),
+    ("input.max_side", lambda d, v: d["branches"]["pixel"]["input"].update(max_side=v)),
+    ("semantic.n_ctx", lambda d, v: _vlm_semantic(d, n_ctx=v)),
+    ("semantic.image_max_side", lambda d, v: _vlm_semantic(d, image_max_side=v)),
+])
+def test_a_pixel_or_token_count_must_be_a_whole_number_in_range(field, mutate, value):
+    # found by fuzzing the shipped manifest: Infinity was an OverflowError, 1.5 and true were silently truncated,
+    # and n_ctx 2**70 would have reached llama.cpp's allocator
+    with pytest.raises(BundleFormatError, match=field):
+        parsed(lambda d: mutate(d, value))
+
+
+def test_an_overflowing_number_anywhere_is_a_format_error_not_an_overflow():
+    profile = {"x86_64-test": {"pixel/fp32": {"p50_ms": 1.0, "p90_ms": 2.0, "n": float("inf")}}}
+    with pytest.raises(BundleFormatError, match="OverflowError"):
+        parsed(lambda d: d.update(device_profiles=profile))
