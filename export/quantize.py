@@ -293,32 +293,10 @@ def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.Path
     any node reading an activation): keeping anything else "in float" changes nothing, and on the default
     expert the search once spent three rounds keeping a Clip's Constant bounds in float.
     """
-    import tempfile
-
     import onnx
-    from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations,
-        compute_signal_to_quantization_noice_ratio,
-        modify_model_output_intermediate_tensors,
-    )
 
     graph = onnx.load(os.fspath(float_model), load_external_data=False).graph
-    input_name = graph.input[0].name
-    with tempfile.TemporaryDirectory() as tmp:
-        fa, qa = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
-        modify_model_output_intermediate_tensors(os.fspath(float_model), fa)
-        modify_model_output_intermediate_tensors(os.fspath(qdq_model), qa)
-        f_acts = collect_activations(fa, _Reader(input_name, data))
-        q_acts = collect_activations(qa, _Reader(input_name, data))
-    # Compare every tensor the two graphs share by name (QDQ insertion keeps the float names; consumers read the
-    # "_DequantizeLinear_Output" copy), not only the Q/DQ'd tensors ORT's create_activation_matching pairs: a node
-    # whose input is not quantized (ReduceMean after an Add) would otherwise have no input SQNR.
-    sqnr = {}
-    for t, f in f_acts.items():
-        q = q_acts.get(t + "_DequantizeLinear_Output", q_acts.get(t))
-        if q is not None:
-            sqnr[t] = min(MAX_SQNR_DB, compute_signal_to_quantization_noice_ratio(f, q))
-    sqnr[input_name] = MAX_SQNR_DB  # both models read the same float input
+    sqnr = _activation_sqnr(float_model, qdq_model, data, graph.input[0].name)
     producer = {o: n for n in graph.node for o in n.output}
     consumers: dict[str, list] = {}
     for n in graph.node:
@@ -359,6 +337,36 @@ def sqnr_shortlist(float_model: str | os.PathLike[str], qdq_model: str | os.Path
         scored.append((node.name, 10 ** (-min(outs) / 10) - 10 ** (-min(ins) / 10)))
     scored.sort(key=lambda x: -x[1])
     return scored[:k]
+
+
+def _activation_sqnr(float_model: str | os.PathLike[str], qdq_model: str | os.PathLike[str],
+                     data: Sequence[np.ndarray], input_name: str) -> dict[str, float]:
+    """SQNR (dB, capped at :data:`MAX_SQNR_DB`) of every activation the float and QDQ graphs share by name, on
+    ``data``; the input, which both read exactly, at the cap."""
+    import tempfile
+
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_signal_to_quantization_noice_ratio,
+        modify_model_output_intermediate_tensors,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fa, qa = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+        modify_model_output_intermediate_tensors(os.fspath(float_model), fa)
+        modify_model_output_intermediate_tensors(os.fspath(qdq_model), qa)
+        f_acts = collect_activations(fa, _Reader(input_name, data))
+        q_acts = collect_activations(qa, _Reader(input_name, data))
+    # Compare every tensor the two graphs share by name (QDQ insertion keeps the float names; consumers read the
+    # "_DequantizeLinear_Output" copy), not only the Q/DQ'd tensors ORT's create_activation_matching pairs: a node
+    # whose input is not quantized (ReduceMean after an Add) would otherwise have no input SQNR.
+    sqnr = {}
+    for t, f in f_acts.items():
+        q = q_acts.get(t + "_DequantizeLinear_Output", q_acts.get(t))
+        if q is not None:
+            sqnr[t] = min(MAX_SQNR_DB, compute_signal_to_quantization_noice_ratio(f, q))
+    sqnr[input_name] = MAX_SQNR_DB
+    return sqnr
 
 
 def fold_input_normalization(src: str | os.PathLike[str], dst: str | os.PathLike[str],
