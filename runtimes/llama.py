@@ -197,19 +197,11 @@ class LlamaSemantic:
             bitmap = mtmd.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
             chunks = mtmd.mtmd_input_chunks_init()
             try:
-                itext = mtmd.mtmd_input_text()
-                raw = self.prompt_text.encode()
-                itext.text, itext.text_len, itext.add_special, itext.parse_special = raw, len(raw), True, True
-                arr = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
-                if mtmd.mtmd_tokenize(self.mctx, chunks, ctypes.byref(itext), arr, 1) != 0:
-                    raise RuntimeUnavailableError("mtmd_tokenize failed")
                 layout: list[tuple[str, Any]] = []
-                for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                for i in range(self._chunk_prompt(bitmap, chunks)):
                     chunk = mtmd.mtmd_input_chunks_get(chunks, i)
                     if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                        n_tok = ctypes.c_size_t()
-                        ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tok))
-                        layout.append(("text", [int(ptr[j]) for j in range(n_tok.value)]))
+                        layout.append(("text", self._text_tokens(chunk)))
                     else:
                         layout.append(("image", int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))))
                 return layout
@@ -245,26 +237,12 @@ class LlamaSemantic:
         chunks = mtmd.mtmd_input_chunks_init()
         timing = {"image_ms": 0.0, "vision_ms": 0.0, "prompt_ms": 0.0, "prefix_reused": 0.0}
         try:
-            itext = mtmd.mtmd_input_text()
-            raw = self.prompt_text.encode()
-            itext.text, itext.text_len, itext.add_special, itext.parse_special = raw, len(raw), True, True
-            arr = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
-            rc = mtmd.mtmd_tokenize(self.mctx, chunks, ctypes.byref(itext), arr, 1)
-            if rc != 0:
-                raise RuntimeUnavailableError(f"mtmd_tokenize failed with code {rc}")
-            n_chunks = mtmd.mtmd_input_chunks_size(chunks)
+            n_chunks = self._chunk_prompt(bitmap, chunks)
             ctx = self.llm.ctx
-            mem = lc.llama_get_memory(ctx)
-            start, n_past = 0, 0
-            first = mtmd.mtmd_input_chunks_get(chunks, 0)
-            if mtmd.mtmd_input_chunk_get_type(first) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT and n_chunks > 1:
-                n_tok = ctypes.c_size_t()
-                ptr = mtmd.mtmd_input_chunk_get_tokens_text(first, ctypes.byref(n_tok))
-                prefix = [ptr[j] for j in range(n_tok.value)]
-                if prefix == self._cached_prefix:
-                    start, n_past = 1, len(prefix)
-                    timing["prefix_reused"] = 1.0
-            lc.llama_memory_seq_rm(mem, -1, n_past, -1)
+            n_past = self._reusable_prefix(chunks, n_chunks)
+            start = 1 if n_past else 0
+            timing["prefix_reused"] = float(start)
+            lc.llama_memory_seq_rm(lc.llama_get_memory(ctx), -1, n_past, -1)
             if start == 0:
                 self._cached_prefix = None
             for i in range(start, n_chunks):
@@ -278,12 +256,8 @@ class LlamaSemantic:
                 n_past = self._eval_chunk(ctx, chunk, i, n_past, is_text, i == n_chunks - 1, timing)
                 timing["prompt_ms" if is_text else "image_ms"] += (time.perf_counter() - t) * 1e3
                 if i == 0 and is_text:
-                    n_tok = ctypes.c_size_t()
-                    ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tok))
-                    self._cached_prefix = [ptr[j] for j in range(n_tok.value)]
-            n_vocab = self.llm.n_vocab()
-            logits_ptr = lc.llama_get_logits_ith(ctx, -1)
-            logits = np.ctypeslib.as_array(logits_ptr, shape=(n_vocab,))
+                    self._cached_prefix = self._text_tokens(chunk)
+            logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(self.llm.n_vocab(),))
             p = restricted_softmax_fake(logits, self.fake_ids, self.real_ids)
         except BaseException:
             self._cached_prefix = None
@@ -294,6 +268,32 @@ class LlamaSemantic:
         timing["total_ms"] = (time.perf_counter() - t0) * 1e3
         self.last_timing = timing
         return p
+
+    def _chunk_prompt(self, bitmap: Any, chunks: Any) -> int:
+        """Split the prompt with the image into ``chunks``; returns how many there are."""
+        mtmd = self._mtmd
+        itext = mtmd.mtmd_input_text()
+        raw = self.prompt_text.encode()
+        itext.text, itext.text_len, itext.add_special, itext.parse_special = raw, len(raw), True, True
+        arr = (mtmd.mtmd_bitmap_p_ctypes * 1)(bitmap)
+        rc = mtmd.mtmd_tokenize(self.mctx, chunks, ctypes.byref(itext), arr, 1)
+        if rc != 0:
+            raise RuntimeUnavailableError(f"mtmd_tokenize failed with code {rc}")
+        return int(mtmd.mtmd_input_chunks_size(chunks))
+
+    def _reusable_prefix(self, chunks: Any, n_chunks: int) -> int:
+        """How many tokens of the KV cache can stay: the text before the image when it equals the last call's."""
+        mtmd = self._mtmd
+        first = mtmd.mtmd_input_chunks_get(chunks, 0)
+        if mtmd.mtmd_input_chunk_get_type(first) != mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT or n_chunks <= 1:
+            return 0
+        prefix = self._text_tokens(first)
+        return len(prefix) if prefix == self._cached_prefix else 0
+
+    def _text_tokens(self, chunk: Any) -> list[int]:
+        n_tok = ctypes.c_size_t()
+        ptr = self._mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n_tok))
+        return [int(ptr[j]) for j in range(n_tok.value)]
 
     def _eval_chunk(self, ctx: Any, chunk: Any, i: int, n_past: int, is_text: bool, last: bool,
                     timing: dict[str, float]) -> int:
