@@ -22,6 +22,17 @@ if [ ! -f /usr/include/jpeglib.h ]; then
   fi
 fi
 
+# qemu-user: the tests run ONNX Runtime on an emulated AVX2-only CPU (no AVX-512, no VNNI) to check that INT8 answers
+# do not depend on the CPU (tests/conftest.py: needs_emulated_avx2); without it those tests are skipped
+if [ "$(uname -m)" = "x86_64" ] && ! command -v qemu-x86_64 >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing qemu-user (apt) for the emulated-CPU tests" >&2
+    apt-get install -y -q qemu-user >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q qemu-user >/dev/null; }
+  else
+    echo "[setup] qemu-user missing and not root: the emulated AVX2-CPU tests will be skipped" >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPIP=".venv/bin/python -m pip"
 $VPIP install -q --upgrade pip setuptools wheel

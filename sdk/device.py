@@ -46,8 +46,19 @@ _INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512
                       "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "i8mm")
 
 
+#: /proc/cpuinfo flag -> numpy's name for the same CPUID bit. numpy asks CPUID from inside this process, which is what
+#: ONNX Runtime's and llama.cpp's kernel dispatch see; /proc/cpuinfo describes the host, and under an emulator
+#: (qemu-user) or a hypervisor that masks features the two disagree.
+_CPUID_NAMES = {"sse4_2": "SSE42", "avx": "AVX", "avx2": "AVX2", "fma": "FMA3", "f16c": "F16C", "avx512f": "AVX512F",
+                "avx512bw": "AVX512BW", "avx512_vnni": "AVX512VNNI", "avx512_bf16": "AVX512BF16", "asimd": "ASIMD",
+                "asimddp": "ASIMDDP", "sve": "SVE"}
+
+
 @lru_cache(maxsize=1)
 def cpu_info() -> dict[str, Any]:
+    """Model, architecture, cores, and the interesting features *this process* can use (``features``).
+    ``cpuid_differs`` is true when the process sees fewer features than /proc/cpuinfo lists (an emulated or masked
+    CPU); then the flags numpy cannot confirm (AMX, AVX-VNNI, i8mm) are left out too, rather than guessed."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
@@ -60,9 +71,32 @@ def cpu_info() -> dict[str, Any]:
                     flags.update(val.split())
     except OSError:
         pass
-    return {"model": model, "arch": platform.machine(), "features": [f for f in _INTERESTING_FLAGS if f in flags],
-            "logical_cores": os.cpu_count() or 1,
+    features, differs = _process_view({f for f in _INTERESTING_FLAGS if f in flags}, _numpy_cpu_features())
+    return {"model": model, "arch": platform.machine(), "features": [f for f in _INTERESTING_FLAGS if f in features],
+            "cpuid_differs": differs, "logical_cores": os.cpu_count() or 1,
             "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+
+
+def _process_view(listed: set[str], seen: dict[str, bool]) -> tuple[set[str], bool]:
+    """The flags of ``listed`` (from /proc/cpuinfo) this process's CPUID (``seen``, numpy's names) confirms, and
+    whether any listed flag it can check is missing. With nothing ``seen`` (numpy could not tell) ``listed`` stands."""
+    if not seen:
+        return listed, False
+    checkable = {f for f in listed if f in _CPUID_NAMES}
+    confirmed = {f for f in checkable if seen.get(_CPUID_NAMES[f])}
+    differs = confirmed != checkable
+    return confirmed | (set() if differs else listed - checkable), differs
+
+
+def _numpy_cpu_features() -> dict[str, bool]:
+    import importlib
+
+    for name in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy 2, numpy 1
+        try:
+            return dict(getattr(importlib.import_module(name), "__cpu_features__", {}))
+        except ImportError:
+            continue
+    return {}
 
 
 def decode_threads() -> ThreadPoolExecutor:
@@ -81,7 +115,8 @@ def cpu_label() -> str:
     """The CPU model and its interesting features in one line (``AMD EPYC [sse4_2 avx avx2 fma f16c]``): what a
     measurement that depends on the CPU's kernels records beside its figure."""
     info = cpu_info()
-    return f"{info['model']} [{' '.join(info['features'])}]"
+    seen = " (as this process sees it: emulated or masked)" if info["cpuid_differs"] else ""
+    return f"{info['model']} [{' '.join(info['features'])}]{seen}"
 
 
 def int8_kernel_class(features: list[str] | None = None) -> str:

@@ -9,7 +9,11 @@
 from __future__ import annotations
 
 import os
+import platform
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +30,36 @@ CNN_FAKE = SHARED / "images" / "fake" / "cnndetection"
 HAVE_SHARED = (SHARED / "images.csv").is_file()
 MISSING = f"shared data not found at {SHARED} (set ALIGNGEMINI_SHARED_DATA)"
 
+
+#: An x86-64 CPU with AVX2 and FMA but no AVX-512 and no VNNI (many AMD CPUs, older Intel): qemu-user's TCG emulates
+#: its CPUID and instructions, so ONNX Runtime's dispatch picks the kernels such a machine would run (the pair-
+#: saturating VPMADDUBSW u8 x s8 path among them) on whatever x86-64 CPU runs the tests. setup.sh installs qemu-user
+#: (apt, as root); .ci/run sets ALIGNGEMINI_REQUIRE_EMULATED_CPU=1 so CI cannot pass by skipping.
+EMULATED_AVX2_CPU = "Haswell"
+
+
+def _qemu_with_avx2() -> str | None:
+    """qemu-x86_64 if installed and new enough to emulate AVX2 (TCG gained it in QEMU 7.2)."""
+    qemu = shutil.which("qemu-x86_64") if platform.machine() == "x86_64" else None
+    if qemu is None:
+        return None
+    found = re.search(r"version (\d+)\.(\d+)", subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout)
+    return qemu if found and (int(found[1]), int(found[2])) >= (7, 2) else None
+
+
+QEMU = _qemu_with_avx2()
+needs_emulated_avx2 = pytest.mark.skipif(
+    QEMU is None and os.environ.get("ALIGNGEMINI_REQUIRE_EMULATED_CPU") != "1",
+    reason="qemu-user >= 7.2 (qemu-x86_64) not installed: no emulated AVX2-only CPU (setup.sh installs it)")
+
+
+def on_emulated_avx2(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with ``args`` on the emulated AVX2-only CPU; fails (not skips) if it exits non-zero."""
+    assert QEMU, "qemu-x86_64 >= 7.2 is required here (ALIGNGEMINI_REQUIRE_EMULATED_CPU=1): install qemu-user"
+    r = subprocess.run([QEMU, "-cpu", EMULATED_AVX2_CPU, sys.executable, *args], capture_output=True, text=True,
+                       timeout=timeout, cwd=ROOT)
+    assert r.returncode == 0, f"exit {r.returncode} on the emulated {EMULATED_AVX2_CPU}:\n{r.stdout}\n{r.stderr}"
+    return r
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     # CI must not pass by skipping: .ci/run sets ALIGNGEMINI_REQUIRE_SHARED_DATA=1

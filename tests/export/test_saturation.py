@@ -23,6 +23,7 @@ from aligngemini_sdk.export.saturation import (
     worst_pair_sum,
 )
 from aligngemini_sdk.manifest import InputSpec
+from tests.conftest import needs_emulated_avx2, on_emulated_avx2
 from tests.export.test_pixel import Tiny
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -90,6 +91,28 @@ def test_onnxruntime_computes_the_exact_or_the_avx2_product_and_7_bit_weights_ar
     assert proof.safe and proof.worst <= INT16_MAX and proof.to_dict()["nodes_checked"] == 1
     np.testing.assert_array_equal(_run(_matmul_integer(w7), a), exact_u8s8(a, w7))
 
+
+
+_RUN_SAVED = ("import sys, numpy as np, onnxruntime as ort; d = sys.argv[1]; a = np.load(d + '/a.npy', allow_pickle=False)\n"
+              "for n in ('w8', 'w7'):\n"
+              "    s = ort.InferenceSession(f'{d}/{n}.onnx', providers=['CPUExecutionProvider'])\n"
+              "    np.save(f'{d}/{n}.out.npy', s.run(None, {'a': a})[0])")
+
+
+@needs_emulated_avx2
+def test_on_an_emulated_avx2_cpu_onnxruntime_saturates_8_bit_weights_and_7_bit_ones_stay_exact(tmp_path):
+    """What the bound guards against, shown on the kernel itself: ONNX Runtime on an AVX2-only CPU computes exactly
+    the pair-saturating arithmetic :func:`emulate_u8s8_avx2` models, bit for bit, and 7-bit weights come out exact."""
+    a, w = _saturating_layer()
+    w7 = np.clip(np.rint(w / 2), -SAFE_WEIGHT_MAX, SAFE_WEIGHT_MAX).astype(np.int8)
+    np.save(tmp_path / "a.npy", a)
+    onnx.save(_matmul_integer(w), tmp_path / "w8.onnx")
+    onnx.save(_matmul_integer(w7), tmp_path / "w7.onnx")
+    on_emulated_avx2("-c", _RUN_SAVED, str(tmp_path))
+    got8, got7 = (np.load(tmp_path / f"{n}.out.npy", allow_pickle=False) for n in ("w8", "w7"))
+    np.testing.assert_array_equal(got8, emulate_u8s8_avx2(a, w))
+    assert not np.array_equal(got8, exact_u8s8(a, w))  # the emulated CPU really saturates
+    np.testing.assert_array_equal(got7, exact_u8s8(a, w7))
 
 def _conv_model(path) -> None:
     torch.manual_seed(0)

@@ -16,6 +16,7 @@ from aligngemini_sdk.bundle import sha256_file
 from aligngemini_sdk.conformance import EXPECTED, ROLE, encode, verify_bundle
 from aligngemini_sdk.detector import default_bundle_path
 from aligngemini_sdk.export.bundle_writer import file_entry
+from tests.conftest import needs_emulated_avx2, on_emulated_avx2
 from tests.sdk.test_cli import cli
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -48,6 +49,20 @@ def test_the_default_bundle_verifies_on_this_cpu_from_the_cli():
     assert all(a["passed"] and a["inputs"] >= 6 for a in rep["artifacts"])
     assert rep["device"]["cpu"]["model"]  # the fingerprint says which device passed
 
+
+
+@needs_emulated_avx2
+@pytest.mark.parametrize("which", ["default", "int8"])
+def test_bundles_verify_on_an_emulated_avx2_cpu_without_vnni(which, int8_bundle):
+    """The golden outputs were computed here (AVX-512 VNNI or whatever CI runs on); an AVX2-only CPU, whose u8 x s8
+    kernel saturates pair sums, must reproduce them: the INT8 artifact's 7-bit weights are proved unable to saturate,
+    and the default's FP16-weight artifacts compute in float."""
+    bundle = [] if which == "default" else [str(int8_bundle)]
+    rep = json.loads(on_emulated_avx2("-m", "aligngemini_sdk.cli", "verify", *bundle, "--json").stdout)
+    assert rep["device"]["cpu"]["features"] and "avx512_vnni" not in rep["device"]["cpu"]["features"]
+    assert rep["passed"] and rep["artifacts"] and all(a["passed"] for a in rep["artifacts"])
+    if which == "int8":
+        assert [a["precision"] for a in rep["artifacts"]] == ["int8"]
 
 def test_changed_model_bytes_with_a_matching_manifest_fail_naming_the_artifact(tmp_path, int8_bundle):
     root = tmp_path / "b"
