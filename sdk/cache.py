@@ -11,7 +11,9 @@ Everything the SDK writes lives under :func:`default_cache_dir` (``$ALIGNGEMINI_
 
 An entry's last use is its folder's modification time; the SDK touches it each time it reuses an entry.
 Pruning never follows a link, only removes the entries directly under the folders named here, and leaves a
-half-written unpack (``.unpack-*``) alone unless it is a day old (a crashed process's leftover)."""
+half-written unpack (``.unpack-*``) alone unless it is a day old (a crashed process's leftover). Pruning an entry
+a running process still reads makes that process's next load from it fail with ``BundleIntegrityError`` (the
+file is missing; files are verified by hash when loaded), never give another answer."""
 
 from __future__ import annotations
 
