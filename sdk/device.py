@@ -58,7 +58,9 @@ _CPUID_NAMES = {"sse4_2": "SSE42", "avx": "AVX", "avx2": "AVX2", "fma": "FMA3", 
 def cpu_info() -> dict[str, Any]:
     """Model, architecture, cores, and the interesting features *this process* can use (``features``).
     ``cpuid_differs`` is true when the process sees fewer features than /proc/cpuinfo lists (an emulated or masked
-    CPU); then the flags numpy cannot confirm (AMX, AVX-VNNI, i8mm) are left out too, rather than guessed."""
+    CPU); then the flags numpy cannot confirm (AMX, AVX-VNNI, i8mm) are left out too, rather than guessed. (Known
+    limit: a host whose only unconfirmable extra is AVX-VNNI, e.g. Alder Lake, emulated as a CPU without it, still
+    lists it: nothing numpy can check differs.)"""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:

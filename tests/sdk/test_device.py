@@ -2,7 +2,7 @@
 
 import json
 
-from aligngemini_sdk.device import _process_view, cpu_info, cpu_slug, int8_kernel_class
+from aligngemini_sdk.device import _CPUID_NAMES, _process_view, cpu_info, cpu_slug, int8_kernel_class
 from tests.conftest import needs_emulated_avx2, on_emulated_avx2
 
 
@@ -36,7 +36,11 @@ def test_an_emulated_avx2_cpu_is_fingerprinted_as_the_process_sees_it():
     code = ("import json; from aligngemini_sdk.device import cpu_info, cpu_label, int8_kernel_class; "
             "print(json.dumps([cpu_info(), cpu_label(), int8_kernel_class()]))")
     info, label, kernels = json.loads(on_emulated_avx2("-c", code).stdout)
-    assert kernels == "avx2" and {"avx2", "fma"} <= set(info["features"])
-    assert not [f for f in info["features"] if "avx512" in f or "vnni" in f or "amx" in f]
-    hidden = bool(set(cpu_info()["features"]) - {"sse4_2", "avx", "avx2", "fma", "f16c"})
+    assert {"avx2", "fma"} <= set(info["features"]) and not [f for f in info["features"] if "avx512" in f]
+    # the host features numpy can check and Haswell lacks (AVX-512 and its VNNI, on this machine) are hidden from
+    # the process; when there are some, the flags numpy cannot check (AMX, AVX-VNNI) are dropped with them
+    hidden = bool({f for f in set(cpu_info()["features"]) - {"sse4_2", "avx", "avx2", "fma", "f16c"}
+                   if f in _CPUID_NAMES})
     assert info["cpuid_differs"] == hidden and ("emulated or masked" in label) == hidden
+    if hidden:
+        assert kernels == "avx2" and not [f for f in info["features"] if "vnni" in f or "amx" in f]
