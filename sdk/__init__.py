@@ -20,6 +20,7 @@ from aligngemini_sdk.errors import (
     BundleError,
     BundleFormatError,
     BundleIntegrityError,
+    BundleSignatureError,
     EngineMismatchError,
     ExportError,
     GateFailedError,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlignGeminiError", "BranchResult", "Bundle", "BundleError", "BundleFormatError", "BundleIntegrityError",
+    "BundleSignatureError",
     "DetectionResult", "Detector", "DetectorOptions", "Device", "EngineMismatchError", "ExportError", "GateFailedError",
     "Image", "ImageDecodeError", "ImageError", "ImageTooLargeError", "InputShapeError", "Manifest",
     "MissingExtraError", "PowerMode", "RuntimeUnavailableError", "__version__", "default_bundle_path", "load_image",

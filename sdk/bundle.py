@@ -9,6 +9,7 @@ own hash, so a shipped ``.tar`` is unpacked once per device, not per process.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import shutil
@@ -16,6 +17,7 @@ import stat
 import tarfile
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,8 +25,10 @@ from typing import Any, BinaryIO
 from aligngemini_sdk.cache import default_cache_dir, touch
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
 from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
+from aligngemini_sdk.signature import MAX_SIGNATURE_BYTES, SIGNATURE_NAME, check, load_public_key
 
 MANIFEST_NAME = "manifest.json"
+log = logging.getLogger("aligngemini")
 _CHUNK = 1 << 20
 
 
@@ -86,26 +90,58 @@ def _check_digest(digest: str, entry: FileEntry) -> None:
 class Bundle:
     """An opened, manifest-validated bundle. Files are verified lazily, once each per process."""
 
-    def __init__(self, root: Path, manifest: Manifest, source: Path | None = None) -> None:
+    def __init__(self, root: Path, manifest: Manifest, source: Path | None = None, *, manifest_text: str | None = None,
+                 signature: bytes | None = None) -> None:
         self.root = root.resolve()
         self.manifest = manifest
         self.source = source or root
+        self._manifest_text = manifest_text  #: the exact manifest the object was parsed from (what a signature covers)
+        self._signature = signature
+        #: the key id of the trusted key whose signature was checked, once :meth:`require_signature` passed
+        self.signed_by: str | None = None
         self._verified: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Bundle:
-        """Open a bundle directory or ``.tar`` archive. Raises :class:`BundleFormatError` if unusable."""
+    def open(cls, path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
+             trusted_keys: Sequence[str | os.PathLike[str] | bytes] | None = None) -> Bundle:
+        """Open a bundle directory or ``.tar`` archive. Raises :class:`BundleFormatError` if unusable, and
+        :class:`~aligngemini_sdk.signature.BundleSignatureError` when ``trusted_keys`` (Ed25519 public keys, PEM)
+        are given and none of them signed this manifest."""
         p = Path(path)
         if p.is_dir():
-            return cls(p, read_manifest(p), source=p)
-        if p.is_file() and tarfile.is_tarfile(p):
+            root = p
+        elif p.is_file() and tarfile.is_tarfile(p):
             root = _unpack_tar(p, Path(cache_dir) if cache_dir else default_cache_dir() / "bundles")
-            return cls(root, read_manifest(root), source=p)
-        if not p.exists():
+        elif not p.exists():
             raise BundleFormatError(f"bundle not found: {p}")
-        raise BundleFormatError(f"{p} is neither a bundle directory nor a tar archive")
+        else:
+            raise BundleFormatError(f"{p} is neither a bundle directory nor a tar archive")
+        text = _read_manifest_text(root)
+        bundle = cls(root, Manifest.from_json(text), source=p, manifest_text=text, signature=_read_signature(root))
+        if trusted_keys:
+            bundle.require_signature(trusted_keys)
+        return bundle
+
+    # -- signature ---------------------------------------------------------------------------------
+    def require_signature(self, trusted_keys: Sequence[str | os.PathLike[str] | bytes]) -> str:
+        """Check that one of ``trusted_keys`` signed the manifest this object was parsed from; returns its key id."""
+        if self._manifest_text is None:
+            raise BundleFormatError("this Bundle was built from a Manifest object, not read from disk: open it with "
+                                    "Bundle.open to check its signature")
+        keys = [load_public_key(k) for k in trusted_keys]
+        self.signed_by = check(self._manifest_text.encode("utf-8"), self._signature, keys)
+        return self.signed_by
+
+    @property
+    def signature_key_id(self) -> str | None:
+        """The key id ``manifest.sig`` claims (unchecked; :meth:`require_signature` checks it), or None."""
+        if self._signature is None:
+            return None
+        from aligngemini_sdk.signature import read_signature
+
+        return read_signature(self._signature)[0]
 
     # -- files -------------------------------------------------------------------------------------
     def resolve(self, entry: FileEntry | str) -> Path:
@@ -197,10 +233,25 @@ MAX_MEMBERS = 10_000
 
 
 def read_manifest(root: Path) -> Manifest:
+    return Manifest.from_json(_read_manifest_text(root))
+
+
+def _read_manifest_text(root: Path) -> str:
     mpath = root / MANIFEST_NAME
     if not mpath.is_file():
         raise BundleFormatError(f"{root} has no {MANIFEST_NAME}")
-    return Manifest.from_json(_read_text(mpath, MANIFEST_NAME, MAX_MANIFEST_BYTES))
+    return _read_text(mpath, MANIFEST_NAME, MAX_MANIFEST_BYTES)
+
+
+def _read_signature(root: Path) -> bytes | None:
+    path = root / SIGNATURE_NAME
+    if not path.exists() and not path.is_symlink():
+        return None
+    with _open_regular(path, SIGNATURE_NAME) as fh:
+        raw = fh.read(MAX_SIGNATURE_BYTES + 1)
+    if len(raw) > MAX_SIGNATURE_BYTES:
+        raise BundleFormatError(f"bundle file {SIGNATURE_NAME} is over {MAX_SIGNATURE_BYTES} bytes")
+    return raw
 
 
 def _read_text(path: Path, rel: str, cap: int) -> str:
@@ -250,9 +301,9 @@ def _unpack_tar(archive: Path, cache: Path) -> Path:
             (tmp / MANIFEST_NAME).write_bytes(raw)
             for entry in wanted.values():
                 _check_digest(_extract_exact(tf, members, entry.path, entry.bytes, tmp, archive), entry)
-            card = manifest.model_card
-            if card and card in members and card not in wanted and members[card].size <= MAX_CARD_BYTES:
-                _extract_exact(tf, members, card, members[card].size, tmp, archive)  # optional: a huge one is left
+            for extra, cap in ((manifest.model_card, MAX_CARD_BYTES), (SIGNATURE_NAME, MAX_SIGNATURE_BYTES)):
+                if extra and extra in members and extra not in wanted and members[extra].size <= cap:
+                    _extract_exact(tf, members, extra, members[extra].size, tmp, archive)  # optional; oversized: left
         try:
             os.replace(tmp, dest)
         except OSError:  # another process won the race; use theirs
@@ -351,6 +402,9 @@ def write_manifest(root: str | os.PathLike[str], manifest: Manifest) -> Path:
         fh.write(manifest.to_json())
     os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped manifest must be world-readable
     os.replace(tmp, root / MANIFEST_NAME)
+    if (root / SIGNATURE_NAME).is_file():  # it signed the old bytes: a device trusting the key now sees "unsigned"
+        (root / SIGNATURE_NAME).unlink()
+        log.warning("%s: the manifest changed, so its signature was removed; sign the bundle again", root)
     return root / MANIFEST_NAME
 
 

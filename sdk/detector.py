@@ -65,6 +65,8 @@ class Detector:
         self.options = options or DetectorOptions(**kwargs)
         self._closed = False
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle or default_bundle_path())
+        if self.options.trusted_keys:
+            self.bundle.require_signature(self.options.trusted_keys)
         m = self.bundle.manifest
         o = self.options
         self.device_key = device_key(o.device, o.threads)

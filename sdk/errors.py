@@ -54,6 +54,10 @@ class BundleIntegrityError(BundleError):
     """A bundle file is missing, tampered with (checksum mismatch), or its path escapes the bundle."""
 
 
+class BundleSignatureError(BundleIntegrityError):
+    """A bundle that must be signed by a trusted key is unsigned, signed by another key, or changed since signing."""
+
+
 class MissingExtraError(AlignGeminiError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

@@ -25,6 +25,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "ray": ("cluster", "Distributed evaluation on Ray"),
     "efficientnet_lite_pytorch": ("train", "Training the default pixel expert"),
     "c2pa": ("c2pa", "Verifying C2PA Content Credentials (the provenance branch)"),
+    "cryptography": ("sign", "Signing bundles and checking their signatures"),
     "pillow_heif": ("heic", "Decoding HEIC/HEIF photos (iPhones' and many Android cameras' default format)"),
 }
 

@@ -34,6 +34,9 @@ class DetectorOptions:
     #: a named operating point of the bundle (e.g. "fpr5": thresholds chosen for a 5 % real-photo false-positive
     #: rate); None: the bundle's default point, or its own thresholds when it has none
     operating_point: str | None = None
+    #: Ed25519 public keys (PEM files or bytes) of whoever may sign the bundle; when given, a bundle whose manifest
+    #: none of them signed is refused (BundleSignatureError). None: signatures are not checked
+    trusted_keys: tuple[str | bytes, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "power", PowerMode.parse(self.power))

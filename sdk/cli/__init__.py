@@ -2,7 +2,7 @@
 
     detect.py    detect                 evaluate.py  eval
     bundle.py    info, verify           bench.py     bench, bench compare
-    system.py    sys                    export.py    export pixel | harden | vlm
+    system.py    sys                    export.py    export pixel | calibrate | harden | vlm | sign
     cache.py     cache [list | prune]
 
 Machine-readable output goes to stdout (JSON lines with ``--json``); progress and diagnostics go to

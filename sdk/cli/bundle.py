@@ -14,6 +14,8 @@ def register(sub: Any) -> None:
     i = sub.add_parser("info", help="summarise a bundle and verify its checksums")
     i.add_argument("bundle", nargs="?")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--trusted-key", action="append", metavar="PEM",
+                   help="Ed25519 public key of a bundle signer (repeatable): check the manifest's signature")
     i.set_defaults(func=cmd_info)
 
     vf = sub.add_parser("verify", help="check this device reproduces the bundle's golden outputs "
@@ -30,7 +32,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from aligngemini_sdk.bundle import Bundle
     from aligngemini_sdk.detector import default_bundle_path
 
-    b = Bundle.open(args.bundle or default_bundle_path())
+    b = Bundle.open(args.bundle or default_bundle_path(), trusted_keys=args.trusted_key)
     out = bundle_summary(b)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -46,7 +48,8 @@ def bundle_summary(b: Any) -> dict[str, Any]:
     m = b.manifest
     out: dict[str, Any] = {"bundle_id": m.bundle_id, "name": m.name, "placeholder": m.placeholder,
                            "description": m.description, "path": str(b.source), "fusion": m.fusion.rule,
-                           "requires": required_features(m), "files_verified": b.verify(), "branches": {}}
+                           "requires": required_features(m), "files_verified": b.verify(), "branches": {},
+                           "signature": {"key_id": b.signature_key_id, "checked": b.signed_by is not None}}
     if m.fusion.rule in ("mean", "logistic"):
         out["fusion_weights"] = {**m.fusion.weights, "bias": m.fusion.bias, "threshold": m.fusion.threshold}
     out["operating_points"] = {n: {"target_fpr": p.target_fpr, "pixel": p.pixel, "semantic": p.semantic,
@@ -78,6 +81,9 @@ def _print_summary(b: Any, out: dict[str, Any]) -> None:
     m = b.manifest
     print(f"bundle   {m.bundle_id}  ({m.name}){'  [PLACEHOLDER: untrained]' if m.placeholder else ''}")
     print(f"path     {b.source}")
+    sig = out["signature"]
+    print("signed   " + ("no" if sig["key_id"] is None else
+                         f"by key {sig['key_id']} ({'checked' if sig['checked'] else 'not checked: pass --trusted-key'})"))
     if m.description:
         print(f"about    {m.description}")
     print(f"fusion   {m.fusion.rule}" + (f" {out['fusion_weights']}" if "fusion_weights" in out else ""))

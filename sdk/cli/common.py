@@ -41,4 +41,5 @@ def detector_from(args: argparse.Namespace) -> Any:
                                                  threads=args.threads, pixel_precision=args.precision,
                                                  verbose=args.verbose, provenance=not args.no_provenance,
                                                  trust_anchors=args.trust_anchors,
+                                                 trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
                                                  operating_point=args.operating_point))

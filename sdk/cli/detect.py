@@ -20,6 +20,8 @@ def register(sub: Any) -> None:
     d.add_argument("--json", action="store_true", help="JSON lines on stdout")
     d.add_argument("--trust-anchors", help="PEM file of C2PA trust anchors (default: none, every signature untrusted)")
     d.add_argument("--no-provenance", action="store_true", help="do not read C2PA / generator metadata")
+    d.add_argument("--trusted-key", action="append", metavar="PEM",
+                   help="Ed25519 public key of a bundle signer (repeatable): refuse a bundle none of them signed")
     d.add_argument("--warmup", action="store_true", help="measure branch latencies before the first image")
     d.set_defaults(func=cmd_detect)
 

@@ -24,6 +24,11 @@ def register(sub: Any) -> None:
     _register_pixel(esub)
     _register_calibrate_and_harden(esub)
     _register_vlm(esub)
+    es = esub.add_parser("sign", help="sign a bundle directory's manifest with an Ed25519 private key (writes "
+                                      "manifest.sig; devices check it with --trusted-key / DetectorOptions.trusted_keys)")
+    es.add_argument("bundle")
+    es.add_argument("--key", required=True, help="unencrypted PEM Ed25519 private key")
+    es.set_defaults(func=cmd_export_sign)
 
 
 def _register_pixel(esub: Any) -> None:
@@ -172,6 +177,15 @@ def cmd_export_harden(args: argparse.Namespace) -> int:
     images = [s.path for s in load_collection(p)] if p.suffix.lower() == ".csv" else list_images(p)
     reps = harden_bundle(args.bundle, args.out, images[: args.max_images])
     print(json.dumps({"bundle": args.out, "artifacts": [r.__dict__ for r in reps]}))
+    return EXIT_OK
+
+
+def cmd_export_sign(args: argparse.Namespace) -> int:
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.signature import sign_manifest
+
+    Bundle.open(args.bundle).verify()  # sign only a bundle whose files match its manifest
+    print(json.dumps({"bundle": args.bundle, "key_id": sign_manifest(args.bundle, args.key)}))
     return EXIT_OK
 
 
