@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from aligngemini_sdk.cache import default_cache_dir, touch
-from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError
+from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError, BundleSignatureError
 from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
 from aligngemini_sdk.signature import MAX_SIGNATURE_BYTES, SIGNATURE_NAME, check, load_public_key
 
@@ -120,7 +120,7 @@ class Bundle:
             raise BundleFormatError(f"{p} is neither a bundle directory nor a tar archive")
         text = _read_manifest_text(root)
         bundle = cls(root, Manifest.from_json(text), source=p, manifest_text=text, signature=_read_signature(root))
-        if trusted_keys:
+        if trusted_keys is not None:
             bundle.require_signature(trusted_keys)
         return bundle
 
@@ -130,6 +130,9 @@ class Bundle:
         if self._manifest_text is None:
             raise BundleFormatError("this Bundle was built from a Manifest object, not read from disk: open it with "
                                     "Bundle.open to check its signature")
+        if isinstance(trusted_keys, (str, bytes, os.PathLike)) or not trusted_keys:
+            raise BundleSignatureError(f"trusted_keys must be a non-empty list of keys, got {trusted_keys!r:.60}: an "
+                                       "empty list would trust no signer, and checking nothing is what None means")
         keys = [load_public_key(k) for k in trusted_keys]
         self.signed_by = check(self._manifest_text.encode("utf-8"), self._signature, keys)
         return self.signed_by
@@ -247,6 +250,8 @@ def _read_signature(root: Path) -> bytes | None:
     path = root / SIGNATURE_NAME
     if not path.exists() and not path.is_symlink():
         return None
+    if root.resolve() not in path.resolve().parents:
+        raise BundleIntegrityError(f"{SIGNATURE_NAME} is a link out of the bundle")
     with _open_regular(path, SIGNATURE_NAME) as fh:
         raw = fh.read(MAX_SIGNATURE_BYTES + 1)
     if len(raw) > MAX_SIGNATURE_BYTES:

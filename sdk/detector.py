@@ -65,7 +65,7 @@ class Detector:
         self.options = options or DetectorOptions(**kwargs)
         self._closed = False
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle or default_bundle_path())
-        if self.options.trusted_keys:
+        if self.options.trusted_keys is not None:
             self.bundle.require_signature(self.options.trusted_keys)
         m = self.bundle.manifest
         o = self.options

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from aligngemini_sdk import Bundle, Detector, DetectorOptions
 from aligngemini_sdk.bundle import MANIFEST_NAME, write_device_profile
-from aligngemini_sdk.errors import BundleSignatureError
+from aligngemini_sdk.errors import BundleIntegrityError, BundleSignatureError
 from aligngemini_sdk.export.bundle_writer import pack_tar
 from aligngemini_sdk.manifest import LatencyStat
 from aligngemini_sdk.signature import SIGNATURE_NAME, key_id, sign_manifest
@@ -110,3 +110,19 @@ def test_the_cli_signs_and_detect_checks(bundle_copy, vendor):
                                                                                                '"threshold": 0.0', 1))
     r = cli("detect", image, "--bundle", bundle_copy, "--trusted-key", public, check=False)
     assert r.returncode == 1 and "BundleSignatureError" in r.stderr
+
+
+@pytest.mark.parametrize("keys", [[], (), "vendor.pub.pem"])
+def test_an_empty_or_bare_trusted_key_list_is_an_error_not_a_silent_pass(bundle_copy, vendor, keys):
+    sign_manifest(bundle_copy, vendor[0])
+    with pytest.raises(BundleSignatureError, match="non-empty list"):
+        Bundle.open(bundle_copy, trusted_keys=keys)
+
+
+def test_a_signature_linked_from_outside_the_bundle_is_refused(bundle_copy, vendor, tmp_path):
+    sign_manifest(bundle_copy, vendor[0])
+    outside = tmp_path / "elsewhere.sig"
+    (bundle_copy / SIGNATURE_NAME).rename(outside)
+    (bundle_copy / SIGNATURE_NAME).symlink_to(outside)
+    with pytest.raises(BundleIntegrityError, match="link out of the bundle"):
+        Bundle.open(bundle_copy, trusted_keys=[vendor[1]])
