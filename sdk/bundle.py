@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from aligngemini_sdk.cache import default_cache_dir, touch
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError, BundleSignatureError
 from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
-from aligngemini_sdk.signature import MAX_SIGNATURE_BYTES, SIGNATURE_NAME, check, load_public_key
+from aligngemini_sdk.signature import MAX_SIGNATURE_BYTES, SIGNATURE_NAME, check, load_public_key, read_signature
 
 MANIFEST_NAME = "manifest.json"
 log = logging.getLogger("aligngemini")
@@ -107,7 +107,7 @@ class Bundle:
     def open(cls, path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
              trusted_keys: Sequence[str | os.PathLike[str] | bytes] | None = None) -> Bundle:
         """Open a bundle directory or ``.tar`` archive. Raises :class:`BundleFormatError` if unusable, and
-        :class:`~aligngemini_sdk.signature.BundleSignatureError` when ``trusted_keys`` (Ed25519 public keys, PEM)
+        :class:`~aligngemini_sdk.errors.BundleSignatureError` when ``trusted_keys`` (Ed25519 public keys, PEM)
         are given and none of them signed this manifest."""
         p = Path(path)
         if p.is_dir():
@@ -140,11 +140,7 @@ class Bundle:
     @property
     def signature_key_id(self) -> str | None:
         """The key id ``manifest.sig`` claims (unchecked; :meth:`require_signature` checks it), or None."""
-        if self._signature is None:
-            return None
-        from aligngemini_sdk.signature import read_signature
-
-        return read_signature(self._signature)[0]
+        return None if self._signature is None else read_signature(self._signature)[0]
 
     # -- files -------------------------------------------------------------------------------------
     def resolve(self, entry: FileEntry | str) -> Path:
