@@ -1,0 +1,154 @@
+"""Does the default give the same answers on an AVX2-only CPU? ``detect`` natively and on an emulated CPU, compared.
+
+    .venv/bin/python benchmarks/emulated_cpu_agreement.py [--cpu Haswell] [--data DIR] [--out DIR]
+
+The same ``aligngemini detect DIR --json`` runs twice: on this machine's CPU, and under qemu-user with ``-cpu`` a
+model that lacks what this one has (default Haswell: AVX2 + FMA, no AVX-512, no VNNI). qemu emulates that CPU's
+CPUID and instructions, so ONNX Runtime, OpenCV and libjpeg-turbo dispatch to the kernels such a machine runs: the
+whole pipeline (decode, crop, both branches, fusion) is exercised there. Reported: per image the difference of the
+fused score and of each branch's probability, and the decisions that differ. Emulation reproduces arithmetic, not
+speed: no latency is reported. Output: ``<slug>.json``, ``<slug>.md`` and ``<slug>.png`` (sorted |Δ score|) under
+``--out``, named after the emulated CPU, with both CPUs named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "wild" / "images"
+LABEL = "import json; from aligngemini_sdk.device import cpu_label; print(json.dumps(cpu_label()))"
+#: Which u8 x s8 kernel ONNX Runtime dispatches to: 255 x 127 over K = 64 is 2,072,640 exactly (VNNI, AMX, ARM dot
+#: product) and 32 x 32,767 = 1,048,544 where pair sums saturate in int16 (AVX2, AVX-512BW without VNNI). Proof that
+#: the emulated run really took other kernels, not a copy of the native run.
+KERNEL_PROBE = """
+import json, numpy as np, onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+w = numpy_helper.from_array(np.full((64, 1), 127, np.int8), "w")
+g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "g",
+                      [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 64])],
+                      [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [w])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+y = int(s.run(None, {"a": np.full((1, 64), 255, np.uint8)})[0][0, 0])
+print(json.dumps("exact (32-bit accumulation)" if y == 2072640 else "pair-saturated (16-bit pair sums)"
+                 if y == 1048544 else f"other ({y})"))
+"""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One image's verdicts on both CPUs."""
+
+    path: str
+    native_fake: bool
+    emulated_fake: bool
+    d_score: float
+    d_pixel: float
+    d_semantic: float
+
+
+def run(prefix: list[str], args: list[str]) -> str:
+    r = subprocess.run([*prefix, sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
+    if r.returncode not in (0, 5):  # 5: some inputs could not be read (reported per file), the rest judged
+        raise SystemExit(f"{' '.join(prefix) or 'native'} run failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    return r.stdout
+
+
+def verdicts(stdout: str) -> dict[str, dict]:
+    rows = (json.loads(line) for line in stdout.splitlines() if line.startswith("{"))
+    return {r["path"]: r for r in rows if "is_fake" in r}
+
+
+def branch_delta(a: dict, b: dict, name: str) -> float:
+    """|Δ probability| of one branch; 0 when it ran on neither CPU, infinity when it ran on one only."""
+    ran = [(r["branches"].get(name) or {}).get("ran", False) for r in (a, b)]
+    if not any(ran):
+        return 0.0
+    if not all(ran):
+        return float("inf")
+    return abs(float(a["branches"][name]["probability"]) - float(b["branches"][name]["probability"]))
+
+
+def compare(native: dict[str, dict], emulated: dict[str, dict]) -> list[Agreement]:
+    both = sorted(set(native) & set(emulated))
+    return [Agreement(p, native[p]["is_fake"], emulated[p]["is_fake"],
+                      abs(native[p]["score"] - emulated[p]["score"]),
+                      branch_delta(native[p], emulated[p], "pixel"),
+                      branch_delta(native[p], emulated[p], "semantic")) for p in both]
+
+
+def markdown(rows: list[Agreement], cpus: dict[str, str], emulated_model: str, wall: float) -> str:
+    flips = [r for r in rows if r.native_fake != r.emulated_fake]
+    worst = max(rows, key=lambda r: r.d_score)
+    lines = [f"# The default on an emulated {emulated_model} vs natively", "",
+             f"- native CPU: {cpus['native']}", f"- emulated CPU: qemu-user `-cpu {emulated_model}`, as the process "
+             f"sees it: {cpus['emulated']}", f"- ONNX Runtime's u8 x s8 kernel: native {cpus['native_u8s8_kernel']}, "
+             f"emulated {cpus['emulated_u8s8_kernel']} (the emulated run took other kernels)",
+             "- the fused score in `detect --json` is rounded to 6 decimals; branch probabilities are not",
+             f"- {len(rows)} images judged on both; wall {wall:.0f} s "
+             f"(`benchmarks/emulated_cpu_agreement.py`, {time.strftime('%Y-%m-%d')})", "",
+             "| decisions that differ | max \\|Δ score\\| | mean \\|Δ score\\| | max \\|Δ pixel p\\| | "
+             "max \\|Δ semantic p\\| |", "|---|---|---|---|---|",
+             f"| {len(flips)} of {len(rows)} | {worst.d_score:.2e} | {sum(r.d_score for r in rows) / len(rows):.2e} "
+             f"| {max(r.d_pixel for r in rows):.2e} | {max(r.d_semantic for r in rows):.2e} |", ""]
+    lines += [f"Differing: `{r.path}` (native {'fake' if r.native_fake else 'real'})" for r in flips]
+    return "\n".join([*lines, "", "![sorted |Δ score|](" + emulated_model.lower() + ".png)", ""])
+
+
+def plot(rows: list[Agreement], path: Path, emulated_model: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.semilogy(sorted(max(r.d_score, 1e-12) for r in rows), ".", ms=3)
+    ax.set_xlabel("image (sorted)")
+    ax.set_ylabel("|fused score native - emulated|")
+    ax.set_title(f"default bundle, native vs emulated {emulated_model} (1e-12 = identical)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cpu", default="Haswell", help="a qemu-x86_64 -cpu model")
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "emulated_cpu"))
+    args = ap.parse_args()
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        raise SystemExit("qemu-x86_64 not found (apt-get install qemu-user; setup.sh installs it as root)")
+    emulate, detect = [qemu, "-cpu", args.cpu], ["-m", "aligngemini_sdk.cli", "detect", args.data, "--json"]
+    cpus = {"native": json.loads(run([], ["-c", LABEL])), "emulated": json.loads(run(emulate, ["-c", LABEL])),
+            "native_u8s8_kernel": json.loads(run([], ["-c", KERNEL_PROBE])),
+            "emulated_u8s8_kernel": json.loads(run(emulate, ["-c", KERNEL_PROBE]))}
+    t0 = time.perf_counter()
+    native = verdicts(run([], detect))
+    print(f"[emulated] native: {len(native)} verdicts; now on the emulated {args.cpu} (slow)", file=sys.stderr)
+    emulated = verdicts(run(emulate, detect))
+    rows = compare(native, emulated)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    slug = args.cpu.lower()
+    (out / f"{slug}.json").write_text(json.dumps({"cpus": cpus, "emulated_model": args.cpu, "data": args.data,
+                                                  "rows": [asdict(r) for r in rows]}, indent=1))
+    md = markdown(rows, cpus, args.cpu, time.perf_counter() - t0)
+    (out / f"{slug}.md").write_text(md)
+    plot(rows, out / f"{slug}.png", args.cpu)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
