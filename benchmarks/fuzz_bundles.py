@@ -11,6 +11,8 @@ Two mutators, both starting from the embedded default bundle:
   every hostile value (NUL bytes, ``..``, 2**70, infinity, a negative number, a list, ``true``, a 5,000-character
   string, ...); the directory bundle is opened and verified, and a bundle that opens is loaded into a
   ``Detector`` that judges one image (an accepted value must not fail later, untyped, at load or inference).
+- ``signed``: the default signed with a key made in the run, then 1-4 bytes of ``manifest.json`` or ``manifest.sig``
+  changed, opened by a device that trusts the key: every case must be refused (any that opens is a miss).
 
 Anything other than an :class:`AlignGeminiError` is a defect (the run lists the first of each kind). Output:
 ``fuzz.json`` and ``README.md`` under ``--out``, with the CPU named.
@@ -125,6 +127,40 @@ def fuzz_manifest(work: Path) -> Outcomes:
     return out
 
 
+def fuzz_signed(work: Path, cases: int, rng: random.Random) -> Outcomes:
+    """A signed copy of the default, opened by a device that trusts the signer's key, after 1-4 random bytes of
+    ``manifest.json`` or ``manifest.sig`` changed: every change must be refused (``opened`` counts the misses)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from aligngemini_sdk.signature import SIGNATURE_NAME, sign_manifest
+
+    bundle = work / "signed"
+    shutil.copytree(default_bundle_path(), bundle)
+    key = ed25519.Ed25519PrivateKey.generate()
+    sign_manifest(bundle, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    Bundle.open(bundle, trusted_keys=[public])  # the unmutated bundle must pass
+    originals = {name: (bundle / name).read_bytes() for name in ("manifest.json", SIGNATURE_NAME)}
+    out, cache = Outcomes("signed (trusted key)"), work / "unused-cache"
+    for _ in range(cases):
+        name = rng.choice(sorted(originals))
+        data = bytearray(originals[name])
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(data))
+            data[i] = (data[i] + rng.randrange(1, 256)) % 256  # always a different byte
+        (bundle / name).write_bytes(bytes(data))
+        before = out.opened
+        attempt(out, lambda: Bundle.open(bundle, trusted_keys=[public]), cache)
+        if out.opened > before:
+            changed = [f"{i}: {originals[name][i:i + 1]!r}->{data[i:i + 1]!r}" for i in range(len(data))
+                       if data[i] != originals[name][i]]
+            out.note(f"opened after changing {name} at {', '.join(changed)}")
+        (bundle / name).write_bytes(originals[name])
+    return out
+
+
 def markdown(results: list[Outcomes], seed: int) -> str:
     lines = ["# Bundle fuzzing", "", f"`benchmarks/fuzz_bundles.py --seed {seed}` (CPU: {cpu_label()}).", "",
              "| mutator | cases | opened | typed error | untyped error | typed but left files in the cache |",
@@ -143,7 +179,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="fuzz-bundles-"))
     try:
-        results = [fuzz_tar(work, args.cases, rng), fuzz_manifest(work)]
+        results = [fuzz_tar(work, args.cases, rng), fuzz_manifest(work), fuzz_signed(work, args.cases, rng)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
@@ -152,7 +188,8 @@ def main() -> int:
                                                "results": [asdict(r) for r in results]}, indent=1))
     (out / "README.md").write_text(markdown(results, args.seed))
     print(markdown(results, args.seed))
-    return 1 if any(r.untyped or r.leftover for r in results) else 0
+    missed = any(r.opened for r in results if r.mutator.startswith("signed"))
+    return 1 if missed or any(r.untyped or r.leftover for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -80,7 +80,10 @@ def read_signature(raw: bytes) -> tuple[str, bytes]:
         body = json.loads(raw.decode("utf-8"))
         if not isinstance(body, dict) or body.get("alg") != ALGORITHM:
             raise ValueError(f"alg must be {ALGORITHM!r}")
-        sig = base64.b64decode(str(body["signature"]), validate=True)
+        text = str(body["signature"])
+        sig = base64.b64decode(text, validate=True)
+        if base64.b64encode(sig).decode() != text:  # base64's unused low bits: one signature, many spellings
+            raise ValueError("signature is not canonical base64")
         return str(body["key_id"]), sig
     except (ValueError, KeyError, UnicodeDecodeError, binascii.Error) as exc:
         raise BundleSignatureError(f"{SIGNATURE_NAME} is malformed: {exc}") from None

@@ -1,5 +1,6 @@
 """Signed bundles: a device that trusts a vendor's key runs only manifests that key signed, byte for byte."""
 
+import base64
 import json
 
 import pytest
@@ -80,6 +81,22 @@ def test_a_malformed_signature_file_is_refused_by_name(bundle_copy, vendor, body
     _, public, _ = vendor
     (bundle_copy / SIGNATURE_NAME).write_bytes(body)
     with pytest.raises(BundleSignatureError, match=r"manifest\.sig is malformed"):
+        Bundle.open(bundle_copy, trusted_keys=[public])
+
+
+def test_a_signature_has_one_spelling(bundle_copy, vendor):
+    """Found by benchmarks/fuzz_bundles.py: the base64 character before '==' carries 4 unused bits, so 'A' -> 'B'
+    there decodes to the same signature. Only the canonical encoding is accepted."""
+    private, public, _ = vendor
+    sign_manifest(bundle_copy, private)
+    body = json.loads((bundle_copy / SIGNATURE_NAME).read_text())
+    canonical = body["signature"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    assert canonical.endswith("==") and alphabet.index(canonical[-3]) % 16 == 0  # 64 bytes: the low 4 bits unused
+    body["signature"] = canonical[:-3] + alphabet[alphabet.index(canonical[-3]) + 1] + "=="
+    assert base64.b64decode(body["signature"]) == base64.b64decode(canonical)  # the same signature, spelled otherwise
+    (bundle_copy / SIGNATURE_NAME).write_text(json.dumps(body))
+    with pytest.raises(BundleSignatureError, match="not canonical base64"):
         Bundle.open(bundle_copy, trusted_keys=[public])
 
 
