@@ -25,21 +25,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wild" / "images"
 LABEL = "import json; from aligngemini_sdk.device import cpu_label; print(json.dumps(cpu_label()))"
-#: Which u8 x s8 kernel ONNX Runtime dispatches to: 255 x 127 over K = 64 is 2,072,640 exactly (VNNI, AMX, ARM dot
-#: product) and 32 x 32,767 = 1,048,544 where pair sums saturate in int16 (AVX2, AVX-512BW without VNNI). Proof that
-#: the emulated run really took other kernels, not a copy of the native run.
+#: Which u8 x s8 kernel ONNX Runtime dispatches to: all-255 activations x all-127 weights, compared with the exact
+#: product (VNNI, AMX, ARM dot product) and with the pair-saturated one (AVX2, AVX-512BW without VNNI), both from
+#: export/saturation.py. Proof that the emulated run really took other kernels, not a copy of the native run.
 KERNEL_PROBE = """
 import json, numpy as np, onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
-w = numpy_helper.from_array(np.full((64, 1), 127, np.int8), "w")
+from aligngemini_sdk.export.saturation import emulate_u8s8_avx2, exact_u8s8
+a, w = np.full((1, 64), 255, np.uint8), np.full((64, 1), 127, np.int8)
 g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "g",
                       [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 64])],
-                      [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [w])
+                      [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])], [numpy_helper.from_array(w, "w")])
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-y = int(s.run(None, {"a": np.full((1, 64), 255, np.uint8)})[0][0, 0])
-print(json.dumps("exact (32-bit accumulation)" if y == 2072640 else "pair-saturated (16-bit pair sums)"
-                 if y == 1048544 else f"other ({y})"))
+y = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"a": a})[0]
+print(json.dumps("exact (32-bit accumulation)" if np.array_equal(y, exact_u8s8(a, w)) else
+                 "pair-saturated (16-bit pair sums)" if np.array_equal(y, emulate_u8s8_avx2(a, w)) else f"other ({y})"))
 """
 
 

@@ -248,20 +248,21 @@ def _read_signature(root: Path) -> bytes | None:
         return None
     if root.resolve() not in path.resolve().parents:
         raise BundleIntegrityError(f"{SIGNATURE_NAME} is a link out of the bundle")
-    with _open_regular(path, SIGNATURE_NAME) as fh:
-        raw = fh.read(MAX_SIGNATURE_BYTES + 1)
-    if len(raw) > MAX_SIGNATURE_BYTES:
-        raise BundleFormatError(f"bundle file {SIGNATURE_NAME} is over {MAX_SIGNATURE_BYTES} bytes")
-    return raw
+    return _read_capped(path, SIGNATURE_NAME, MAX_SIGNATURE_BYTES)
 
 
 def _read_text(path: Path, rel: str, cap: int) -> str:
     """A bundle's UTF-8 text file (manifest, model card), at most ``cap`` bytes, refused by name otherwise."""
+    return _decode_text(_read_capped(path, rel, cap), rel)
+
+
+def _read_capped(path: Path, rel: str, cap: int) -> bytes:
+    """A bundle file that is not listed in the manifest (so has no digest), at most ``cap`` bytes, refused by name."""
     with _open_regular(path, rel) as fh:
         raw = fh.read(cap + 1)
     if len(raw) > cap:
         raise BundleFormatError(f"bundle file {rel} is over {cap} bytes")
-    return _decode_text(raw, rel)
+    return raw
 
 
 def _decode_text(raw: bytes, rel: str) -> str:

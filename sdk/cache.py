@@ -48,11 +48,11 @@ class CacheEntry:
     last_used: float  #: seconds since the epoch (the entry's modification time)
 
 
-def entries(root: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
-    """Every entry under the cache's known folders, oldest use first (links are neither followed nor listed)."""
+def entries(root: str | os.PathLike[str] | None = None, kinds: tuple[str, ...] = KINDS) -> list[CacheEntry]:
+    """Every entry under the folders of ``kinds``, oldest use first (links are neither followed nor listed)."""
     base = Path(root) if root is not None else default_cache_dir()
     out = []
-    for kind in KINDS:
+    for kind in kinds:
         folder = base / kind
         if folder.is_symlink() or not folder.is_dir():
             continue
@@ -72,9 +72,9 @@ def prune(root: str | os.PathLike[str] | None = None, *, older_than_s: float = 0
         raise ValueError(f"unknown cache kinds {unknown}; known: {', '.join(KINDS)}")
     now = time.time() if now is None else now
     removed = []
-    for e in entries(root):
+    for e in entries(root, kinds):  # only the kinds asked for are walked and sized
         age = now - e.last_used
-        if e.kind not in kinds or age < older_than_s or (e.path.name.startswith(".unpack-") and age < STALE_TEMP_S):
+        if age < older_than_s or (e.path.name.startswith(".unpack-") and age < STALE_TEMP_S):
             continue
         if e.path.is_dir():
             shutil.rmtree(e.path, ignore_errors=True)
