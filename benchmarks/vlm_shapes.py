@@ -156,10 +156,9 @@ def _qwen(shape: Shape, t: int, v: int, out: Path) -> Any:
                            vision_end_token_id=sp.piece_to_id("<|vision_end|>"),
                            bos_token_id=sp.piece_to_id("<|im_start|>"), eos_token_id=sp.piece_to_id("<|im_end|>"),
                            pad_token_id=sp.piece_to_id("<|endoftext|>"))
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "Qwen2VLImageProcessor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711], "patch_size": 14, "merge_size": 2,
-        "temporal_patch_size": 2, "min_pixels": 56 * 56, "max_pixels": 12845056}))
+    from aligngemini_sdk.export.tiny import qwen2vl_preprocessor
+
+    (out / "preprocessor_config.json").write_text(json.dumps(qwen2vl_preprocessor(max_pixels=12845056)))
     return Qwen2_5_VLForConditionalGeneration(cfg).eval()
 
 

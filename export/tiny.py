@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aligngemini_sdk.manifest import CLIP_MEAN, CLIP_STD
+
 GEMMA3_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
                    "<end_of_image>", "<image_soft_token>"]
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -154,11 +156,15 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike[str], seed: int = 0) -> Path:
     cfg = json.loads((out / "config.json").read_text())  # transformers 4.57 nests it; real checkpoints have it on top
     cfg["architectures"] = ["Qwen2_5_VLForConditionalGeneration"]
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "Qwen2VLImageProcessor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711], "patch_size": 14, "merge_size": 2,
-        "temporal_patch_size": 2, "min_pixels": 56 * 56, "max_pixels": 448 * 448}))
+    (out / "preprocessor_config.json").write_text(json.dumps(qwen2vl_preprocessor(max_pixels=448 * 448)))
     return out
+
+
+def qwen2vl_preprocessor(max_pixels: int) -> dict[str, Any]:
+    """A Qwen2-VL / Qwen2.5-VL ``preprocessor_config.json``: 14 px patches merged 2 x 2, CLIP mean/std."""
+    return {"image_processor_type": "Qwen2VLImageProcessor", "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD),
+            "patch_size": 14, "merge_size": 2, "temporal_patch_size": 2, "min_pixels": 56 * 56,
+            "max_pixels": max_pixels}
 
 
 IDEFICS3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>", "<image>", "<fake_token_around_image>",

@@ -49,14 +49,15 @@ from torch import nn
 
 from aligngemini_sdk.export.compact import CROP, CompactExpert
 from aligngemini_sdk.image import load_image
+from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD
 from aligngemini_sdk.metrics import binary_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSEEN_CNN_FAMILIES = ("gaugan", "stylegan")
 UNSEEN_GENERATORS = ("sdxl-turbo",)
 TRAIN_CROP = 160  # training crops: 2x cheaper on CPU; convolutions + global pooling transfer to 224
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN = np.array(IMAGENET_MEAN, np.float32)
+STD = np.array(IMAGENET_STD, np.float32)
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def evaluate(model: nn.Module, rows: list[dict], images: dict[str, np.ndarray],
     return np.asarray(out, dtype=np.float64)
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "sdk" / "default_bundle"))
@@ -375,11 +376,14 @@ def main() -> int:
     ap.add_argument("--export-only", metavar="WORK_DIR",
                     help="skip training: re-export the weights a previous run left in WORK_DIR (compact_expert.pt "
                          "+ train_info.json), e.g. after an exporter fix; threshold and metrics are recomputed")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = parser().parse_args()
     if args.splits_only:
         write_splits(split_rows(Path(args.data)))
         return 0
-
     # Import everything the export step needs now: a 30-minute run must not pick up half-edited sources
     # from the working tree when it reaches the export.
     import aligngemini_sdk.evaluate
@@ -392,50 +396,73 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     np.random.seed(args.seed)
-    data, work = Path(args.data), Path(args.work)
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    splits = split_rows(data)
+    splits = split_rows(Path(args.data))
     print({k: len(v) for k, v in splits.items()}, file=sys.stderr)
     t_load = time.time()
     prep = strip_frame if args.strip_frames else (lambda img: img)
     images = {r["abs"]: prep(load_rgb(r["abs"])) for rows in splits.values() for r in rows}
     print(f"decoded {len(images)} images in {time.time() - t_load:.0f}s", file=sys.stderr)
-    train = splits["train"]
-
     model = CompactExpert(pretrained=args.export_only is None)
-    n_params = sum(p.numel() for p in model.parameters())
     if args.export_only:
-        prev = Path(args.export_only)
-        model.load_state_dict(torch.load(prev / "compact_expert.pt", map_location="cpu", weights_only=True))
-        info = json.loads((prev / "train_info.json").read_text())
-        # the run's own settings, so the model card and provenance describe how these weights were trained
-        args.seed, args.strip_frames = info["seed"], info.get("strip_frames", False)
-        args.sampling = info.get("sampling", "class")
-        args.reconstruction_fakes = info.get("reconstruction_fakes", 0.0)
-        args.qat_steps = info.get("qat_steps", 0)
-        args.steps = 0  # no training steps
-    sample = SAMPLERS[args.sampling](train)
-    if args.reconstruction_fakes and not args.export_only:
+        step, train_minutes = restore(model, Path(args.export_only), args)
+    else:
+        step, train_minutes = train(model, splits["train"], images, rng, args)
+    model.eval()
+    metrics = threshold_and_metrics(model, splits, images, args.tune_crops)
+    if not args.export_only:
+        torch.save(model.state_dict(), work / "compact_expert.pt")
+        (work / "train_info.json").write_text(json.dumps({"steps": step, "minutes": round(train_minutes, 1),
+                                                          "seed": args.seed, "strip_frames": args.strip_frames,
+                                                          "sampling": args.sampling,
+                                                          "reconstruction_fakes": args.reconstruction_fakes,
+                                                          "qat_steps": args.qat_steps}))
+    export(model, splits, metrics, step, train_minutes, args)
+    return 0
+
+
+def restore(model: CompactExpert, prev: Path, args: argparse.Namespace) -> tuple[int, float]:
+    """``--export-only``: the weights a previous run left in ``prev``, and that run's own settings written back into
+    ``args`` (so the model card and provenance describe how these weights were trained); (steps, minutes) as it
+    recorded them."""
+    model.load_state_dict(torch.load(prev / "compact_expert.pt", map_location="cpu", weights_only=True))
+    info = json.loads((prev / "train_info.json").read_text())
+    args.seed, args.strip_frames = info["seed"], info.get("strip_frames", False)
+    args.sampling = info.get("sampling", "class")
+    args.reconstruction_fakes = info.get("reconstruction_fakes", 0.0)
+    args.qat_steps = info.get("qat_steps", 0)
+    args.steps = 0  # no training steps
+    return info["steps"], info["minutes"]
+
+
+def train(model: CompactExpert, train_rows: list[dict], images: dict[str, np.ndarray], rng: random.Random,
+          args: argparse.Namespace) -> tuple[int, float]:
+    """The training loop (optionally with reconstruction fakes), then quantization-aware fine-tuning; (steps,
+    minutes)."""
+    sample = SAMPLERS[args.sampling](train_rows)
+    if args.reconstruction_fakes:
         from training.reconstruct import reconstruction_fakes
 
-        recon = reconstruction_fakes(train, images, random.Random(args.seed + 1))
+        recon = reconstruction_fakes(train_rows, images, random.Random(args.seed + 1))
         print(f"[reconstruct] {len(recon)} reconstruction fakes; {args.reconstruction_fakes:.0%} of fake draws",
               file=sys.stderr, flush=True)
         sample = mix_fakes(sample, recon, args.reconstruction_fakes)
     t0 = time.time()
-    step = 0 if args.export_only else train_loop(model, sample, images, rng, args)
-    if args.qat_steps and not args.export_only:
-        quantization_aware_finetune(model, train, sample, images, rng, args)
-    train_minutes = (time.time() - t0) / 60
-    if args.export_only:
-        step, train_minutes = info["steps"], info["minutes"]
-    else:
-        print(f"[train] {step} steps in {train_minutes:.1f} min", file=sys.stderr, flush=True)
-    model.eval()
-    # The decision threshold is chosen on the tune split (training data), never on test.
-    # The tune split is small (~50 images); --tune-crops 5 scores each image at five crop positions (centre
-    # and +-24 px diagonals) so the threshold fits where crops land, not the pixels of 50 centre crops.
-    shifts = ((0, 0), (-24, -24), (-24, 24), (24, -24), (24, 24))[:args.tune_crops]
+    step = train_loop(model, sample, images, rng, args)
+    if args.qat_steps:
+        quantization_aware_finetune(model, train_rows, sample, images, rng, args)
+    minutes = (time.time() - t0) / 60
+    print(f"[train] {step} steps in {minutes:.1f} min", file=sys.stderr, flush=True)
+    return step, minutes
+
+
+def threshold_and_metrics(model: CompactExpert, splits: dict[str, list[dict]], images: dict[str, np.ndarray],
+                          tune_crops: int) -> dict[str, Any]:
+    """The decision threshold, chosen on the tune split (training data, never test), and the metrics of every split
+    at it. The tune split is small (~50 images); ``tune_crops`` 5 scores each image at five crop positions (centre
+    and +-24 px diagonals) so the threshold fits where crops land, not the pixels of 50 centre crops."""
+    shifts = ((0, 0), (-24, -24), (-24, 24), (24, -24), (24, 24))[:tune_crops]
     p_tune = evaluate(model, splits["tune"], images, shifts)
     y_tune = [int(r["label"] == "fake") for r in splits["tune"] for _ in shifts]
     threshold = best_threshold(y_tune, p_tune.ravel())
@@ -447,23 +474,23 @@ def main() -> int:
         y = [int(r["label"] == "fake") for r in splits[name]]
         metrics[name] = binary_metrics(y, p, threshold)
     print(json.dumps({"torch_metrics": metrics}, indent=1), file=sys.stderr)
-    if not args.export_only:
-        torch.save(model.state_dict(), work / "compact_expert.pt")
-        (work / "train_info.json").write_text(json.dumps({"steps": step, "minutes": round(train_minutes, 1),
-                                                          "seed": args.seed, "strip_frames": args.strip_frames,
-                                                          "sampling": args.sampling,
-                                                          "reconstruction_fakes": args.reconstruction_fakes,
-                                                          "qat_steps": args.qat_steps}))
+    return metrics
 
-    # -- export through the product's pixel export path (INT8 + accuracy gate) ----------------------------
+
+def export(model: CompactExpert, splits: dict[str, list[dict]], metrics: dict[str, Any], step: int,
+           train_minutes: float, args: argparse.Namespace) -> None:
+    """Through the product's pixel export path (INT8 + accuracy gate) into ``args.out``, with the model card and
+    the split files."""
     from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
-    from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+    from aligngemini_sdk.manifest import InputSpec
 
-    calib_csv = write_csv(train, work / "train.csv")
+    work = Path(args.work)
+    calib_csv = write_csv(splits["train"], work / "train.csv")
     test_csv = write_csv(splits["test"], work / "test.csv")
     write_csv(splits["unseen"], work / "unseen.csv", source_key="family")
     write_splits(splits)
     card = work / "MODEL_CARD.md"
+    n_params = sum(p.numel() for p in model.parameters())
     card.write_text(model_card(n_params, step, train_minutes, args, {k: len(v) for k, v in splits.items()}, metrics))
     out = Path(args.out)
     if out.exists():
@@ -473,7 +500,7 @@ def main() -> int:
     report = export_pixel(PixelExportConfig(
         arch="module", module=model, out=out, precisions=("int8",),
         input=InputSpec(height=CROP, width=CROP, crop="center", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        calib=str(calib_csv), val=str(test_csv), name="aligngemini-default-compact", threshold=threshold,
+        calib=str(calib_csv), val=str(test_csv), name="aligngemini-default-compact", threshold=metrics["threshold"],
         description="Compact pixel-artifact expert trained by this project (EfficientNet-Lite0 truncated, "
                     "INT8). Not the full AlignGemini ViT-L expert; see MODEL_CARD.md.",
         model_card=str(card), extra_provenance={"recipe": "training/train_default.py", "train_steps": step,
@@ -484,7 +511,6 @@ def main() -> int:
     (work / "export_report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
     int8 = report.artifacts.get("int8")
     print(json.dumps({"bundle": str(out), "int8": int8.to_dict() if int8 else None}, indent=1, default=str))
-    return 0
 
 
 def model_card(n_params: int, steps: int, minutes: float, args: argparse.Namespace, counts: dict, metrics: dict) -> str:
