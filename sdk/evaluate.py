@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -49,7 +49,11 @@ def _init_worker(bundle: str, opts: dict[str, Any]) -> None:
     _DET = Detector(bundle, DetectorOptions(**opts))
 
 
-def _run_chunk(chunk: Sequence[tuple[str, int, str]]) -> list[Row]:
+#: a unit of work for one worker: (path, label, source) of each sample
+Chunk = list[tuple[str, int, str]]
+
+
+def _run_chunk(chunk: Chunk) -> list[Row]:
     from aligngemini_sdk.errors import AlignGeminiError
 
     out = []
@@ -64,61 +68,73 @@ def _run_chunk(chunk: Sequence[tuple[str, int, str]]) -> list[Row]:
     return out
 
 
-def _chunks(samples: Sequence[Sample], size: int) -> Iterator[list[tuple[str, int, str]]]:
+def _chunks(samples: Sequence[Sample], size: int) -> Iterator[Chunk]:
     for i in range(0, len(samples), size):
         yield [(os.fspath(s.path), s.label, s.source) for s in samples[i:i + size]]
 
 
+
 def run_rows(bundle: str, samples: Sequence[Sample], *, workers: int = 1, backend: str = "local",
              chunk: int = 32, progress: bool | None = None, **opts: Any) -> list[Row]:
-    """Detect every sample; returns rows in input order. ``opts`` are DetectorOptions fields."""
+    """Detect every sample; returns rows in input order. ``opts`` are DetectorOptions fields; ``backend`` is a key of
+    BACKENDS."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: one of {sorted(BACKENDS)}")
     bar = Progress(len(samples), "eval", progress)
     rows: list[Row] = []
-    if backend == "ray":
-        from aligngemini_sdk.extras import require
-
-        ray = require("ray")
-        # Join the cluster the caller (or RAY_ADDRESS) set up; otherwise start a local one and stop it after.
-        started = not ray.is_initialized()
-        if started:
-            ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
-
-        @ray.remote(num_cpus=opts.get("threads") or 1)
-        class _Actor:
-            def __init__(self) -> None:
-                _init_worker(bundle, opts)
-
-            def run(self, c: list) -> list[Row]:
-                return _run_chunk(c)
-
-        try:
-            actors = [_Actor.remote() for _ in range(max(1, workers))]  # type: ignore[attr-defined]
-            pending = [actors[i % len(actors)].run.remote(c) for i, c in enumerate(_chunks(samples, chunk))]
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                part = ray.get(done[0])
-                rows.extend(part)
-                bar.update(len(part))
-        finally:
-            if started:
-                ray.shutdown()
-    elif workers <= 1:
-        _init_worker(bundle, opts)
-        for c in _chunks(samples, chunk):
-            part = _run_chunk(c)
-            rows.extend(part)
-            bar.update(len(part))
-    else:
-        opts = {**opts, "threads": opts.get("threads") or 1}
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(bundle, opts)) as pool:
-            for part in pool.map(_run_chunk, _chunks(samples, chunk)):
-                rows.extend(part)
-                bar.update(len(part))
+    for part in BACKENDS[backend](bundle, _chunks(samples, chunk), max(1, workers), opts):
+        rows.extend(part)
+        bar.update(len(part))
     bar.close()
     order = {os.fspath(s.path): i for i, s in enumerate(samples)}
     rows.sort(key=lambda r: order.get(r.path, 0))
     return rows
+
+
+def _run_local(bundle: str, chunks: Iterator[Chunk], workers: int, opts: dict[str, Any]) -> Iterator[list[Row]]:
+    """This process (one worker), or ``workers`` spawned processes with one thread each unless told."""
+    if workers == 1:
+        _init_worker(bundle, opts)
+        yield from map(_run_chunk, chunks)
+        return
+    opts = {**opts, "threads": opts.get("threads") or 1}
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(bundle, opts)) as pool:
+        yield from pool.map(_run_chunk, chunks)
+
+
+def _run_ray(bundle: str, chunks: Iterator[Chunk], workers: int, opts: dict[str, Any]) -> Iterator[list[Row]]:
+    """``workers`` Ray actors on the cluster the caller (or RAY_ADDRESS) set up; otherwise on a local one, stopped
+    after. Parts come back as they finish."""
+    from aligngemini_sdk.extras import require
+
+    ray = require("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+
+    @ray.remote(num_cpus=opts.get("threads") or 1)
+    class _Actor:
+        def __init__(self) -> None:
+            _init_worker(bundle, opts)
+
+        def run(self, c: Chunk) -> list[Row]:
+            return _run_chunk(c)
+
+    try:
+        actors = [_Actor.remote() for _ in range(workers)]  # type: ignore[attr-defined]
+        pending = [actors[i % len(actors)].run.remote(c) for i, c in enumerate(chunks)]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+#: where ``run_rows`` runs the chunks: backend -> (bundle, chunks, workers, DetectorOptions fields) -> parts
+BACKENDS: dict[str, Callable[[str, Iterator[Chunk], int, dict[str, Any]], Iterator[list[Row]]]] = {
+    "local": _run_local, "ray": _run_ray}
 
 
 @dataclass

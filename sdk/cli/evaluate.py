@@ -11,12 +11,14 @@ from aligngemini_sdk.cli.exit_codes import EXIT_OK
 
 
 def register(sub: Any) -> None:
+    from aligngemini_sdk.evaluate import BACKENDS
+
     e = sub.add_parser("eval", help="balanced accuracy / AUC per source on a labelled collection")
     e.add_argument("bundle")
     e.add_argument("data", help="DIR with real/ and fake/, or CSV (path,label[,source])")
     e.add_argument("--out", help="write eval.json, eval.md and predictions.jsonl here")
     e.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-    e.add_argument("--backend", default="local", choices=["local", "ray"])
+    e.add_argument("--backend", default="local", choices=sorted(BACKENDS))
     e.add_argument("--exclude-sources", default="")
     add_runtime_options(e, bundle_flag=False, precision=False)
     e.add_argument("--json", action="store_true")

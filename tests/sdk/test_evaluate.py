@@ -42,6 +42,14 @@ def test_ray_backend_gives_the_same_rows_as_one_process(ladeda_bundle, collectio
     assert not ray.is_initialized()  # a cluster we started ourselves is shut down afterwards
 
 
+def test_an_unknown_backend_is_refused_before_any_work(ladeda_bundle, collection):
+    """A misspelt backend is an error naming the ones there are, not a silent run on this machine."""
+    from aligngemini_sdk.evaluate import run_rows
+
+    with pytest.raises(ValueError, match=r"'dask'.*\['local', 'ray'\]"):
+        run_rows(str(ladeda_bundle), load_collection(collection), backend="dask", progress=False)
+
+
 def test_unreadable_files_are_counted(ladeda_bundle, collection, tmp_path):
     import shutil
 
