@@ -132,31 +132,18 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     (a folded pixel input: scale 1, so every byte is represented exactly)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in CALIB_METHODS:
         raise ExportError(f"calibration method must be one of {CALIB_METHODS}")
     weight_type, reduce_range = _weight_type(weights)
     dst = Path(dst)
-    pre = dst.with_suffix(".pre.onnx")
-    try:
-        quant_pre_process(os.fspath(src), os.fspath(pre), skip_symbolic_shape=True)
-    except Exception:  # pre-processing is an optimisation; quantize the original if it fails
-        pre = Path(src)
+    pre = _preprocessed(Path(src), dst.with_suffix(".pre.onnx"))
     input_name = onnx.load(os.fspath(pre), load_external_data=False).graph.input[0].name
     if method != "minmax" and len({t.shape for t in calib}) > 1:
         calib = common_size(calib)
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
-    # No "CalibMaxIntermediateOutputs": ORT 1.32's MinMax calibrator drops every full chunk without reducing
-    # it (onnxruntime#18893; the fix, PR #20226, was never merged), so ranges came from the last few images
-    # only. MinMax keeps just per-tensor ReduceMin/ReduceMax values per image, so one pass is cheap anyway.
-    extra: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibMovingAverage": False}
-    if method == "percentile":
-        extra["CalibPercentile"] = 99.99
-    if input_qparams is not None:
-        scale, zp = input_qparams
-        extra["TensorQuantOverrides"] = {input_name: [{"scale": np.array(scale, np.float32), "zero_point": np.array(zp, np.uint8)}]}
+    extra = _calibration_options(method, symmetric, input_name, input_qparams)
     import logging
 
     root = logging.getLogger()
@@ -173,6 +160,34 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str], cali
     if pre != Path(src):
         pre.unlink(missing_ok=True)
     return dst
+
+
+def _preprocessed(src: Path, pre: Path) -> Path:
+    """ONNX Runtime's quantization pre-processing of ``src`` into ``pre``; ``src`` itself if it fails (it is an
+    optimisation)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(os.fspath(src), os.fspath(pre), skip_symbolic_shape=True)
+    except Exception:
+        return src
+    return pre
+
+
+def _calibration_options(method: str, symmetric: bool, input_name: str,
+                         input_qparams: tuple[float, int] | None) -> dict[str, Any]:
+    """``quantize_static``'s extra options. No "CalibMaxIntermediateOutputs": ORT 1.32's MinMax calibrator drops
+    every full chunk without reducing it (onnxruntime#18893; the fix, PR #20226, was never merged), so ranges came
+    from the last few images only. MinMax keeps just per-tensor ReduceMin/ReduceMax values per image, so one pass
+    is cheap anyway."""
+    extra: dict[str, Any] = {"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibMovingAverage": False}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    if input_qparams is not None:
+        scale, zp = input_qparams
+        extra["TensorQuantOverrides"] = {input_name: [{"scale": np.array(scale, np.float32),
+                                                       "zero_point": np.array(zp, np.uint8)}]}
+    return extra
 
 
 def int8_scheme(model: str | os.PathLike[str], target: str = "cpu") -> str:
