@@ -167,24 +167,9 @@ def attach_fake_quant(model: Any, calib: Iterable[Any], *, symmetric: bool = Fal
     model.eval()
     chains = _output_chains(model, batches[0], targets)
     targets = {n: m for n, m in targets.items() if n in chains}
-    seen: dict[str, list[float]] = {}
-
-    def observer(key: str, use_input: bool):
-        def hook(_m: Any, inputs: tuple[Any, ...], output: Any) -> None:
-            t = inputs[0] if use_input else output
-            r = seen.setdefault(key, [float("inf"), float("-inf")])
-            r[0], r[1] = min(r[0], float(t.min())), max(r[1], float(t.max()))
-        return hook
-
-    observers = [m.register_forward_hook(observer(n + ":in", True)) for n, m in targets.items()]
-    observers += [modules[end].register_forward_hook(observer(n + ":out", False)) for n, end in chains.items()]
     try:
-        with torch.no_grad():
-            for x in batches:
-                model(x)
+        seen = _observed_ranges(model, batches, targets, {n: modules[end] for n, end in chains.items()})
     finally:
-        for h in observers:
-            h.remove()
         model.train(was_training)
 
     def fake_quant(t: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -202,6 +187,32 @@ def attach_fake_quant(model: Any, calib: Iterable[Any], *, symmetric: bool = Fal
         handle._parametrized.append(m)
     _freeze_batchnorm(model, handle)
     return handle
+
+
+def _observed_ranges(model: Any, batches: list[Any], targets: dict[str, Any], ends: dict[str, Any]) -> dict[str, list[float]]:
+    """Min and max, over ``batches``, of each target's input ("NAME:in") and of the output of its chain's end
+    ("NAME:out": what the exported graph quantizes as its output, see _output_chains)."""
+    import torch
+
+    seen: dict[str, list[float]] = {}
+
+    def observer(key: str, use_input: bool) -> Any:
+        def hook(_m: Any, inputs: tuple[Any, ...], output: Any) -> None:
+            t = inputs[0] if use_input else output
+            r = seen.setdefault(key, [float("inf"), float("-inf")])
+            r[0], r[1] = min(r[0], float(t.min())), max(r[1], float(t.max()))
+        return hook
+
+    observers = [m.register_forward_hook(observer(n + ":in", True)) for n, m in targets.items()]
+    observers += [end.register_forward_hook(observer(n + ":out", False)) for n, end in ends.items()]
+    try:
+        with torch.no_grad():
+            for x in batches:
+                model(x)
+    finally:
+        for h in observers:
+            h.remove()
+    return seen
 
 
 @contextlib.contextmanager
