@@ -169,29 +169,16 @@ def main() -> int:
     args.minutes = 0.0  # train_loop stops on --steps
     total, t_start = args.folds * len(arms), time.time()
     for k in range(args.folds):
-        train = [r for r in pool if r["fold"] != k]
-        held = [r for r in pool if r["fold"] == k]
         for arm in arms:
             key = f"{arm}/{k}"
             if key in done:
                 continue
-            sampling, strip = ARMS[arm]
-            torch.manual_seed(args.seed)
-            np.random.seed(args.seed)
-            rng = random.Random(args.seed)
-            model = CompactExpert(pretrained=True)
             t0 = time.time()
-            train_loop(model, SAMPLERS[sampling](train), stripped if strip else raw, rng, args)
-            p = evaluate(model, held, raw)[:, 0]
-            r = runs.setdefault(arm, {"path": [], "label": [], "source": [], "fold": [], "p": []})
-            for row, pk in zip(held, p):
-                r["path"].append(row["path"])
-                r["label"].append(int(row["label"] == "fake"))
-                r["source"].append(row["source"])
-                r["fold"].append(k)
-                r["p"].append(float(pk))
+            held = [r for r in pool if r["fold"] == k]
+            p = run_arm(arm, [r for r in pool if r["fold"] != k], held, stripped if ARMS[arm][1] else raw, raw, args)
+            record(runs.setdefault(arm, {"path": [], "label": [], "source": [], "fold": [], "p": []}), held, k, p)
             done.add(key)
-            m = binary_metrics(r["label"][-len(held):], p)
+            m = binary_metrics(runs[arm]["label"][-len(held):], p)
             print(f"[cv] {len(done)}/{total} {key}: {(time.time() - t0) / 60:.1f} min, balanced accuracy "
                   f"{m['balanced_accuracy']:.3f} AUC {m['auc']:.3f}; {(time.time() - t_start) / 60:.0f} min so far",
                   file=sys.stderr, flush=True)
@@ -204,6 +191,28 @@ def main() -> int:
     plot(summary, out / "cv.png")
     print((out / "cv.md").read_text())
     return 0
+
+
+def run_arm(arm: str, train: list[dict], held: list[dict], train_images: dict[str, np.ndarray],
+            held_images: dict[str, np.ndarray], args: argparse.Namespace) -> np.ndarray:
+    """P(fake) of ``held`` (the SDK's centre crop of ``held_images``) from the arm's recipe trained on ``train``
+    (``train_images``: frames stripped or not), seeded as every arm is."""
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    rng = random.Random(args.seed)
+    model = CompactExpert(pretrained=True)
+    train_loop(model, SAMPLERS[ARMS[arm][0]](train), train_images, rng, args)
+    return evaluate(model, held, held_images)[:, 0]
+
+
+def record(run: dict[str, list], held: list[dict], fold: int, p: np.ndarray) -> None:
+    """Append one fold's out-of-fold scores to an arm's run."""
+    for row, pk in zip(held, p):
+        run["path"].append(row["path"])
+        run["label"].append(int(row["label"] == "fake"))
+        run["source"].append(row["source"])
+        run["fold"].append(fold)
+        run["p"].append(float(pk))
 
 
 if __name__ == "__main__":
