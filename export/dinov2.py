@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -178,17 +179,7 @@ def hub_to_hf(state: dict[str, torch.Tensor], image_size: int | None = None) -> 
     st = {_strip(k, _HUB_PREFIXES): v for k, v in state.items()}
     if "cls_token" not in st:
         raise ExportError("not a torch.hub DINOv2 state (no cls_token)")
-    hidden = st["cls_token"].shape[-1]
-    patch = st["patch_embed.proj.weight"].shape[-1]
-    layers = 1 + max(int(m.group(1)) for k in st if (m := re.match(r"blocks\.(\d+)\.", k)))
-    n_pos = st["pos_embed"].shape[1] - 1
-    grid = math.isqrt(n_pos)
-    swiglu = "blocks.0.mlp.w12.weight" in st
-    inter = st["blocks.0.mlp.w12.weight" if swiglu else "blocks.0.mlp.fc1.weight"].shape[0]
-    cfg = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": HEADS_BY_WIDTH.get(hidden, max(1, hidden // 64)),
-           "patch_size": patch, "image_size": image_size or grid * patch, "use_swiglu_ffn": swiglu,
-           "mlp_ratio": (inter // 2 if swiglu else inter) / hidden if not swiglu else 4,
-           "layerscale_value": 1.0, "num_register_tokens": st["register_tokens"].shape[1] if "register_tokens" in st else 0}
+    cfg = _hub_config(st, image_size)
     out: dict[str, torch.Tensor] = {
         "embeddings.cls_token": st["cls_token"],
         "embeddings.position_embeddings": st["pos_embed"],
@@ -197,32 +188,49 @@ def hub_to_hf(state: dict[str, torch.Tensor], image_size: int | None = None) -> 
         "layernorm.weight": st["norm.weight"], "layernorm.bias": st["norm.bias"],
     }
     if "mask_token" in st:
-        out["embeddings.mask_token"] = st["mask_token"].reshape(1, hidden)
+        out["embeddings.mask_token"] = st["mask_token"].reshape(1, cfg["hidden_size"])
     if "register_tokens" in st:
         out["embeddings.register_tokens"] = st["register_tokens"]
-    for i in range(layers):
-        b, h = f"blocks.{i}.", f"encoder.layer.{i}."
-        q, k, v = st[b + "attn.qkv.weight"].chunk(3, dim=0)
-        qb, kb, vb = st[b + "attn.qkv.bias"].chunk(3, dim=0)
-        out.update({
-            h + "norm1.weight": st[b + "norm1.weight"], h + "norm1.bias": st[b + "norm1.bias"],
-            h + "attention.attention.query.weight": q, h + "attention.attention.query.bias": qb,
-            h + "attention.attention.key.weight": k, h + "attention.attention.key.bias": kb,
-            h + "attention.attention.value.weight": v, h + "attention.attention.value.bias": vb,
-            h + "attention.output.dense.weight": st[b + "attn.proj.weight"],
-            h + "attention.output.dense.bias": st[b + "attn.proj.bias"],
-            h + "layer_scale1.lambda1": st[b + "ls1.gamma"], h + "layer_scale2.lambda1": st[b + "ls2.gamma"],
-            h + "norm2.weight": st[b + "norm2.weight"], h + "norm2.bias": st[b + "norm2.bias"],
-        })
-        if swiglu:
-            out.update({h + "mlp.weights_in.weight": st[b + "mlp.w12.weight"], h + "mlp.weights_in.bias": st[b + "mlp.w12.bias"],
-                        h + "mlp.weights_out.weight": st[b + "mlp.w3.weight"], h + "mlp.weights_out.bias": st[b + "mlp.w3.bias"]})
-        else:
-            out.update({h + "mlp.fc1.weight": st[b + "mlp.fc1.weight"], h + "mlp.fc1.bias": st[b + "mlp.fc1.bias"],
-                        h + "mlp.fc2.weight": st[b + "mlp.fc2.weight"], h + "mlp.fc2.bias": st[b + "mlp.fc2.bias"]})
-    if not swiglu:
-        cfg["mlp_ratio"] = inter / hidden
+    for i in range(cfg["num_hidden_layers"]):
+        out.update(_hub_block(st, i, cfg["use_swiglu_ffn"]))
     return out, cfg
+
+
+def _hub_config(st: dict[str, torch.Tensor], image_size: int | None) -> dict[str, Any]:
+    """Dinov2Config kwargs read off a torch.hub state's shapes (SwiGLU checkpoints keep transformers' ratio 4)."""
+    hidden = st["cls_token"].shape[-1]
+    patch = st["patch_embed.proj.weight"].shape[-1]
+    layers = 1 + max(int(m.group(1)) for k in st if (m := re.match(r"blocks\.(\d+)\.", k)))
+    grid = math.isqrt(st["pos_embed"].shape[1] - 1)
+    swiglu = "blocks.0.mlp.w12.weight" in st
+    inter = st["blocks.0.mlp.w12.weight" if swiglu else "blocks.0.mlp.fc1.weight"].shape[0]
+    return {"hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": HEADS_BY_WIDTH.get(hidden, max(1, hidden // 64)),
+            "patch_size": patch, "image_size": image_size or grid * patch, "use_swiglu_ffn": swiglu,
+            "mlp_ratio": 4 if swiglu else inter / hidden, "layerscale_value": 1.0,
+            "num_register_tokens": st["register_tokens"].shape[1] if "register_tokens" in st else 0}
+
+
+def _hub_block(st: dict[str, torch.Tensor], i: int, swiglu: bool) -> dict[str, torch.Tensor]:
+    """Transformer block ``i``'s tensors under transformers' names (the fused qkv split into query, key, value)."""
+    b, h = f"blocks.{i}.", f"encoder.layer.{i}."
+    q, k, v = st[b + "attn.qkv.weight"].chunk(3, dim=0)
+    qb, kb, vb = st[b + "attn.qkv.bias"].chunk(3, dim=0)
+    out = {
+        h + "norm1.weight": st[b + "norm1.weight"], h + "norm1.bias": st[b + "norm1.bias"],
+        h + "attention.attention.query.weight": q, h + "attention.attention.query.bias": qb,
+        h + "attention.attention.key.weight": k, h + "attention.attention.key.bias": kb,
+        h + "attention.attention.value.weight": v, h + "attention.attention.value.bias": vb,
+        h + "attention.output.dense.weight": st[b + "attn.proj.weight"],
+        h + "attention.output.dense.bias": st[b + "attn.proj.bias"],
+        h + "layer_scale1.lambda1": st[b + "ls1.gamma"], h + "layer_scale2.lambda1": st[b + "ls2.gamma"],
+        h + "norm2.weight": st[b + "norm2.weight"], h + "norm2.bias": st[b + "norm2.bias"],
+    }
+    mlp = ({"weights_in": "w12", "weights_out": "w3"} if swiglu else {"fc1": "fc1", "fc2": "fc2"})
+    for hf, hub in mlp.items():
+        for kind in ("weight", "bias"):
+            out[f"{h}mlp.{hf}.{kind}"] = st[f"{b}mlp.{hub}.{kind}"]
+    return out
 
 
 def load_dda(path: str | os.PathLike[str], lora_alpha: float = 1.0, num_heads: int | None = None) -> DinoV2Expert:
