@@ -5,13 +5,28 @@ repository-weighted balanced accuracy at fpr5) with a mean real-repository FPR <
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training.train_semantic import ROUNDS, Pool, cross_validate, summarize
+from training.train_semantic import ROUNDS, Pool, cross_validate, extract, load_rows, summarize
+
+
+def start(doc: str, more: Callable[[argparse.ArgumentParser], object] | None = None
+          ) -> tuple[argparse.Namespace, Path, list[dict[str, str]], Pool]:
+    """An exploration's command line (``--work``, and what ``more`` adds), the split's rows and G's features (cached
+    in ``--work``): (args, work, rows, pool)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--work", default="runs/semantic")
+    if more is not None:
+        more(ap)
+    args = ap.parse_args()
+    work, rows = Path(args.work), load_rows()
+    return args, work, rows, extract(rows, work)
 
 
 def with_views(base: Pool, whole: np.ndarray | None, crop: np.ndarray | None) -> Pool:

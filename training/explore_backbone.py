@@ -17,7 +17,6 @@ backbone once for both branches, and S needs ~17 MB.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 from pathlib import Path
@@ -25,11 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from aligngemini_sdk.export.wholeimage import WholeImageExpert
-from training.exploration import aligned, compare, with_views
+from training.exploration import aligned, compare, start, with_views
 from training.train_semantic import (
     _extract_to,
-    extract,
-    load_rows,
     served_and_augmented,
 )
 
@@ -49,11 +46,7 @@ def lite2_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", default="runs/semantic")
-    args = ap.parse_args()
-    work, rows = Path(args.work), load_rows()
-    base = extract(rows, work)
+    _, work, rows, base = start(__doc__)
     whole, crop, ok = lite2_features(rows, work)
     whole, crop = aligned(whole, ok, base, rows, "Lite2"), aligned(crop, ok, base, rows, "Lite2")
     compare({"G": base, "R": with_views(base, whole, crop), "S": with_views(base, whole, None)}, rows, work, "backbone")

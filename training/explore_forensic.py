@@ -34,7 +34,6 @@ pooled AUC 0.887 -- not worth building.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 from collections.abc import Callable
@@ -45,12 +44,10 @@ import torch
 import torch.nn.functional as F
 
 from aligngemini_sdk.export.ladeda import PREPROCESS, TinyLaDeDa, load_ladeda
-from training.exploration import aligned, compare, with_views
+from training.exploration import aligned, compare, start, with_views
 from training.explore_backbone import lite2_features
 from training.train_semantic import (
     _extract_to,
-    extract,
-    load_rows,
     served_and_augmented,
 )
 from training.wild_split import SHARED
@@ -122,12 +119,8 @@ def forensic_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarra
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", default="runs/semantic")
-    ap.add_argument("--lite2", action="store_true", help="also Y: the forensic crop view with Lite2's whole image")
-    args = ap.parse_args()
-    work, rows = Path(args.work), load_rows()
-    base = extract(rows, work)
+    args, work, rows, base = start(__doc__, lambda ap: ap.add_argument(
+        "--lite2", action="store_true", help="also Y: the forensic crop view with Lite2's whole image"))
     crop, ok = forensic_features(rows, work)
     crop = aligned(crop, ok, base, rows, "forensic")
     pools = {"G": base, "X1": with_views(base, None, np.concatenate([base.crop, crop], 2)),

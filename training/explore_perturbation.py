@@ -26,7 +26,6 @@ not read). Building it would also need the whole default's ``detect()`` p50 to s
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -37,8 +36,8 @@ import torch
 
 from aligngemini_sdk.export.wholeimage import ALL_TAPS, WholeImageExpert, n_features
 from aligngemini_sdk.manifest import IMAGENET_STD
-from training.exploration import aligned, compare, with_views
-from training.train_semantic import SIDE, Pool, _extract_to, extract, load_rows, served_and_augmented
+from training.exploration import aligned, compare, start, with_views
+from training.train_semantic import SIDE, Pool, _extract_to, served_and_augmented
 
 NOISE_SIGMA = 0.05
 #: per view: 17 cosine similarities (16 blocks, head), then 17 relative L2 changes
@@ -104,11 +103,7 @@ def training_free(base: Pool, whole: np.ndarray, crop: np.ndarray) -> dict[str, 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--work", default="runs/semantic")
-    args = ap.parse_args()
-    work, rows = Path(args.work), load_rows()
-    base = extract(rows, work)
+    _, work, rows, base = start(__doc__)
     whole, crop, ok = perturbation_features(rows, work)
     whole, crop = aligned(whole, ok, base, rows, "perturbation"), aligned(crop, ok, base, rows, "perturbation")
     g_whole, g_crop = base.whole, base.crop  # G's Ewhole / Ecrop read every column (ALL_TAPS)
