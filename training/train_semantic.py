@@ -593,52 +593,77 @@ def ship(pool: Pool, folds: list[dict[str, Any]], choice: str, l2: float, out: P
     probe as the semantic branch, a logistic fusion and the fpr1/5/10 points, all from out-of-fold scores."""
     import shutil
 
-    from aligngemini_sdk.bundle import Bundle, read_manifest, write_manifest
-    from aligngemini_sdk.detector import default_bundle_path
-    from aligngemini_sdk.export.calibrate import choose_points
-    from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
-
     c = CANDIDATES[choice]
-    pixel_part, semantic_part = c.pixel or "A", c.semantic
-    if semantic_part is None:
-        raise SystemExit(f"candidate {choice} has no whole-image branch to ship")
-    if PROBES[semantic_part][0] not in VIEW_SPECS:  # round 7's joint head: not built, since it did not win
-        raise SystemExit(f"candidate {choice}'s {PROBES[semantic_part][0]!r} head has no exporter yet (split it into "
-                         "the two branches' parts, fused with weights 1 and 1, before shipping it)")
+    base = _shippable(c, choice)
     nets: dict[str, WholeImageExpert] = {}
     if c.fit.adapt is not None:  # round 8: both views' last layers fine-tuned on every training and development image
         pool, tails = adapt(pool, np.concatenate([train_idx(pool, c.fit), pool.idx("dev")]), c.fit.adapt, l2, "ship")
         nets = {view: finetune.graft(finetune.backbone(), tail, c.fit.adapt) for view, tail in tails.items()}
-    base = Bundle.open(default_bundle_path())
-    if pixel_part == "A" and base.manifest.bundle_id != PREVIOUS_DEFAULT_ID:
-        raise SystemExit(f"candidate {choice} keeps the previous default's pixel expert ({PREVIOUS_DEFAULT_ID}), "
-                         f"which is no longer the bundle in the tree ({base.manifest.bundle_id}): restore it first")
     dev_y = np.concatenate([[int(f["label"] == "fake")] * f["n"] for f in folds])
     fused = c.pixel is not None
-    a = oof_scores(folds, f"{choice}.pixel" if fused else "A")
-    b = oof_scores(folds, f"{choice}.semantic" if fused else choice)
-    calib = write_csv([r for r in pool.rows if r["role"] == "train"], work / "calib.csv")  # ranges: not the gate's
-    val = write_csv([r for r in pool.rows if r["role"] == "dev"], work / "dev.csv")
+    scores = BranchScores(dev_y, oof_scores(folds, f"{choice}.pixel" if fused else "A"),
+                          oof_scores(folds, f"{choice}.semantic" if fused else choice),
+                          "development repos, out-of-fold (training/WILD_VALIDATION.md)")
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(base.root, out)
+    shutil.copytree(base, out)
+    _export_branches(pool, c, choice, l2, nets, scores, out, work, precisions)
+    sw = np.concatenate([[1.0 / f["n"]] * f["n"] for f in folds]) if c.fit.balanced else None  # fold = repository
+    _write_fusion(out, scores, sw, fused)
+
+
+def _shippable(c: Candidate, choice: str) -> Path:
+    """The bundle a candidate starts from (the one in the tree); SystemExit if the candidate cannot ship."""
+    from aligngemini_sdk.bundle import Bundle
+    from aligngemini_sdk.detector import default_bundle_path
+
+    if c.semantic is None:
+        raise SystemExit(f"candidate {choice} has no whole-image branch to ship")
+    if PROBES[c.semantic][0] not in VIEW_SPECS:  # round 7's joint head: not built, since it did not win
+        raise SystemExit(f"candidate {choice}'s {PROBES[c.semantic][0]!r} head has no exporter yet (split it into "
+                         "the two branches' parts, fused with weights 1 and 1, before shipping it)")
+    base = Bundle.open(default_bundle_path())
+    if c.pixel in (None, "A") and base.manifest.bundle_id != PREVIOUS_DEFAULT_ID:
+        raise SystemExit(f"candidate {choice} keeps the previous default's pixel expert ({PREVIOUS_DEFAULT_ID}), "
+                         f"which is no longer the bundle in the tree ({base.manifest.bundle_id}): restore it first")
+    return base.root
+
+
+def _export_branches(pool: Pool, c: Candidate, choice: str, l2: float, nets: dict[str, WholeImageExpert],
+                     scores: BranchScores, out: Path, work: Path, precisions: tuple[str, ...]) -> None:
+    """The candidate's crop-view probe (unless it keeps the shipped pixel expert) and whole-image probe, through the
+    export path into ``out``, each at its fpr5 threshold on the out-of-fold scores of development real photos."""
+    import shutil
+
+    from aligngemini_sdk.export.pixel import PixelExportConfig, export_pixel
+
+    assert c.semantic is not None and scores.pixel is not None and scores.semantic is not None  # ship() made them
+    real = scores.labels == 0
+    calib = write_csv([r for r in pool.rows if r["role"] == "train"], work / "calib.csv")  # ranges: not the gate's
+    val = write_csv([r for r in pool.rows if r["role"] == "dev"], work / "dev.csv")
     common: dict[str, Any] = {
         "arch": "module", "out": out, "precisions": precisions, "calib": str(calib), "val": str(val),
         "extra_provenance": {"recipe": "training/train_semantic.py", "choice": choice, "l2": l2}
         | ({"fine_tuned_from_block": c.fit.adapt, "epochs": finetune.EPOCHS, "lr": finetune.LR} if c.fit.adapt else {})}
-    if pixel_part != "A":
+    if c.pixel not in (None, "A"):
         shutil.rmtree(out / "pixel")  # the shipped pixel expert's files go with it
-        view = PROBES[pixel_part][0]
-        export_pixel(PixelExportConfig(module=final_head_model(pool, pixel_part, l2, c.fit, nets.get(view)),
+        view = PROBES[c.pixel][0]
+        export_pixel(PixelExportConfig(module=final_head_model(pool, c.pixel, l2, c.fit, nets.get(view)),
                                        input=VIEW_SPECS[view],
-                                       threshold=threshold_for_fpr(a[dev_y == 0], FPR), **common))
+                                       threshold=threshold_for_fpr(scores.pixel[real], FPR), **common))
     shutil.rmtree(out / "semantic", ignore_errors=True)  # a previous semantic branch's files go with it
-    semantic = final_head_model(pool, semantic_part, l2, c.fit, nets.get(PROBES[semantic_part][0]))
+    semantic = final_head_model(pool, c.semantic, l2, c.fit, nets.get(PROBES[c.semantic][0]))
     export_pixel(PixelExportConfig(module=semantic, input=SPEC,
-                                   branch="semantic", threshold=threshold_for_fpr(b[dev_y == 0], FPR), **common))
-    scores = BranchScores(dev_y, a, b, "development repos, out-of-fold (training/WILD_VALIDATION.md)")
-    sw = np.concatenate([[1.0 / f["n"]] * f["n"] for f in folds]) if c.fit.balanced else None  # fold = repository
-    weights, bias = fit_logistic(scores, sample_weight=sw) if fused else ({"pixel": 0.0, "semantic": 1.0}, 0.0)
+                                   branch="semantic", threshold=threshold_for_fpr(scores.semantic[real], FPR), **common))
+
+
+def _write_fusion(out: Path, scores: BranchScores, sample_weight: np.ndarray | None, fused: bool) -> None:
+    """The manifest's name, description, logistic fusion (fitted on the out-of-fold scores, or the semantic branch
+    alone) and its fpr1/5/10 operating points, fpr5 the default."""
+    from aligngemini_sdk.bundle import read_manifest, write_manifest
+    from aligngemini_sdk.export.calibrate import choose_points
+
+    weights, bias = fit_logistic(scores, sample_weight=sample_weight) if fused else ({"pixel": 0.0, "semantic": 1.0}, 0.0)
     m = read_manifest(out)
     m = replace(m, name="aligngemini-default-wild", description=DESCRIPTION,
                 fusion=replace(m.fusion, rule="logistic", weights=weights, bias=bias, threshold=0.5))
