@@ -74,10 +74,13 @@ def kind(data: bytes) -> str | None:
 
 @contextmanager
 def _libheif_errors(name: str) -> Iterator[None]:
-    """libheif's failures, as pillow-heif raises them, as one typed error naming the input."""
+    """libheif's failures, as pillow-heif raises them, as one typed error naming the input. ``LookupError``: pillow-heif
+    indexes its list of images without checking it (a file whose images libheif all refused gave an IndexError)."""
     try:
         yield
-    except (RuntimeError, ValueError, OSError, SyntaxError, EOFError) as exc:
+    except ImageDecodeError:
+        raise
+    except (RuntimeError, ValueError, OSError, SyntaxError, EOFError, LookupError) as exc:
         raise ImageDecodeError(name, f"HEIC decoder: {str(exc).strip() or type(exc).__name__}") from None
 
 
@@ -86,6 +89,8 @@ def decode(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, str]:
     pillow_heif = require("pillow_heif", "Decoding HEIC/HEIF photos")
     with _libheif_errors(name):
         heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)  # parses; decodes nothing yet
+        if len(heif) == 0:  # every image refused (e.g. no decoder configuration): nothing to decode
+            raise ImageDecodeError(name, "HEIC decoder: no decodable image in the file")
         (w, h), mode = heif.size, str(heif.mode)
     if w * h > max_pixels:
         raise ImageTooLargeError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
@@ -143,6 +148,11 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "heif_image_get_plane_readonly": (ctypes.POINTER(ctypes.c_uint8), [ctypes.c_void_p, ctypes.c_int,
                                                                        ctypes.POINTER(ctypes.c_int)]),
     "heif_image_release": (None, [ctypes.c_void_p]),
+    "heif_image_handle_get_grid_image_tile_id": (_HeifError, [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32,
+                                                              ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]),
+    "heif_item_get_item_data": (_HeifError, [ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int),
+                                             ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]),
+    "heif_release_item_data": (None, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]),
 }
 
 
@@ -207,6 +217,27 @@ class _Opened:
                 or t.num_columns * t.num_rows < 2 or t.number_of_extra_dimensions):
             return None
         return t
+
+    def unreadable_tile(self) -> tuple[int, int] | None:
+        """The first tile (column, row) of a grid image whose coded data cannot be read from the file (a truncated
+        or damaged file), or None. libheif's full decode, as pillow-heif calls it, fills such tiles in silently."""
+        lib, t = self.lib, _Tiling()
+        if not self.ok or not self._check(lib.heif_image_handle_get_image_tiling(self.handle, 0, ctypes.byref(t))):
+            return None
+        if t.num_columns * t.num_rows < 2:
+            return None
+        for ty in range(t.num_rows):
+            for tx in range(t.num_columns):
+                item, data, size = ctypes.c_uint32(), ctypes.c_void_p(), ctypes.c_size_t()
+                read = self._check(lib.heif_image_handle_get_grid_image_tile_id(self.handle, 0, tx, ty,
+                                                                                 ctypes.byref(item))) \
+                    and self._check(lib.heif_item_get_item_data(self.ctx, item.value, None, ctypes.byref(data),
+                                                                ctypes.byref(size)))
+                if data:
+                    lib.heif_release_item_data(self.ctx, ctypes.byref(data))
+                if not read or size.value == 0:
+                    return tx, ty
+        return None
 
     def paste_tile(self, out: np.ndarray, rect: Rect, t: _Tiling, tx: int, ty: int) -> bool:
         """Decode tile (tx, ty) and copy its part of ``rect`` into ``out``."""
@@ -279,3 +310,12 @@ def grid(data: bytes, max_pixels: int) -> Grid | None:
         t = opened.tiling()
     return None if t is None or t.image_width * t.image_height > max_pixels else Grid(data, t)
 
+
+def unreadable_tile(data: bytes) -> tuple[int, int] | None:
+    """The first tile (column, row) of a grid HEIC whose data is not in the file (truncated or damaged), or None
+    (not a grid, complete, or no pillow-heif/libheif to ask)."""
+    lib = _libheif()
+    if lib is None:
+        return None
+    with _Opened(lib, data) as opened:
+        return opened.unreadable_tile()

@@ -166,7 +166,8 @@ def decode_validated(data: bytes, fmt: str, name: str, max_pixels: int) -> np.nd
 
 def validate_encoded(data: bytes, name: str, max_pixels: int) -> str:
     """The checks that run before any pixel is decoded: a known format, a header size within ``max_pixels``
-    (the decompression-bomb guard), a complete JPEG. Returns the format."""
+    (the decompression-bomb guard), a complete JPEG, a grid HEIC whose tiles are all in the file. Returns the
+    format."""
     if len(data) == 0:
         raise ImageDecodeError(name, "empty (zero bytes)")
     fmt = sniff_format(data)
@@ -183,6 +184,9 @@ def validate_encoded(data: bytes, name: str, max_pixels: int) -> str:
                                        "(decompression-bomb guard; raise max_pixels to allow it)")
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
         raise ImageDecodeError(name, "truncated JPEG (no end-of-image marker after the scan data)")
+    if fmt == "heic" and (tile := heic.unreadable_tile(data)) is not None:
+        raise ImageDecodeError(name, f"truncated or damaged HEIC: the data of grid tile {tile} (column, row) is not "
+                                     "in the file")
     return fmt
 
 

@@ -33,7 +33,7 @@ from aligngemini_sdk.errors import (
 from aligngemini_sdk.export.bundle_writer import file_entry, pack_tar, put_branch
 from aligngemini_sdk.image import FORMATS, IMAGE_EXTENSIONS, decode_bytes, load_image
 from aligngemini_sdk.manifest import Artifact, InputSpec, PixelBranchSpec
-from tests.conftest import real_images
+from tests.conftest import ROOT, real_images
 from tests.sdk.test_cli import cli
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -356,3 +356,14 @@ def test_detecting_writes_nothing_outside_the_sdk_cache(tmp_path):
     assert all(p == ".cache" or p.startswith(".cache/aligngemini") for p in written), written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
+
+
+def test_fuzzed_images_of_every_format_get_a_verdict_or_a_typed_error(tmp_path):
+    """A sample of benchmarks/fuzz_images.py (2 mutated files per seed format: JPEG variants, C2PA, PNG, WebP, BMP,
+    TIFF, GIF, HEIC, grid HEIC), each judged in a child process so that a crash or a hang is seen, not suffered."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_images.py"), "--cases", "26", "--workers", "1", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    report = json.loads((tmp_path / "fuzz.json").read_text())
+    assert run.returncode == 0 and report["n_defects"] == 0, report["defects"]
+    assert sum(sum(c.values()) for c in report["by_seed"].values()) == 26
+    assert {"jpeg-camera-exif", "jpeg-progressive", "png-text", "webp", "tiff", "gif"} <= set(report["seeds"])
