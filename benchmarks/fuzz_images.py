@@ -440,8 +440,8 @@ def plot(rep: Report, path: Path) -> None:
         ax.barh(names, share, left=left, color=colour, label=label)
         left += share
     ax.set_xlabel("share of cases")
-    ax.set_title(f"{rep.cases} fuzzed images, {rep.n_defects} defects ({rep.cpu})", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{rep.cases} fuzzed images, {rep.n_defects} defects\n{rep.cpu}", fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
