@@ -1,21 +1,23 @@
-"""Fuzz the image boundary: every hostile image must get a verdict or a typed error -- never an untyped exception, a
-crash of the process, a hang, or a verdict that is not a probability.
+"""Fuzz the image boundary: every hostile image or video file must get a verdict or a typed error -- never an untyped
+exception, a crash of the process, a hang, or a verdict that is not a probability.
 
-    .venv/bin/python benchmarks/fuzz_images.py [--cases 13000] [--seed 1] [--workers 2] [--out benchmarks/reports/fuzz_images]
+    .venv/bin/python benchmarks/fuzz_images.py [--cases 15000] [--seed 1] [--workers 2] [--out benchmarks/reports/fuzz_images]
 
 What an image meets before a verdict, all of it reached here through the embedded default's ``Detector.detect``:
 the header checks (``image.py``: sizes from PNG, JPEG, GIF, BMP, WebP, TIFF, HEIC headers), provenance (C2PA through
 c2pa-python's Rust reader, EXIF/XMP/PNG-text metadata in Python), this project's C shim over libjpeg-turbo (region
-decode for the crop, DCT-scaled decode for the whole image), OpenCV's decoders, libheif, then both branches.
+decode for the crop, DCT-scaled decode for the whole image), OpenCV's decoders, libheif, then both branches; a
+video file goes through ``Detector.detect_video`` (``video.py``, OpenCV's FFmpeg backend), every frame checked.
 
 Seeds, made from real shared photos in the run: baseline JPEG with camera EXIF, progressive JPEG, JPEG with restart
 markers, grayscale JPEG, a C2PA-signed JPEG (keys made in the run), PNG with a generator's text chunk, 16-bit PNG,
-WebP, BMP, TIFF, GIF, HEIC, and HEIC as a grid of tiles. Case ``i`` takes seed ``i mod 13`` and one mutator, drawn
-from ``(seed, i)`` alone, so any case can be rebuilt from its number: ``bitflip`` (1-8 bits), ``bytes`` (1-16 bytes
-set to boundary values), ``truncate``, ``segment`` (1-4 bytes inside one JPEG marker segment or PNG chunk, its type
-drawn first), ``splice`` (a range repeated or removed). A PNG's chunk CRCs are then fixed (every ``segment`` case,
-half the ``bitflip`` and ``bytes`` ones) so that libpng reads the changed bytes instead of refusing them at a
-checksum. Every fourth case goes through a file path, the others as bytes.
+WebP, BMP, TIFF, GIF, HEIC, HEIC as a grid of tiles, and two short videos (MJPG in AVI, MPEG-4 part 2 in MP4). Case
+``i`` takes seed ``i mod 15`` and one mutator, drawn from ``(seed, i)`` alone, so any case can be rebuilt from its
+number: ``bitflip`` (1-8 bits), ``bytes`` (1-16 bytes set to boundary values), ``truncate``, ``segment`` (1-4 bytes
+inside one JPEG marker segment or PNG chunk, its type drawn first), ``splice`` (a range repeated or removed). A
+PNG's chunk CRCs are then fixed (every ``segment`` case, half the ``bitflip`` and ``bytes`` ones) so that libpng
+reads the changed bytes instead of refusing them at a checksum. Every fourth image goes through a file path, the
+others as bytes; videos always through a path.
 
 Cases run in ``--workers`` child processes, each with an 8 GiB address-space limit; a child that dies on a signal
 (a crash) or answers nothing for 60 s (a hang) is noted with its case and replaced, and the input is kept under
@@ -124,6 +126,20 @@ def _heic(rgb: np.ndarray, tile: int = 0) -> bytes | None:
     return out.getvalue()
 
 
+def _video(rgb: np.ndarray, fourcc: str, ext: str, frames: int = 4) -> bytes | None:
+    """A short clip of the photo (320 x 240, shifted a little each frame), written by OpenCV's FFmpeg backend."""
+    small = cv2.resize(rgb, (336, 256), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    with tempfile.TemporaryDirectory(prefix="ag-fuzz-seed-") as tmp:
+        path = Path(tmp) / f"clip{ext}"
+        vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 5, (320, 240))
+        if not vw.isOpened():
+            return None
+        for k in range(frames):
+            vw.write(np.ascontiguousarray(small[k * 4:k * 4 + 240, k * 4:k * 4 + 320]))
+        vw.release()
+        return path.read_bytes() if path.is_file() and path.stat().st_size else None
+
+
 def seeds() -> dict[str, bytes]:
     """The formats and variants the fuzzer starts from (name -> encoded bytes); a seed whose extra is missing is
     left out and said so."""
@@ -143,9 +159,11 @@ def seeds() -> dict[str, bytes]:
         "gif": _pil(rgb, "GIF"),
         "heic": _heic(rgb),
         "heic-grid": _heic(cv2.resize(rgb, (1024, 1024), interpolation=cv2.INTER_AREA), tile=256),
+        "video-mjpg-avi": _video(rgb, "MJPG", ".avi"),
+        "video-mp4v-mp4": _video(rgb, "mp4v", ".mp4"),
     }
     for name in [n for n, v in out.items() if v is None]:
-        print(f"[fuzz] seed {name} left out: its extra is not installed", file=sys.stderr)
+        print(f"[fuzz] seed {name} left out: its extra (or OpenCV's encoder) is not installed", file=sys.stderr)
     return {n: v for n, v in out.items() if v is not None}
 
 
@@ -222,19 +240,26 @@ def case(seed_bytes: dict[str, bytes], seed: int, i: int) -> tuple[str, str, byt
 
 # -- one worker ----------------------------------------------------------------------------------------------------------
 
-def judge(det: object, data: bytes, via_path: Path | None) -> tuple[str, str]:
-    """(outcome, detail) of one input: "verdict", a typed error's class name, "untyped" or "bad_verdict"."""
+def judge(det: object, data: bytes, via_path: Path | None, is_video: bool = False) -> tuple[str, str]:
+    """(outcome, detail) of one input: "verdict", a typed error's class name, "untyped" or "bad_verdict". A video
+    goes through ``detect_video`` from a file (every frame it yields is checked)."""
     from aligngemini_sdk.errors import AlignGeminiError
 
     try:
         if via_path is not None:
             via_path.write_bytes(data)
-        r = det.detect(via_path if via_path is not None else data)  # type: ignore[attr-defined]
+        if is_video:
+            assert via_path is not None
+            results = list(det.detect_video(via_path, max_frames=8))  # type: ignore[attr-defined]
+        else:
+            results = [det.detect(via_path if via_path is not None else data)]  # type: ignore[attr-defined]
     except AlignGeminiError as exc:
         return type(exc).__name__, str(exc)[:160]
     except Exception as exc:  # the defect this run looks for: recorded, the run goes on
         return "untyped", f"{type(exc).__name__}: {str(exc)[:160]}"
-    probs = [r.score] + [b.probability for b in (r.pixel, r.semantic) if b.ran]
+    if not results:
+        return "no_frames", ""
+    probs = [p for r in results for p in [r.score] + [b.probability for b in (r.pixel, r.semantic) if b.ran]]
     if not all(p is not None and math.isfinite(float(p)) and 0.0 <= float(p) <= 1.0 for p in probs):
         return "bad_verdict", repr(probs)
     return "verdict", ""
@@ -249,11 +274,12 @@ def worker(seed: int, seed_dir: Path, cases: list[int]) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     det = Detector(options=DetectorOptions(threads=1))
     made = read_seeds(seed_dir)
-    with tempfile.TemporaryDirectory(prefix="ag-fuzz-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="worker-", dir=seed_dir.parent) as tmp:  # the run removes it
         for i in cases:
             print(f"start {i}", flush=True)
             name, kind, data = case(made, seed, i)
-            outcome, detail = judge(det, data, Path(tmp) / "case" if i % 4 == 3 else None)
+            video = name.startswith("video-")
+            outcome, detail = judge(det, data, Path(tmp) / "case" if video or i % 4 == 3 else None, video)
             print("done " + json.dumps([i, name, kind, outcome, detail]), flush=True)
     return 0
 
@@ -307,8 +333,10 @@ class _Child:
         self._spawn()
 
     def _spawn(self) -> None:
+        todo = self.seed_dir.parent / f"todo-{id(self)}.json"  # a file: 26,000 case numbers outgrow argv
+        todo.write_text(json.dumps(self.todo))
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", "--seed", str(self.seed), "--seed-dir",
-                                      str(self.seed_dir), "--cases-json", json.dumps(self.todo)],
+                                      str(self.seed_dir), "--cases-file", str(todo)],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.current, self.buf, self.last = None, b"", time.monotonic()
 
@@ -375,7 +403,8 @@ def fuzz(seed: int, n: int, workers: int, crashers: Path) -> Report:
     from aligngemini_sdk.progress import Progress
 
     made = seeds()
-    seed_dir = crashers.parent / "seeds"
+    work = Path(tempfile.mkdtemp(prefix="ag-fuzz-"))  # the seeds and the workers' case lists
+    seed_dir = work / "seeds"
     write_seeds(made, seed_dir)
     by_seed: dict[str, Counter[str]] = {s: Counter() for s in sorted(made)}
     by_mutator: dict[str, Counter[str]] = {m: Counter() for m in MUTATORS}
@@ -399,7 +428,7 @@ def fuzz(seed: int, n: int, workers: int, crashers: Path) -> Report:
     try:
         run(seed, seed_dir, n, workers, lambda row: note(*row), on_finding)
     finally:
-        shutil.rmtree(seed_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     bar.close()
     return Report(cpu_label(), seed, n, round(time.time() - t0, 1), sorted(made),
                   {s: dict(c) for s, c in by_seed.items()}, {m: dict(c) for m, c in by_mutator.items()},
@@ -408,7 +437,8 @@ def fuzz(seed: int, n: int, workers: int, crashers: Path) -> Report:
 
 def markdown(rep: Report) -> str:
     outcomes = sorted({o for c in rep.by_seed.values() for o in c}, key=lambda o: (o in DEFECTS, o != "verdict", o))
-    lines = [f"# Image fuzzing: {rep.cases} hostile images through `Detector.detect`", "",
+    lines = [f"# Image fuzzing: {rep.cases} hostile image and video files through `Detector.detect`"
+             " and `detect_video`", "",
              f"{rep.cpu}; seed {rep.seed}; {rep.wall_s:.0f} s. Defects (untyped error, crash, hang, a verdict that is "
              f"not a probability): **{rep.n_defects}**.", "",
              "| seed | " + " | ".join(outcomes) + " |", "|---|" + "---|" * len(outcomes)]
@@ -440,7 +470,7 @@ def plot(rep: Report, path: Path) -> None:
         ax.barh(names, share, left=left, color=colour, label=label)
         left += share
     ax.set_xlabel("share of cases")
-    ax.set_title(f"{rep.cases} fuzzed images, {rep.n_defects} defects\n{rep.cpu}", fontsize=8)
+    ax.set_title(f"{rep.cases} fuzzed image and video files, {rep.n_defects} defects\n{rep.cpu}", fontsize=8)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -448,16 +478,16 @@ def plot(rep: Report, path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=int, default=13000)
+    ap.add_argument("--cases", type=int, default=15000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "fuzz_images"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--cases-json", help=argparse.SUPPRESS)
+    ap.add_argument("--cases-file", help=argparse.SUPPRESS)
     ap.add_argument("--seed-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return worker(args.seed, Path(args.seed_dir), json.loads(args.cases_json))
+        return worker(args.seed, Path(args.seed_dir), json.loads(Path(args.cases_file).read_text()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rep = fuzz(args.seed, args.cases, args.workers, out / "crashers")

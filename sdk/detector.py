@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from aligngemini_sdk import video
 from aligngemini_sdk.budget import (
     Concurrency,
     LatencyTracker,
@@ -204,7 +205,8 @@ class Detector:
         """
         if stride < 1:
             raise ValueError("stride must be >= 1")
-        frames = _iter_video(source) if isinstance(source, (str, os.PathLike)) else iter(source)
+        frames = video.frames(source, self.options.max_pixels) if isinstance(source, (str, os.PathLike)) \
+            else iter(source)
         analysed = 0
         for idx, frame in enumerate(frames):
             if idx % stride:
@@ -372,21 +374,3 @@ def _check_outputs(img: BranchInputs, pixel: BranchResult, semantic: BranchResul
         if b.probability is not None and not math.isfinite(b.probability):
             raise ModelOutputError(img.name, f"the {b.name} model gave a non-finite output ({b.probability}); "
                                              "no verdict for this input")
-
-
-def _iter_video(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
-    import cv2
-
-    cap = cv2.VideoCapture(os.fspath(path))
-    if not cap.isOpened():
-        from aligngemini_sdk.errors import ImageDecodeError
-
-        raise ImageDecodeError(os.fspath(path), "cannot open video")
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        cap.release()

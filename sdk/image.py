@@ -102,30 +102,42 @@ def read_image_file(path: str | os.PathLike[str], label: str, limit: int = DEFAU
     """The bytes of a regular file, at most ``limit``: devices, pipes, sockets and directories are refused
     before they are opened (``/dev/zero`` would read forever, a FIFO would block), and every OS failure is an
     :class:`ImageDecodeError` naming the path."""
-    def refuse(exc: OSError) -> ImageDecodeError:
-        return ImageDecodeError(label, _OS_REASONS.get(exc.errno or 0, exc.strerror or str(exc)))
-
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
-        raise refuse(exc) if isinstance(exc, OSError) else ImageDecodeError(label, str(exc)) from None
-    _check_regular(st, label, limit)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise refuse(exc) from None
-    with os.fdopen(fd, "rb") as fh:
+    with os.fdopen(open_regular(path, label, limit), "rb") as fh:
         size = os.fstat(fh.fileno())
-        _check_regular(size, label, limit)  # the path may have been swapped since stat()
         try:  # asking for the file's size + 1 (not the limit) spares a limit-sized buffer: 2 ms for 12 MP
             data = fh.read(size.st_size + 1)
             if len(data) > size.st_size:  # it grew while being read
                 data += fh.read(limit + 1 - len(data))
         except OSError as exc:
-            raise refuse(exc) from None
+            raise _refused(exc, label) from None
     if len(data) > limit:
         raise ImageTooLargeError(label, f"file grew beyond {limit} bytes while being read")
     return data
+
+
+def open_regular(path: str | os.PathLike[str], label: str, limit: int) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file of at most ``limit`` bytes, checked before it is
+    opened (a FIFO would block) and again on the descriptor (the path may have been swapped since); every refusal
+    and OS failure is an :class:`ImageDecodeError` (or :class:`ImageTooLargeError`) naming ``label``."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
+        raise _refused(exc, label) if isinstance(exc, OSError) else ImageDecodeError(label, str(exc)) from None
+    _check_regular(st, label, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _refused(exc, label) from None
+    try:
+        _check_regular(os.fstat(fd), label, limit)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refused(exc: OSError, label: str) -> ImageDecodeError:
+    return ImageDecodeError(label, _OS_REASONS.get(exc.errno or 0, exc.strerror or str(exc)))
 
 
 def _check_regular(st: os.stat_result, label: str, limit: int) -> None:
