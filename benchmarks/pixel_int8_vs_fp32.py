@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,16 +99,9 @@ def main() -> int:
     args = ap.parse_args()
     import onnxruntime as ort
 
-    from aligngemini_sdk import Bundle
-    from aligngemini_sdk.bench import time_interleaved
-    from aligngemini_sdk.dataset import load_collection
     from aligngemini_sdk.device import cpu_info, cpu_label, cpu_slug, int8_kernel_class
-    from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
-    from aligngemini_sdk.export.quantize import quantize_int8_dynamic
-    from aligngemini_sdk.export.saturation import prove_file
     from aligngemini_sdk.image import load_image
     from aligngemini_sdk.preprocess import preprocess
-    from aligngemini_sdk.progress import log_step
 
     out = Path(args.out) / f"{cpu_slug()}-{int8_kernel_class()}"
     out.mkdir(parents=True, exist_ok=True)
@@ -115,6 +109,45 @@ def main() -> int:
     torch.set_num_threads(threads)
     model = _model()
     work = Path(tempfile.mkdtemp(prefix="ag-bench-"))  # the bundle (88 MB FP32) stays out of the repo
+    exported = _export(model, work)
+    probs = {k: _probabilities(p, exported.val, threads) for k, p in exported.files.items()}
+    kodim = sorted((SHARED / "images" / "real" / "kodak24").glob("*.png"))[0]
+    x = preprocess(load_image(kodim).rgb, exported.input)[None]
+    ms = _time_all(model, x, exported.files, threads, args.runs)
+    rows = _rows(ms, probs, exported)
+    summary = {"model": SHAPE, "cpu": cpu_info(), "cpu_label": cpu_label(), "int8_instructions": int8_kernel_class(),
+               "onnxruntime": ort.__version__, "threads": threads, "runs": args.runs, "rows": [asdict(r) for r in rows],
+               "shipped_int8_gate": {"agreement": exported.agreement, "passed_98pct": (exported.agreement or 0) >= 0.98},
+               "target_speedup": 1.7}
+    (out / "result.json").write_text(json.dumps(summary, indent=1))
+    (out / "README.md").write_text(_markdown(summary, rows))
+    _plot(ms, out / "latency.png")
+    print((out / "README.md").read_text())
+    return 0
+
+
+@dataclass
+class Exported:
+    """The FP32 and INT8 files to compare (name -> path), what the shipped INT8 is, and the validation inputs."""
+
+    files: dict[str, Path]
+    input: Any  # the pixel branch's InputSpec
+    shipped_int8: str
+    agreement: float | None  # the shipped INT8's agreement with FP32 at the export gate
+    val: list[np.ndarray]
+
+
+def _export(model: torch.nn.Module, work: Path) -> Exported:
+    """FP32 + INT8 through the product's export path (gate on real images), then VARIANTS quantized from the FP32
+    file."""
+    from aligngemini_sdk import Bundle
+    from aligngemini_sdk.dataset import load_collection
+    from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
+    from aligngemini_sdk.export.quantize import quantize_int8_dynamic
+    from aligngemini_sdk.image import load_image
+    from aligngemini_sdk.preprocess import preprocess
+    from aligngemini_sdk.progress import log_step
+
     csv_c, csv_v = _splits(work)
     bundle = work / "bundle"
     log_step("exporting FP32 + INT8 through the product's path (gate on real images)")
@@ -131,45 +164,52 @@ def main() -> int:
         log_step(f"quantizing {name}")
         files[name] = quantize_int8_dynamic(files["onnxruntime-fp32"], work / f"{name}.onnx", weights=fmt,
                                             attention=attention)
+    gate = report.artifacts["int8"]
+    scheme = gate.int8.scheme if gate.int8 else "?"
+    shipped = f"shipped INT8 ({scheme}, {pixel.artifacts['int8'].options['calibration']['weights']} weights)"
     val = [preprocess(load_image(s.path).rgb, pixel.input) for s in load_collection(csv_v)]
     log_step(f"decisions of {len(files)} files on {len(val)} validation images")
-    probs = {k: _probabilities(p, val, threads) for k, p in files.items()}
-    x = preprocess(load_image(sorted((SHARED / "images" / "real" / "kodak24").glob("*.png"))[0]).rgb, pixel.input)[None]
+    return Exported(files, pixel.input, shipped, gate.agreement, val)
+
+
+def _time_all(model: torch.nn.Module, x: np.ndarray, files: dict[str, Path], threads: int,
+              runs: int) -> dict[str, list[float]]:
+    """Milliseconds per call of PyTorch eager and of every file in ONNX Runtime, interleaved, after 5 warm-ups."""
+    import onnxruntime as ort
+
+    from aligngemini_sdk.bench import time_interleaved
+    from aligngemini_sdk.progress import log_step
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     sessions = {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for k, p in files.items()}
+
     def call(sess: ort.InferenceSession) -> Callable[[], object]:
         return lambda: sess.run(None, {sess.get_inputs()[0].name: x})
 
     fns: dict[str, Callable[[], object]] = {"pytorch-eager-fp32": lambda: model(torch.from_numpy(x))}
     fns.update({k: call(s) for k, s in sessions.items()})
-    log_step(f"timing {len(fns)} runtimes, {args.runs} calls each, interleaved")
+    log_step(f"timing {len(fns)} runtimes, {runs} calls each, interleaved")
     with torch.no_grad():
         for fn in fns.values():
             for _ in range(5):
                 fn()
-        ms = time_interleaved(fns, blocks=max(1, args.runs // 5))
+        return time_interleaved(fns, blocks=max(1, runs // 5))
+
+
+def _rows(ms: dict[str, list[float]], probs: dict[str, np.ndarray], exported: Exported) -> list[Row]:
+    """One row per runtime: median ms, speed-up over FP32 ONNX Runtime, decisions kept, size, saturation proof."""
+    from aligngemini_sdk.export.saturation import prove_file
+
     med = {k: statistics.median(v) for k, v in ms.items()}
-    ref = probs["onnxruntime-fp32"]
+    ref, files = probs["onnxruntime-fp32"], exported.files
     what = {"pytorch-eager-fp32": "PyTorch eager, FP32", "onnxruntime-fp32": "ONNX Runtime FP32 (the baseline)",
-            "onnxruntime-int8": f"shipped INT8 ({report.artifacts['int8'].int8.scheme if report.artifacts['int8'].int8 else '?'}, "
-                                f"{pixel.artifacts['int8'].options['calibration']['weights']} weights)",
-            **{k: v[2] for k, v in VARIANTS.items()}}
-    rows = [Row(k, what[k], round(v, 2), round(med["onnxruntime-fp32"] / v, 3),
+            "onnxruntime-int8": exported.shipped_int8, **{k: v[2] for k, v in VARIANTS.items()}}
+    return [Row(k, what[k], round(v, 2), round(med["onnxruntime-fp32"] / v, 3),
                 None if k not in probs else float(np.mean((probs[k] >= 0.5) == (ref >= 0.5))),
                 None if k not in probs else float(np.mean(np.abs(probs[k] - ref))),
                 None if k not in files else round(files[k].stat().st_size / 1e6, 1),
                 None if k not in files or "fp32" in k else prove_file(files[k]).safe) for k, v in med.items()]
-    gate = report.artifacts["int8"]
-    summary = {"model": SHAPE, "cpu": cpu_info(), "cpu_label": cpu_label(), "int8_instructions": int8_kernel_class(),
-               "onnxruntime": ort.__version__, "threads": threads, "runs": args.runs, "rows": [asdict(r) for r in rows],
-               "shipped_int8_gate": {"agreement": gate.agreement, "passed_98pct": (gate.agreement or 0) >= 0.98},
-               "target_speedup": 1.7}
-    (out / "result.json").write_text(json.dumps(summary, indent=1))
-    (out / "README.md").write_text(_markdown(summary, rows))
-    _plot(ms, out / "latency.png")
-    print((out / "README.md").read_text())
-    return 0
 
 
 def _markdown(summary: dict, rows: list[Row]) -> str:
