@@ -14,10 +14,10 @@ markers, grayscale JPEG, a C2PA-signed JPEG (keys made in the run), PNG with a g
 WebP, BMP, TIFF, GIF, HEIC, HEIC as a grid of tiles, and two short videos (MJPG in AVI, MPEG-4 part 2 in MP4). Case
 ``i`` takes seed ``i mod 15`` and one mutator, drawn from ``(seed, i)`` alone, so any case can be rebuilt from its
 number: ``bitflip`` (1-8 bits), ``bytes`` (1-16 bytes set to boundary values), ``truncate``, ``segment`` (1-4 bytes
-inside one JPEG marker segment or PNG chunk, its type drawn first), ``splice`` (a range repeated or removed). A
-PNG's chunk CRCs are then fixed (every ``segment`` case, half the ``bitflip`` and ``bytes`` ones) so that libpng
-reads the changed bytes instead of refusing them at a checksum. Every fourth image goes through a file path, the
-others as bytes; videos always through a path.
+inside one JPEG marker segment or PNG chunk, its type drawn first; in a C2PA-signed JPEG, its APP11 JUMBF data 3
+times in 4), ``splice`` (a range repeated or removed). A PNG's chunk CRCs are then fixed (every ``segment`` case,
+half the ``bitflip`` and ``bytes`` ones) so that libpng reads the changed bytes instead of refusing them at a
+checksum. Every fourth image goes through a file path, the others as bytes; videos always through a path.
 
 Cases run in ``--workers`` child processes, each with an 8 GiB address-space limit; a child that dies on a signal
 (a crash) or answers nothing for 60 s (a hang) is noted with its case and replaced, and the input is kept under
@@ -55,6 +55,8 @@ MEMORY_LIMIT = 8 << 30
 DEFECTS = ("untyped", "crash", "hang", "bad_verdict")
 BOUNDARY = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
 MUTATORS = ("bitflip", "bytes", "truncate", "segment", "splice")
+#: JPEG APP11, where C2PA's JUMBF boxes live: a signed file's ``segment`` cases change it 3 times in 4 (c2pa's reader)
+C2PA_SEGMENT = b"\xeb"
 
 
 # -- seeds -------------------------------------------------------------------------------------------------------------
@@ -218,7 +220,9 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         b = b[:rng.randrange(len(b))]
     elif kind == "segment":  # a marker or chunk type first (one IDAT of many weighs as much as IHDR), then one of them
         segments = _segments(data)
-        start, end = rng.choice(segments[rng.choice(sorted(segments))]) if segments else (0, min(256, len(data)))
+        kinds = sorted(segments)
+        pick = C2PA_SEGMENT if C2PA_SEGMENT in segments and rng.random() < 0.75 else rng.choice(kinds) if kinds else None
+        start, end = rng.choice(segments[pick]) if pick is not None else (0, min(256, len(data)))
         for _ in range(rng.randint(1, 4)):
             if end > start:
                 b[rng.randrange(start, end)] = rng.choice((*BOUNDARY, rng.randrange(256)))
