@@ -73,7 +73,6 @@ def _chunks(samples: Sequence[Sample], size: int) -> Iterator[Chunk]:
         yield [(os.fspath(s.path), s.label, s.source) for s in samples[i:i + size]]
 
 
-
 def run_rows(bundle: str, samples: Sequence[Sample], *, workers: int = 1, backend: str = "local",
              chunk: int = 32, progress: bool | None = None, **opts: Any) -> list[Row]:
     """Detect every sample; returns rows in input order. ``opts`` are DetectorOptions fields; ``backend`` is a key of

@@ -152,7 +152,6 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
                                                               ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]),
     "heif_item_get_item_data": (_HeifError, [ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int),
                                              ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]),
-    "heif_release_item_data": (None, [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]),
 }
 
 
@@ -219,23 +218,26 @@ class _Opened:
         return t
 
     def unreadable_tile(self) -> tuple[int, int] | None:
-        """The first tile (column, row) of a grid image whose coded data cannot be read from the file (a truncated
-        or damaged file), or None. libheif's full decode, as pillow-heif calls it, fills such tiles in silently."""
+        """The first tile (column, row) of a grid image whose coded data is not in the file (a truncated or damaged
+        file), or None. libheif's full decode, as pillow-heif calls it, fills such tiles in silently. Only sizes are
+        asked for (libheif checks the extents against the file; nothing is copied), once per distinct tile item."""
         lib, t = self.lib, _Tiling()
         if not self.ok or not self._check(lib.heif_image_handle_get_image_tiling(self.handle, 0, ctypes.byref(t))):
             return None
         if t.num_columns * t.num_rows < 2:
             return None
+        seen: set[int] = set()
         for ty in range(t.num_rows):
             for tx in range(t.num_columns):
-                item, data, size = ctypes.c_uint32(), ctypes.c_void_p(), ctypes.c_size_t()
-                read = self._check(lib.heif_image_handle_get_grid_image_tile_id(self.handle, 0, tx, ty,
-                                                                                 ctypes.byref(item))) \
-                    and self._check(lib.heif_item_get_item_data(self.ctx, item.value, None, ctypes.byref(data),
-                                                                ctypes.byref(size)))
-                if data:
-                    lib.heif_release_item_data(self.ctx, ctypes.byref(data))
-                if not read or size.value == 0:
+                item, size = ctypes.c_uint32(), ctypes.c_size_t()
+                if not self._check(lib.heif_image_handle_get_grid_image_tile_id(self.handle, 0, tx, ty,
+                                                                                 ctypes.byref(item))):
+                    return tx, ty
+                if item.value in seen:
+                    continue
+                seen.add(item.value)
+                if not self._check(lib.heif_item_get_item_data(self.ctx, item.value, None, None, ctypes.byref(size))) \
+                        or size.value == 0:
                     return tx, ty
         return None
 
