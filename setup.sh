@@ -67,4 +67,12 @@ $VPIP install -q "$WHEEL"
 $VPIP install -q -e ".[all]" --config-settings editable_mode=strict
 mkdir -p .venv/etc
 echo "$SDIST" > .venv/etc/llama_cpp_sdist
+# An emulated 64-bit ARM CPU: qemu-aarch64 running an aarch64 Python with this venv's numpy / OpenCV / ONNX Runtime
+# versions, built once under the SDK's cache (benchmarks/arm64_sysroot.py; root is needed once, for
+# `dpkg --add-architecture arm64`). The tests check there that the bundles answer as they do here
+# (tests/conftest.py: needs_emulated_arm64); without it those tests are skipped
+if [ "$(uname -m)" = "x86_64" ] && command -v qemu-aarch64 >/dev/null; then
+  .venv/bin/python benchmarks/arm64_sysroot.py >/dev/null 2>&1 \
+    || echo "[setup] could not build the emulated ARM sysroot (run benchmarks/arm64_sysroot.py to see why)" >&2
+fi
 echo "[setup] ready: $(.venv/bin/aligngemini --help | head -n1)" >&2

@@ -1,11 +1,14 @@
-"""Does the default give the same answers on an AVX2-only CPU? ``detect`` natively and on an emulated CPU, compared.
+"""Does the default give the same answers on another CPU? ``detect`` natively and on an emulated CPU, compared.
 
-    .venv/bin/python benchmarks/emulated_cpu_agreement.py [--cpu Haswell] [--data DIR] [--out DIR]
+    .venv/bin/python benchmarks/emulated_cpu_agreement.py [--cpu Haswell | --cpu neoverse-n1] [--data DIR] [--out DIR]
 
 The same ``aligngemini detect DIR --json`` runs twice: on this machine's CPU, and under qemu-user with ``-cpu`` a
-model that lacks what this one has (default Haswell: AVX2 + FMA, no AVX-512, no VNNI). qemu emulates that CPU's
-CPUID and instructions, so ONNX Runtime, OpenCV and libjpeg-turbo dispatch to the kernels such a machine runs: the
-whole pipeline (decode, crop, both branches, fusion) is exercised there. Reported: per image the difference of the
+model that lacks what this one has. ``Haswell`` (the default): x86-64 with AVX2 + FMA, no AVX-512, no VNNI, this
+venv's own Python under ``qemu-x86_64``. ``neoverse-n1``: 64-bit ARM (ARMv8.2, NEON and the dot-product
+instructions), an aarch64 Python with aarch64 wheels of the same versions under ``qemu-aarch64``
+(``benchmarks/arm64_sysroot.py`` builds it). qemu emulates that CPU's instructions and feature registers, so ONNX
+Runtime, OpenCV and libjpeg-turbo dispatch to the kernels such a machine runs: the whole pipeline (decode, crop,
+both branches, fusion) is exercised there. Reported: per image the difference of the
 fused score and of each branch's probability, and the decisions that differ. Emulation reproduces arithmetic, not
 speed: no latency is reported. Output: ``<slug>.json``, ``<slug>.md`` and ``<slug>.png`` (sorted |Δ score|) under
 ``--out``, named after the emulated CPU, with both CPUs named.
@@ -55,11 +58,31 @@ class Agreement:
     d_semantic: float
 
 
-def run(prefix: list[str], args: list[str]) -> str:
-    r = subprocess.run([*prefix, sys.executable, *args], capture_output=True, text=True, cwd=ROOT)
-    if r.returncode not in (0, 5):  # 5: some inputs could not be read (reported per file), the rest judged
-        raise SystemExit(f"{' '.join(prefix) or 'native'} run failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return r.stdout
+@dataclass(frozen=True)
+class Python:
+    """How to start a Python: its argv prefix, and the environment it needs (None: this one's)."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] | None = None
+
+    def run(self, args: list[str]) -> str:
+        r = subprocess.run([*self.argv, *args], capture_output=True, text=True, cwd=ROOT, env=self.env)
+        if r.returncode not in (0, 5):  # 5: some inputs could not be read (reported per file), the rest judged
+            raise SystemExit(f"{' '.join(self.argv)} run failed ({r.returncode}):\n{r.stderr[-2000:]}")
+        return r.stdout
+
+
+def emulated(cpu: str) -> Python:
+    """This venv's Python under qemu-x86_64 for an x86 model; an aarch64 Python under qemu-aarch64 for ARM ones."""
+    if cpu.lower().startswith(("neoverse", "cortex", "a64fx")):
+        from arm64_sysroot import python_command
+
+        argv, env = python_command(cpu)
+        return Python(tuple(argv), env)
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        raise SystemExit("qemu-x86_64 not found (apt-get install qemu-user; setup.sh installs it as root)")
+    return Python((qemu, "-cpu", cpu, sys.executable))
 
 
 def verdicts(stdout: str) -> dict[str, dict]:
@@ -91,7 +114,7 @@ def markdown(rows: list[Agreement], cpus: dict[str, str], emulated_model: str, w
     lines = [f"# The default on an emulated {emulated_model} vs natively", "",
              f"- native CPU: {cpus['native']}", f"- emulated CPU: qemu-user `-cpu {emulated_model}`, as the process "
              f"sees it: {cpus['emulated']}", f"- ONNX Runtime's u8 x s8 kernel: native {cpus['native_u8s8_kernel']}, "
-             f"emulated {cpus['emulated_u8s8_kernel']} (the emulated run took other kernels)",
+             f"emulated {cpus['emulated_u8s8_kernel']} ({_other_kernels(cpus)})",
              "- the fused score in `detect --json` is rounded to 6 decimals; branch probabilities are not",
              f"- {len(rows)} images judged on both; wall {wall:.0f} s "
              f"(`benchmarks/emulated_cpu_agreement.py`, {time.strftime('%Y-%m-%d')})", "",
@@ -101,6 +124,15 @@ def markdown(rows: list[Agreement], cpus: dict[str, str], emulated_model: str, w
              f"| {max(r.d_pixel for r in rows):.2e} | {max(r.d_semantic for r in rows):.2e} |", ""]
     lines += [f"Differing: `{r.path}` (native {'fake' if r.native_fake else 'real'})" for r in flips]
     return "\n".join([*lines, "", "![sorted |Δ score|](" + emulated_model.lower() + ".png)", ""])
+
+
+def _other_kernels(cpus: dict[str, str]) -> str:
+    """What shows that the emulated run did not reuse this machine's kernels."""
+    if cpus["emulated"].startswith("aarch64"):
+        return "an aarch64 build of every library: ARM kernels by construction"
+    if cpus["native_u8s8_kernel"] != cpus["emulated_u8s8_kernel"]:
+        return "the emulated run took other kernels"
+    return "the same u8 x s8 kernel class: this probe does not tell the runs apart"
 
 
 def plot(rows: list[Agreement], path: Path, emulated_model: str) -> None:
@@ -122,22 +154,19 @@ def plot(rows: list[Agreement], path: Path, emulated_model: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cpu", default="Haswell", help="a qemu-x86_64 -cpu model")
+    ap.add_argument("--cpu", default="Haswell", help="a qemu-x86_64 -cpu model, or an ARM one (neoverse-n1)")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "emulated_cpu"))
     args = ap.parse_args()
-    qemu = shutil.which("qemu-x86_64")
-    if qemu is None:
-        raise SystemExit("qemu-x86_64 not found (apt-get install qemu-user; setup.sh installs it as root)")
-    emulate, detect = [qemu, "-cpu", args.cpu], ["-m", "aligngemini_sdk.cli", "detect", args.data, "--json"]
-    cpus = {"native": json.loads(run([], ["-c", LABEL])), "emulated": json.loads(run(emulate, ["-c", LABEL])),
-            "native_u8s8_kernel": json.loads(run([], ["-c", KERNEL_PROBE])),
-            "emulated_u8s8_kernel": json.loads(run(emulate, ["-c", KERNEL_PROBE]))}
+    native, other = Python((sys.executable,)), emulated(args.cpu)
+    detect = ["-m", "aligngemini_sdk.cli", "detect", args.data, "--json"]
+    cpus = {"native": json.loads(native.run(["-c", LABEL])), "emulated": json.loads(other.run(["-c", LABEL])),
+            "native_u8s8_kernel": json.loads(native.run(["-c", KERNEL_PROBE])),
+            "emulated_u8s8_kernel": json.loads(other.run(["-c", KERNEL_PROBE]))}
     t0 = time.perf_counter()
-    native = verdicts(run([], detect))
-    print(f"[emulated] native: {len(native)} verdicts; now on the emulated {args.cpu} (slow)", file=sys.stderr)
-    emulated = verdicts(run(emulate, detect))
-    rows = compare(native, emulated)
+    here = verdicts(native.run(detect))
+    print(f"[emulated] native: {len(here)} verdicts; now on the emulated {args.cpu} (slow)", file=sys.stderr)
+    rows = compare(here, verdicts(other.run(detect)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     slug = args.cpu.lower()

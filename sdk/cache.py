@@ -7,7 +7,8 @@ Everything the SDK writes lives under :func:`default_cache_dir` (``$ALIGNGEMINI_
   side-file folders (``sealed/<bundle id>-<artifact>``) and TensorRT engines (``trt/``). A device that receives a
   new bundle with every firmware update gains one unpacked copy per update; :func:`prune` removes the stale ones.
 - *tool* ones, written by ``setup.sh`` and ``aligngemini export vlm`` (``wheels``, ``sdist``,
-  ``llama-cpp-converter``): listed, and removed only when asked for by name.
+  ``llama-cpp-converter``) and by the emulated-ARM benchmark (``emulators``): listed, and removed only when asked
+  for by name.
 
 An entry's last use is its folder's modification time; the SDK touches it each time it reuses an entry.
 Pruning never follows a link, only removes the entries directly under the folders named here, and leaves a
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DERIVED = ("bundles", "sealed", "trt")
-TOOLS = ("wheels", "sdist", "llama-cpp-converter")
+TOOLS = ("wheels", "sdist", "llama-cpp-converter", "emulators")
 KINDS = DERIVED + TOOLS
 #: a temporary unpack folder younger than this may belong to a process still writing it
 STALE_TEMP_S = 24 * 3600.0

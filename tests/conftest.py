@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import re
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +62,30 @@ def on_emulated_avx2(*args: str, timeout: float = 900) -> subprocess.CompletedPr
                        timeout=timeout, cwd=ROOT)
     assert r.returncode == 0, f"exit {r.returncode} on the emulated {EMULATED_AVX2_CPU}:\n{r.stdout}\n{r.stderr}"
     return r
+
+def _arm64_sysroot() -> Any:
+    """benchmarks/arm64_sysroot.py (setup.sh builds its sysroot): an aarch64 Python under qemu-aarch64."""
+    spec = importlib.util.spec_from_file_location("arm64_sysroot", ROOT / "benchmarks" / "arm64_sysroot.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ARM64 = _arm64_sysroot()
+needs_emulated_arm64 = pytest.mark.skipif(
+    not (ARM64.root() / ".complete").is_file() and os.environ.get("ALIGNGEMINI_REQUIRE_EMULATED_CPU") != "1",
+    reason="no emulated ARM CPU: the aarch64 sysroot is not built (setup.sh builds it with qemu-user as root)")
+
+
+def on_emulated_arm64(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run an aarch64 Python with ``args`` on an emulated Neoverse-N1 (ARMv8.2 + dot product) with this checkout's
+    SDK; fails (not skips) if it exits non-zero."""
+    argv, env = ARM64.python_command()
+    r = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    assert r.returncode == 0, f"exit {r.returncode} on the emulated {ARM64.CPU}:\n{r.stdout}\n{r.stderr}"
+    return r
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     # CI must not pass by skipping: .ci/run sets ALIGNGEMINI_REQUIRE_SHARED_DATA=1

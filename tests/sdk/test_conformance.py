@@ -16,7 +16,7 @@ from aligngemini_sdk.bundle import sha256_file
 from aligngemini_sdk.conformance import EXPECTED, ROLE, encode, verify_bundle
 from aligngemini_sdk.detector import default_bundle_path
 from aligngemini_sdk.export.bundle_writer import file_entry
-from tests.conftest import needs_emulated_avx2, on_emulated_avx2
+from tests.conftest import needs_emulated_arm64, needs_emulated_avx2, on_emulated_arm64, on_emulated_avx2
 from tests.sdk.test_cli import cli
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -63,6 +63,19 @@ def test_bundles_verify_on_an_emulated_avx2_cpu_without_vnni(which, int8_bundle)
     assert rep["passed"] and rep["artifacts"] and all(a["passed"] for a in rep["artifacts"])
     if which == "int8":
         assert [a["precision"] for a in rep["artifacts"]] == ["int8"]
+
+@needs_emulated_arm64
+@pytest.mark.parametrize("which", ["default", "int8"])
+def test_bundles_verify_on_an_emulated_arm_cpu(which, int8_bundle):
+    """A phone-class 64-bit ARM CPU (Neoverse-N1: NEON and dot product), running aarch64 builds of numpy, OpenCV and
+    ONNX Runtime at this venv's versions: other kernels entirely, the same golden outputs within tolerance."""
+    bundle = [] if which == "default" else [str(int8_bundle)]
+    rep = json.loads(on_emulated_arm64("-m", "aligngemini_sdk.cli", "verify", *bundle, "--json").stdout)
+    assert rep["device"]["cpu"]["arch"] == "aarch64" and "asimddp" in rep["device"]["cpu"]["features"]
+    assert rep["passed"] and rep["artifacts"] and all(a["passed"] for a in rep["artifacts"])
+    if which == "int8":
+        assert [a["precision"] for a in rep["artifacts"]] == ["int8"]
+
 
 def test_changed_model_bytes_with_a_matching_manifest_fail_naming_the_artifact(tmp_path, int8_bundle):
     root = tmp_path / "b"
