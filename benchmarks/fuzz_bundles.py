@@ -38,6 +38,7 @@ from aligngemini_sdk.detector import default_bundle_path
 from aligngemini_sdk.device import cpu_label
 from aligngemini_sdk.errors import AlignGeminiError
 from aligngemini_sdk.export.bundle_writer import pack_tar
+from aligngemini_sdk.manifest import MANIFEST_NAME
 
 HOSTILE: tuple[Any, ...] = (None, -1, 2**70, 1.5, True, "", "../../etc/passwd", "/abs", "a\0b", "x" * 5000, [], {},
                             "pixel", "NaN", float("inf"))
@@ -109,7 +110,7 @@ def replaced(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
 def fuzz_manifest(work: Path) -> Outcomes:
     bundle = work / "bundle"
     shutil.copytree(default_bundle_path(), bundle)
-    original = json.loads((bundle / "manifest.json").read_text())
+    original = json.loads((bundle / MANIFEST_NAME).read_text())
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     out, cache = Outcomes("manifest"), work / "unused-cache"
 
@@ -122,7 +123,7 @@ def fuzz_manifest(work: Path) -> Outcomes:
     load_and_judge()  # the unmutated bundle must pass, or every case below would count a typed error for nothing
     for path in (p for p in leaves(original) if p):
         for value in HOSTILE:
-            (bundle / "manifest.json").write_text(json.dumps(replaced(original, path, value)))
+            (bundle / MANIFEST_NAME).write_text(json.dumps(replaced(original, path, value)))
             attempt(out, load_and_judge, cache)
     return out
 
@@ -142,7 +143,7 @@ def fuzz_signed(work: Path, cases: int, rng: random.Random) -> Outcomes:
                                             serialization.NoEncryption()))
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     Bundle.open(bundle, trusted_keys=[public])  # the unmutated bundle must pass
-    originals = {name: (bundle / name).read_bytes() for name in ("manifest.json", SIGNATURE_NAME)}
+    originals = {name: (bundle / name).read_bytes() for name in (MANIFEST_NAME, SIGNATURE_NAME)}
     out, cache = Outcomes("signed (trusted key)"), work / "unused-cache"
     for _ in range(cases):
         name = rng.choice(sorted(originals))

@@ -361,8 +361,9 @@ class _Child:
             if line.startswith(b"start "):
                 self.current = int(line.split()[1])
             elif line.startswith(b"done "):
-                on_done(json.loads(line[5:]))
-                self.todo.remove(self.current if self.current is not None else json.loads(line[5:])[0])
+                row = json.loads(line[5:])  # [case, seed, mutator, outcome, detail]
+                on_done(row)
+                self.todo.remove(row[0])
                 self.current = None
 
     def _ended(self, on_finding: Callable[[int, str, str], None]) -> None:

@@ -24,10 +24,9 @@ from typing import Any, BinaryIO
 
 from aligngemini_sdk.cache import default_cache_dir, touch
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError, BundleSignatureError
-from aligngemini_sdk.manifest import FileEntry, LatencyStat, Manifest
+from aligngemini_sdk.manifest import MANIFEST_NAME, FileEntry, LatencyStat, Manifest
 from aligngemini_sdk.signature import MAX_SIGNATURE_BYTES, SIGNATURE_NAME, check, load_public_key, read_signature
 
-MANIFEST_NAME = "manifest.json"
 log = logging.getLogger("aligngemini")
 _CHUNK = 1 << 20
 
@@ -388,7 +387,7 @@ def _extract_exact(tf: tarfile.TarFile, members: dict[str, tarfile.TarInfo], rel
 def _common_prefix(members: list[tarfile.TarInfo]) -> str:
     """Archives made with ``tar cf b.tar bundle/`` have one top folder; strip it."""
     names = [m.name for m in members if m.name not in (".", "./")]
-    if any(n == "manifest.json" or n == "./manifest.json" for n in names):
+    if any(n in (MANIFEST_NAME, "./" + MANIFEST_NAME) for n in names):
         return "./" if all(n.startswith("./") for n in names) else ""
     tops = {n.split("/", 1)[0] for n in names}
     return f"{tops.pop()}/" if len(tops) == 1 else ""

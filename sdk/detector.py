@@ -40,7 +40,7 @@ from aligngemini_sdk.device import Device, cpu_info, device_key
 from aligngemini_sdk.errors import AlignGeminiError, DetectorClosedError, InputShapeError, ModelOutputError
 from aligngemini_sdk.fusion import Fusion, label_for
 from aligngemini_sdk.image import ImageLike, load_image, read_image_file
-from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.manifest import MANIFEST_NAME, InputSpec
 from aligngemini_sdk.options import DetectorOptions
 from aligngemini_sdk.provenance import Provenance, ProvenancePolicy, apply_policy, read_provenance
 from aligngemini_sdk.result import BranchResult, DetectionResult
@@ -53,7 +53,7 @@ __all__ = ["Detector", "DetectorOptions", "default_bundle_path"]
 def default_bundle_path() -> Path:
     """The bundle shipped inside the package (``aligngemini_sdk/default_bundle``). Where its files really are: a
     strict editable install links each file from the source tree, and a bundle never follows links out of itself."""
-    return Path(str(resources.files("aligngemini_sdk") / "default_bundle" / "manifest.json")).resolve().parent
+    return Path(str(resources.files("aligngemini_sdk") / "default_bundle" / MANIFEST_NAME)).resolve().parent
 
 
 class Detector:

@@ -102,8 +102,8 @@ def read_image_file(path: str | os.PathLike[str], label: str, limit: int = DEFAU
     """The bytes of a regular file, at most ``limit``: devices, pipes, sockets and directories are refused
     before they are opened (``/dev/zero`` would read forever, a FIFO would block), and every OS failure is an
     :class:`ImageDecodeError` naming the path."""
-    with os.fdopen(open_regular(path, label, limit), "rb") as fh:
-        size = os.fstat(fh.fileno())
+    fd, size = open_regular(path, label, limit)
+    with os.fdopen(fd, "rb") as fh:
         try:  # asking for the file's size + 1 (not the limit) spares a limit-sized buffer: 2 ms for 12 MP
             data = fh.read(size.st_size + 1)
             if len(data) > size.st_size:  # it grew while being read
@@ -115,10 +115,10 @@ def read_image_file(path: str | os.PathLike[str], label: str, limit: int = DEFAU
     return data
 
 
-def open_regular(path: str | os.PathLike[str], label: str, limit: int) -> int:
-    """A read-only descriptor of ``path`` if it is a regular file of at most ``limit`` bytes, checked before it is
-    opened (a FIFO would block) and again on the descriptor (the path may have been swapped since); every refusal
-    and OS failure is an :class:`ImageDecodeError` (or :class:`ImageTooLargeError`) naming ``label``."""
+def open_regular(path: str | os.PathLike[str], label: str, limit: int) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of ``path`` and its stat, if it is a regular file of at most ``limit`` bytes, checked
+    before it is opened (a FIFO would block) and again on the descriptor (the path may have been swapped since);
+    every refusal and OS failure is an :class:`ImageDecodeError` (or :class:`ImageTooLargeError`) naming ``label``."""
     try:
         st = os.stat(path)
     except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
@@ -129,11 +129,12 @@ def open_regular(path: str | os.PathLike[str], label: str, limit: int) -> int:
     except OSError as exc:
         raise _refused(exc, label) from None
     try:
-        _check_regular(os.fstat(fd), label, limit)
+        st = os.fstat(fd)
+        _check_regular(st, label, limit)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 def _refused(exc: OSError, label: str) -> ImageDecodeError:

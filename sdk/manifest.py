@@ -45,6 +45,8 @@ from aligngemini_sdk.errors import BundleFormatError
 from aligngemini_sdk.provenance import ProvenancePolicy
 
 SCHEMA_VERSION = 1
+#: the manifest's file name inside a bundle
+MANIFEST_NAME = "manifest.json"
 BRANCHES = ("pixel", "semantic")
 #: runtime -> the file roles each of its artifacts must list (the runtime opens them by these names)
 REQUIRED_FILES: dict[str, tuple[str, ...]] = {"onnxruntime": ("model",), "tensorrt": ("engine",),

@@ -24,6 +24,7 @@ from typing import Any
 
 from aligngemini_sdk.errors import BundleSignatureError
 from aligngemini_sdk.extras import require
+from aligngemini_sdk.manifest import MANIFEST_NAME
 
 SIGNATURE_NAME = "manifest.sig"
 ALGORITHM = "ed25519"
@@ -67,7 +68,7 @@ def sign_manifest(root: str | os.PathLike[str], private_key_pem: str | os.PathLi
     root = Path(root)
     kid = key_id(key.public_key())
     body = {"alg": ALGORITHM, "key_id": kid,
-            "signature": base64.b64encode(key.sign((root / "manifest.json").read_bytes())).decode()}
+            "signature": base64.b64encode(key.sign((root / MANIFEST_NAME).read_bytes())).decode()}
     tmp = root / (SIGNATURE_NAME + ".tmp")
     tmp.write_text(json.dumps(body, indent=1) + "\n")
     os.replace(tmp, root / SIGNATURE_NAME)

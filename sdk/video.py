@@ -29,7 +29,7 @@ def frames(path: str | os.PathLike[str], max_pixels: int) -> Iterator[np.ndarray
     import cv2
 
     label = os.fspath(path)
-    fd = open_regular(path, label, MAX_VIDEO_BYTES)
+    fd, _ = open_regular(path, label, MAX_VIDEO_BYTES)
     try:
         source = f"/proc/self/fd/{fd}" if os.path.exists(f"/proc/self/fd/{fd}") else label
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
