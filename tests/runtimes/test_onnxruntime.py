@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aligngemini_sdk.errors import RuntimeUnavailableError
-from aligngemini_sdk.runtimes.base import logits_to_probability, sigmoid, sigmoid_scalar
+from aligngemini_sdk.runtimes.base import logits_to_probability, sigmoid_scalar
 from aligngemini_sdk.runtimes.onnxruntime import OnnxRuntimePixel, choose_providers
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
@@ -22,6 +22,11 @@ def test_provider_choice_and_fallback_reasons():
         choose_providers("abacus", cpu_only)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Reference: the overflow-free logistic function exp(-log(1 + exp(-x)))."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=np.float64)))
+
+
 def test_output_conventions():
     assert np.allclose(sigmoid(np.array([0.0, 100.0, -100.0])), [0.5, 1.0, 0.0])
     assert np.allclose(logits_to_probability(np.array([[0.0], [2.0]]), 2), sigmoid(np.array([0.0, 2.0])))
@@ -31,6 +36,8 @@ def test_output_conventions():
         logits_to_probability(np.zeros((2, 3)), 2)
     xs = [-1000.0, -745.0, -30.0, -1.5, 0.0, 1e-9, 2.0, 40.0, 1000.0]  # both tails, no overflow
     np.testing.assert_allclose([sigmoid_scalar(x) for x in xs], sigmoid(np.array(xs)), rtol=1e-12, atol=0)
+    # a batch gets, image by image, the very float one image gets alone
+    assert logits_to_probability(np.array(xs)[:, None], len(xs)).tolist() == [sigmoid_scalar(x) for x in xs]
 
 
 def test_dynamic_shapes_and_grouping(ladeda_bundle):
