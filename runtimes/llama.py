@@ -26,6 +26,7 @@ from aligngemini_sdk.device import cpu_info
 from aligngemini_sdk.errors import RuntimeUnavailableError
 from aligngemini_sdk.extras import require
 from aligngemini_sdk.manifest import SemanticBranchSpec
+from aligngemini_sdk.resize import area
 
 _log_lock = threading.Lock()
 _llama_log = logging.getLogger("aligngemini.llama_cpp")
@@ -215,15 +216,13 @@ class LlamaSemantic:
             return self._probability_locked(rgb)
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
-        """Downsize (area) so the longer side is at most ``image_max_side``: the VLM judges semantics, and a
-        full-resolution photo would cost thousands of vision tokens."""
+        """Downsize (exact area, the same bytes on every CPU) so the longer side is at most ``image_max_side``: the
+        VLM judges semantics, and a full-resolution photo would cost thousands of vision tokens."""
         h, w = rgb.shape[:2]
         side = self.spec.image_max_side
         if side and max(h, w) > side:
-            import cv2
-
             s = side / max(h, w)
-            rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+            rgb = area(rgb, max(1, round(h * s)), max(1, round(w * s)))
         return np.ascontiguousarray(rgb, dtype=np.uint8)
 
     def _probability_locked(self, rgb: np.ndarray) -> float:

@@ -5,27 +5,25 @@ from __future__ import annotations
 
 import functools
 
-import cv2
 import numpy as np
 
 from aligngemini_sdk.manifest import InputSpec
+from aligngemini_sdk.resize import resize
 
 
 def fit_to_spec(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Geometric step: resize (only if the spec says so), then centre-crop; reflect-pad small images.
 
-    Never upsamples unless ``resize`` asks for it, so pixel artifacts reach the model untouched.
+    Never upsamples unless ``resize`` asks for it, so pixel artifacts reach the model untouched. A downscale is
+    :func:`~aligngemini_sdk.resize.area`: the same bytes on every CPU.
     """
     img = rgb
     if spec.resize == "exact" and spec.fixed_size:
-        interp = cv2.INTER_AREA if img.shape[0] * img.shape[1] > spec.height * spec.width else cv2.INTER_CUBIC
-        return cv2.resize(img, (spec.width, spec.height), interpolation=interp)
+        return resize(img, spec.height, spec.width)
     if spec.resize == "shorter" and spec.fixed_size:
         target = max(spec.height, spec.width)
         s = target / min(img.shape[0], img.shape[1])
-        nh, nw = max(target, round(img.shape[0] * s)), max(target, round(img.shape[1] * s))
-        interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
-        img = cv2.resize(img, (nw, nh), interpolation=interp)
+        img = resize(img, max(target, round(img.shape[0] * s)), max(target, round(img.shape[1] * s)))
     if spec.crop == "center" and spec.fixed_size:
         return center_crop(img, spec.height, spec.width)
     # Full image (fully convolutional models): cap the work on huge inputs by a centre crop.

@@ -59,6 +59,9 @@ DESCRIPTION = ("In-the-wild default: EfficientNet-Lite0 (ImageNet, frozen) on tw
 SPEC = InputSpec(height=SIDE, width=SIDE, crop="none", resize="exact", mean=IMAGENET_MEAN, std=IMAGENET_STD,
                  jpeg_downscale="dct")
 FPR = 0.05
+#: in the keys of cached features and folds: v4 since the whole-image view is shrunk with the exact area resize
+#: (aligngemini_sdk.resize, session 18) instead of OpenCV's INTER_AREA
+FEATURES_VERSION = "v4"
 
 
 CROP_SPEC = InputSpec(height=SIDE, width=SIDE, crop="center", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -131,7 +134,7 @@ def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: b
     probabilities. Versions 0-1 and 2-3 are cached apart, so the first two never change. ``wide``: also round 6's
     WIDE centre window and the extra windows (their own cache); ``acts``: also round 8's activations entering the
     stride-32 stage (their own cache)."""
-    key = hashlib.sha256(("v3\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
+    key = hashlib.sha256((f"{FEATURES_VERSION}\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
     if not cache.is_file():
@@ -680,7 +683,7 @@ def cross_validate(pool: Pool, groups: list[str], l2: float, work: Path, names: 
     designs += [(n, "windows", CANDIDATES[n].fit.windows) for n in names if CANDIDATES[n].fit.windows]
     designs += [(n, "adapt", CANDIDATES[n].fit.adapt, finetune.EPOCHS, finetune.LR)
                 + (("nested",) if CANDIDATES[n].fit.nested else ()) for n in names if CANDIDATES[n].fit.adapt is not None]
-    key = hashlib.sha256(json.dumps(["v3", len(pool.rows), groups, l2, designs]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([FEATURES_VERSION, len(pool.rows), groups, l2, designs]).encode()).hexdigest()[:12]
     cache = work / f"folds-{key}.json"
     if cache.is_file():
         return list(json.loads(cache.read_text()))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from aligngemini_sdk.errors import RuntimeUnavailableError
+from aligngemini_sdk.resize import area
 from aligngemini_sdk.runtimes.llama import (
     ggml_amx_hazard,
     label_token_ids,
@@ -66,6 +67,8 @@ def test_a_prompt_with_text_between_image_chunks_runs(tmp_path):
         rng = np.random.default_rng(0)
         img = rng.integers(0, 256, size=(448, 336, 3), dtype=np.uint8)
         kinds = [kind for kind, _ in rt.prompt_layout(rt.fit(img))]
+        big = rng.integers(0, 256, size=(900, 600, 3), dtype=np.uint8)  # shrunk to 448 on its longer side, exactly
+        np.testing.assert_array_equal(rt.fit(big), area(big, 448, 299))
         assert kinds.count("image") >= 2 and "text" in kinds[kinds.index("image"):][1:-1]  # text between images
         p1, p2 = rt.predict_one(img), rt.predict_one(img)  # the second call reuses the cached text prefix
         assert 0.0 < p1 < 1.0 and p1 == pytest.approx(p2, abs=1e-6)

@@ -1,0 +1,175 @@
+"""Did the exact area resize (``aligngemini_sdk.resize``) change the default's answers? Label-free, on this CPU.
+
+    .venv/bin/python benchmarks/resize_agreement.py [--out DIR]
+
+Until session 18 the whole-image view was shrunk with OpenCV's ``INTER_AREA``, in floating point with kernels that
+differ by CPU (x86 and ARM builds gave different bytes; ``benchmarks/reports/emulated_cpu/``). The SDK now shrinks with
+an integer exact area average. Every image of ``../shared/data`` (``images.csv`` and ``wild/images.csv``) is judged
+twice in one process by the shipped default: as the SDK does now, and with ``preprocess.resize`` swapped back to the
+OpenCV rule. Reported: per image the whole-image view's pixels that differ (of the full decode, shrunk both ways)
+and how many levels apart, the difference of the semantic probability and of the fused score, and the decisions
+that differ; and the cost of each resize to 224 x 224 at the sizes a camera photo reaches it (a 12 MP JPEG read at
+1/8 DCT scale, a 5 MP one at 1/4, 12 and 48 MP PNGs), medians of interleaved runs. Labels are not read: this says
+nothing about accuracy, only whether the shipped figures still describe the shipped SDK.
+Output: ``resize_agreement.json``, ``.md`` and ``.png`` (sorted |Δ score|) under ``--out``, with the CPU named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from aligngemini_sdk import preprocess
+from aligngemini_sdk.detector import Detector
+from aligngemini_sdk.device import cpu_label
+from aligngemini_sdk.errors import ImageError
+from aligngemini_sdk.image import load_image
+from aligngemini_sdk.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+SIDE = 224  # the default's whole-image view
+
+
+@dataclass(frozen=True)
+class Change:
+    """One image judged with both resizes."""
+
+    path: str
+    pixels_differ: int
+    levels_apart: int
+    fake_now: bool
+    fake_before: bool
+    d_semantic: float
+    d_score: float
+
+
+def opencv_rule(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The SDK's resize before session 18."""
+    interp = cv2.INTER_AREA if rgb.shape[0] * rgb.shape[1] > height * width else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (width, height), interpolation=interp)
+
+
+#: (height, width) of what the whole-image view shrinks: a 12 MP JPEG at 1/8 scale, a 5 MP one at 1/4, 12 and 48 MP
+TIMED_SIZES = ((375, 500), (480, 640), (3000, 4000), (6000, 8000))
+
+
+def timings(repeats: int = 21) -> list[tuple[str, float, float]]:
+    """(size, exact area ms, OpenCV ms) per TIMED_SIZES on a real photo tiled up to that size, interleaved medians."""
+    photo = load_image(DATA / "images/real/kodak24/testsets__Kodak24__kodim01.png").rgb
+    out = []
+    for h, w in TIMED_SIZES:
+        img = np.ascontiguousarray(np.tile(photo, (h // photo.shape[0] + 1, w // photo.shape[1] + 1, 1))[:h, :w])
+        t: dict[str, list[float]] = {"area": [], "cv2": []}
+        for _ in range(repeats):
+            for name, fn in (("area", preprocess.resize), ("cv2", opencv_rule)):
+                t0 = time.perf_counter()
+                fn(img, SIDE, SIDE)
+                t[name].append((time.perf_counter() - t0) * 1e3)
+        out.append((f"{h} x {w}", float(np.median(t["area"])), float(np.median(t["cv2"]))))
+    return out
+
+
+@contextlib.contextmanager
+def resized_by_opencv() -> Iterator[None]:
+    now = preprocess.resize
+    preprocess.resize = opencv_rule
+    try:
+        yield
+    finally:
+        preprocess.resize = now
+
+
+def paths() -> list[Path]:
+    out = []
+    for index in (DATA / "images.csv", DATA / "wild" / "images.csv"):
+        with index.open(newline="") as f:
+            out += [index.parent / row["path"] for row in csv.DictReader(f)]
+    return out
+
+
+def judge(det: Detector, path: Path) -> Change:
+    now = det.detect(path)
+    with resized_by_opencv():
+        before = det.detect(path)
+    rgb = load_image(path).rgb
+    d = np.abs(preprocess.resize(rgb, SIDE, SIDE).astype(np.int16) - opencv_rule(rgb, SIDE, SIDE))
+    sem = abs((now.semantic.probability or 0.0) - (before.semantic.probability or 0.0))
+    return Change(str(path.relative_to(DATA)), int(d.any(axis=-1).sum()), int(d.max()), now.is_fake, before.is_fake,
+                  sem, abs(now.score - before.score))
+
+
+def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: list[tuple[str, float, float]]) -> str:
+    flips = [r for r in rows if r.fake_now != r.fake_before]
+    moved = [r for r in rows if r.pixels_differ]
+    return "\n".join([
+        "# The default with the exact area resize vs OpenCV's INTER_AREA (label-free)", "",
+        f"- CPU: {cpu}; {len(rows)} images of ../shared/data judged ({refused} refused as unreadable); wall {wall:.0f} s "
+        f"(`benchmarks/resize_agreement.py`, {time.strftime('%Y-%m-%d')})", "",
+        "| decisions that differ | images whose 224 view differs | pixels differing, median / max of those | max "
+        "levels apart | max \\|Δ semantic p\\| | max \\|Δ score\\| |", "|---|---|---|---|---|---|",
+        f"| {len(flips)} of {len(rows)} | {len(moved)} | {_median_moved(moved)} / "
+        f"{max(r.pixels_differ for r in rows)} of {SIDE * SIDE} | {max(r.levels_apart for r in rows)} "
+        f"| {max(r.d_semantic for r in rows):.2e} | {max(r.d_score for r in rows):.2e} |", "",
+        *[f"Differing: `{r.path}` (now {'fake' if r.fake_now else 'real'})" for r in flips], "",
+        "| input to the 224 x 224 view | exact area (ms) | OpenCV INTER_AREA (ms) |", "|---|---|---|",
+        *[f"| {size} | {a:.2f} | {c:.2f} |" for size, a, c in times],
+        "", "![sorted |Δ score|](resize_agreement.png)", ""])
+
+
+def _median_moved(moved: list[Change]) -> str:
+    return f"{np.median([r.pixels_differ for r in moved]):.0f}" if moved else "-"
+
+
+def plot(rows: list[Change], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.semilogy(sorted(max(r.d_score, 1e-12) for r in rows), ".", ms=3)
+    ax.set_xlabel("image (sorted)")
+    ax.set_ylabel("|fused score, exact area - INTER_AREA|")
+    ax.set_title("default bundle, exact area resize vs OpenCV INTER_AREA (1e-12 = identical)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "resize_agreement"))
+    args = ap.parse_args()
+    out, t0, todo = Path(args.out), time.perf_counter(), paths()
+    bar, rows = Progress(len(todo), "resize agreement"), []
+    with Detector() as det:
+        for p in todo:
+            with contextlib.suppress(ImageError):  # refused either way (a truncated file): counted, not judged
+                rows.append(judge(det, p))
+            bar.update()
+    bar.close()
+    out.mkdir(parents=True, exist_ok=True)
+    cpu = cpu_label()
+    wall, times = time.perf_counter() - t0, timings()
+    (out / "resize_agreement.json").write_text(json.dumps({"cpu": cpu, "timings_ms": times,
+                                                           "rows": [asdict(r) for r in rows]}, indent=1))
+    (out / "resize_agreement.md").write_text(markdown(rows, cpu, wall, len(todo) - len(rows), times))
+    plot(rows, out / "resize_agreement.png")
+    print((out / "resize_agreement.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

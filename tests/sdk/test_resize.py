@@ -1,0 +1,95 @@
+"""sdk/resize.py: a downscale is the exact area average, rounded half up, in integers -- the same bytes on every CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from aligngemini_sdk.image import load_image
+from aligngemini_sdk.resize import area, resize
+from tests.conftest import SHARED, needs_emulated_arm64, on_emulated_arm64
+
+
+def _overlaps(length: int, n: int) -> np.ndarray:
+    """(n, length) integer weights: how much of input pixel i output j covers, in units of 1/n pixel."""
+    m = np.zeros((n, length), np.int64)
+    for j in range(n):
+        for i in range(length):
+            m[j, i] = max(0, min((j + 1) * length, (i + 1) * n) - max(j * length, i * n))
+    return m
+
+
+def reference(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The definition, computed another way: dense integer weight matrices, then the mean rounded half up."""
+    h, w = img.shape[:2]
+    x = img.reshape(h, w, -1).astype(np.int64)
+    sums = np.einsum("jh,hwc,kw->jkc", _overlaps(h, height), x, _overlaps(w, width))
+    return ((2 * sums + h * w) // (2 * h * w)).astype(np.uint8).reshape(height, width, *img.shape[2:])
+
+
+@pytest.mark.parametrize("shape,out", [((7, 9, 3), (3, 4)), ((50, 37, 3), (13, 37)), ((31, 29, 3), (7, 5)),
+                                       ((300, 200, 3), (224, 160)), ((97, 103), (10, 11)), ((64, 64, 3), (64, 64))])
+def test_area_is_the_exact_area_mean_rounded_half_up(shape, out):
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    np.testing.assert_array_equal(area(img, *out), reference(img, *out))
+
+
+def test_a_tie_rounds_up_and_an_integer_factor_is_the_block_mean():
+    assert area(np.array([[0, 1]], np.uint8), 1, 1)[0, 0] == 1
+    img = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    blocks = img.reshape(4, 2, 4, 3, 3).astype(np.int64).sum(axis=(1, 3))
+    np.testing.assert_array_equal(area(img, 4, 4), (2 * blocks + 6) // 12)
+
+
+def test_large_inputs_take_64_bit_sums_without_overflow():
+    full = np.full((2400, 2000, 3), 255, np.uint8)  # 2 * 255 * (h + 224) * (w + 224) > 2^31: the int64 path
+    assert (area(full, 224, 224) == 255).all()
+    img = np.random.default_rng(1).integers(0, 256, (2400, 2000, 3), dtype=np.uint8)
+    d = area(img, 224, 224).astype(int) - cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)
+    assert np.abs(d).max() <= 1
+
+
+@pytest.mark.shared_data
+def test_on_a_photo_it_agrees_with_opencvs_area_filter_to_one_level_on_almost_every_pixel():
+    rgb = load_image(SHARED / "images/real/kodak24/testsets__Kodak24__kodim01.png").rgb
+    d = area(rgb, 224, 224).astype(int) - cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA)
+    assert np.abs(d).max() <= 1 and (d != 0).mean() < 1e-3
+
+
+def test_it_refuses_what_it_does_not_define():
+    img = np.zeros((10, 10, 3), np.uint8)
+    for bad, size in ((img, (11, 5)), (img, (0, 5)), (img.astype(np.float32), (5, 5)), (np.zeros(10, np.uint8), (1, 1))):
+        with pytest.raises(ValueError):
+            area(bad, *size)
+
+
+def test_resize_keeps_opencv_only_where_an_image_must_grow():
+    img = np.random.default_rng(2).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize(img, 150, 100), area(img, 150, 100))
+    np.testing.assert_array_equal(resize(img, 400, 300), cv2.resize(img, (300, 400), interpolation=cv2.INTER_CUBIC))
+    strip = img[:100]  # 100 x 200 -> 150 x 80: one side grows, the area shrinks
+    np.testing.assert_array_equal(resize(strip, 150, 80), cv2.resize(strip, (80, 150), interpolation=cv2.INTER_AREA))
+
+
+#: the two wild images whose whole-image view differed most between x86 and ARM with OpenCV's INTER_AREA
+#: (benchmarks/reports/emulated_cpu/, session 17): a camera JPEG and a generated PNG
+ARM_SENSITIVE = ("wild/images/real/Li-Chongyi__Zero-DCE/Zero-DCE_code__data__test_data__DICM__03.jpg",
+                 "wild/images/fake/jamez-bondos__awesome-gpt4o-images/gpt-image-1__examples__tryon-output.png")
+DIGEST = """
+import hashlib, json, sys
+from aligngemini_sdk.image import load_image
+from aligngemini_sdk.resize import area
+print(json.dumps([hashlib.sha256(area(load_image(p).rgb, 224, 224).tobytes()).hexdigest() for p in sys.argv[1:]]))
+"""
+
+
+@pytest.mark.shared_data
+@needs_emulated_arm64
+def test_an_emulated_arm_cpu_gets_the_same_bytes():
+    paths = [str(SHARED / p) for p in ARM_SENSITIVE]
+    here = [hashlib.sha256(area(load_image(p).rgb, 224, 224).tobytes()).hexdigest() for p in paths]
+    assert json.loads(on_emulated_arm64("-c", DIGEST, *paths).stdout) == here
