@@ -11,7 +11,7 @@ and how many levels apart, the difference of the semantic probability and of the
 that differ; and the cost of each resize to 224 x 224 at the sizes a camera photo reaches it (a 12 MP JPEG read at
 1/8 DCT scale, a 5 MP one at 1/4, 12 and 48 MP PNGs), medians of interleaved runs. Labels are not read: this says
 nothing about accuracy, only whether the shipped figures still describe the shipped SDK.
-Output: ``resize_agreement.json``, ``.md`` and ``.png`` (sorted |Δ score|) under ``--out``, with the CPU named.
+Output: ``resize_agreement.json``, ``.md`` and ``.png`` (|Δ whole-image p| against pixels that differ) under ``--out``, with the CPU named.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: lis
         *[f"Differing: `{r.path}` (now {'fake' if r.fake_now else 'real'})" for r in flips], "",
         "| input to the 224 x 224 view | exact area (ms) | OpenCV INTER_AREA (ms) |", "|---|---|---|",
         *[f"| {size} | {a:.2f} | {c:.2f} |" for size, a, c in times],
-        "", "![sorted |Δ score|](resize_agreement.png)", ""])
+        "", "![|Δ whole-image p| against pixels that differ](resize_agreement.png)", ""])
 
 
 def _median_moved(moved: list[Change]) -> str:
@@ -132,19 +132,19 @@ def _median_moved(moved: list[Change]) -> str:
 
 
 def plot(rows: list[Change], path: Path) -> None:
+    """|Δ semantic p| against the pixels that differ, per image (identical views on the left edge)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.semilogy(sorted(max(r.d_score, 1e-12) for r in rows), ".", ms=3)
-    ax.set_xlabel("image (sorted)")
-    ax.set_ylabel("|fused score, exact area - INTER_AREA|")
-    ax.set_title("default bundle, exact area resize vs OpenCV INTER_AREA (1e-12 = identical)", fontsize=9)
+    ax.scatter([r.pixels_differ for r in rows], [max(r.d_semantic, 1e-9) for r in rows], s=6, alpha=0.5)
+    ax.set(xscale="symlog", yscale="log", xlabel=f"pixels of the {SIDE} x {SIDE} view that differ",
+           ylabel="|Δ whole-image p| (1e-9 = identical)")
+    ax.set_title("default bundle: exact area resize vs OpenCV INTER_AREA, per image", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
