@@ -9,9 +9,10 @@ twice in one process by the shipped default: as the SDK does now, and with ``pre
 OpenCV rule. Reported: per image the whole-image view's pixels that differ (of the full decode, shrunk both ways)
 and how many levels apart, the difference of the semantic probability and of the fused score, and the decisions
 that differ; and the cost of each resize to 224 x 224 at the sizes a camera photo reaches it (a 12 MP JPEG read at
-1/8 DCT scale, a 5 MP one at 1/4, 12 and 48 MP PNGs), medians of interleaved runs. Labels are not read: this says
-nothing about accuracy, only whether the shipped figures still describe the shipped SDK.
-Output: ``resize_agreement.json``, ``.md`` and ``.png`` (|Δ whole-image p| against pixels that differ) under ``--out``, with the CPU named.
+1/8 DCT scale, a 5 MP one at 1/4, 12 and 48 MP PNGs, a 224 x 200,000 strip), medians of interleaved runs, with the
+exact area's peak memory. Labels are not read: this says nothing about accuracy, only whether the shipped figures
+still describe the shipped SDK. Output: ``resize_agreement.json``, ``.md`` and ``.png`` (|Δ whole-image p| against
+the pixels that differ) under ``--out``, with the CPU named.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import csv
 import json
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,12 +62,25 @@ def opencv_rule(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=interp)
 
 
-#: (height, width) of what the whole-image view shrinks: a 12 MP JPEG at 1/8 scale, a 5 MP one at 1/4, 12 and 48 MP
-TIMED_SIZES = ((375, 500), (480, 640), (3000, 4000), (6000, 8000))
+#: (height, width) of what the whole-image view shrinks: a 12 MP JPEG at 1/8 scale, a 5 MP one at 1/4, 12 and 48 MP,
+#: and a hostile 45 MP strip one view high
+TIMED_SIZES = ((375, 500), (480, 640), (3000, 4000), (6000, 8000), (224, 200_000))
 
 
-def timings(repeats: int = 21) -> list[tuple[str, float, float]]:
-    """(size, exact area ms, OpenCV ms) per TIMED_SIZES on a real photo tiled up to that size, interleaved medians."""
+@dataclass(frozen=True)
+class Timing:
+    """One input size shrunk to the 224 x 224 view: interleaved medians, and the exact area's peak traced memory
+    (OpenCV allocates outside Python's view)."""
+
+    size: str
+    input_mb: float
+    area_ms: float
+    opencv_ms: float
+    area_peak_mb: float
+
+
+def timings(repeats: int = 11) -> list[Timing]:
+    """Per TIMED_SIZES, on a real photo tiled up to that size."""
     photo = load_image(DATA / "images/real/kodak24/testsets__Kodak24__kodim01.png").rgb
     out = []
     for h, w in TIMED_SIZES:
@@ -76,7 +91,11 @@ def timings(repeats: int = 21) -> list[tuple[str, float, float]]:
                 t0 = time.perf_counter()
                 fn(img, SIDE, SIDE)
                 t[name].append((time.perf_counter() - t0) * 1e3)
-        out.append((f"{h} x {w}", float(np.median(t["area"])), float(np.median(t["cv2"]))))
+        tracemalloc.start()
+        preprocess.resize(img, SIDE, SIDE)
+        peak = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+        out.append(Timing(f"{h} x {w}", img.nbytes / 1e6, float(np.median(t["area"])), float(np.median(t["cv2"])), peak))
     return out
 
 
@@ -109,7 +128,7 @@ def judge(det: Detector, path: Path) -> Change:
                   sem, abs(now.score - before.score))
 
 
-def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: list[tuple[str, float, float]]) -> str:
+def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: list[Timing]) -> str:
     flips = [r for r in rows if r.fake_now != r.fake_before]
     moved = [r for r in rows if r.pixels_differ]
     return "\n".join([
@@ -122,8 +141,9 @@ def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: lis
         f"{max(r.pixels_differ for r in rows)} of {SIDE * SIDE} | {max(r.levels_apart for r in rows)} "
         f"| {max(r.d_semantic for r in rows):.2e} | {max(r.d_score for r in rows):.2e} |", "",
         *[f"Differing: `{r.path}` (now {'fake' if r.fake_now else 'real'})" for r in flips], "",
-        "| input to the 224 x 224 view | exact area (ms) | OpenCV INTER_AREA (ms) |", "|---|---|---|",
-        *[f"| {size} | {a:.2f} | {c:.2f} |" for size, a, c in times],
+        "| input to the 224 x 224 view | input MB | exact area (ms) | OpenCV INTER_AREA (ms) | exact area peak MB |",
+        "|---|---|---|---|---|",
+        *[f"| {t.size} | {t.input_mb:.0f} | {t.area_ms:.2f} | {t.opencv_ms:.2f} | {t.area_peak_mb:.1f} |" for t in times],
         "", "![|Δ whole-image p| against pixels that differ](resize_agreement.png)", ""])
 
 
@@ -163,7 +183,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     cpu = cpu_label()
     wall, times = time.perf_counter() - t0, timings()
-    (out / "resize_agreement.json").write_text(json.dumps({"cpu": cpu, "timings_ms": times,
+    (out / "resize_agreement.json").write_text(json.dumps({"cpu": cpu, "timings": [asdict(t) for t in times],
                                                            "rows": [asdict(r) for r in rows]}, indent=1))
     (out / "resize_agreement.md").write_text(markdown(rows, cpu, wall, len(todo) - len(rows), times))
     plot(rows, out / "resize_agreement.png")

@@ -12,8 +12,8 @@ photo to one level on under 0.1 %).
 How: with an input length ``L`` and an output length ``n``, output ``j`` covers ``[j L, (j + 1) L)`` in units of
 ``1/n`` input pixel. With ``c = x // n`` and ``r = x % n`` at those boundaries, its area sum (scaled by ``n``) is
 ``n * sum(p[c_j:c_{j+1}]) + r_{j+1} p[c_{j+1}] - r_j p[c_j]``: whole-pixel sums plus two edge terms. One pass per
-axis (rows, then columns on the transposed result), in int32, or int64 where a sum could pass 2^31;
-the mean is the sum over ``H * W`` in the end.
+axis, band by band of output rows: rows by one reduction per segment (int32 while 255 x (H + 2n) fits), then
+columns from a running sum (int64); the mean is the sum over ``H * W`` in the end.
 
 An image that must grow in a side keeps the SDK's earlier OpenCV rule: ``INTER_CUBIC`` (fixed-point integer
 arithmetic for uint8), or ``INTER_AREA`` when it still loses area overall (one side under the target, e.g. a
@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+#: the most memory one band's running column sums (int64) may take; a band is at least one output row
+BAND_BYTES = 1 << 24
 
 
 def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -37,7 +40,8 @@ def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def area(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """Exact area average of a uint8 (H, W) or (H, W, C) image down to ``height`` x ``width`` (each at most the
-    input's), rounded half up."""
+    input's), rounded half up. Output rows are made in bands whose running column sums stay under BAND_BYTES, so a
+    long strip (224 x 200,000) costs no more memory than a square photo."""
     if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3):
         raise ValueError(f"area() takes a uint8 (H, W[, C]) image, got {rgb.dtype} {rgb.shape}")
     h, w = rgb.shape[:2]
@@ -45,33 +49,48 @@ def area(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
         raise ValueError(f"area() only shrinks: {h}x{w} -> {height}x{width}")
     if (height, width) == (h, w):
         return rgb.copy()
-    rest = rgb.shape[2:]
-    rows = _axis_sums(rgb.reshape(h, -1), height, np.int32)  # (height, W * C), scaled by height
-    cols = rows.reshape(height, w, -1).transpose(1, 0, 2).reshape(w, -1)
-    wide = np.int32 if 2 * 255 * (h + height) * (w + width) < 2**31 else np.int64  # bounds every sum below
-    sums = _axis_sums(np.ascontiguousarray(cols), width, wide)  # (width, height * C), scaled by height * width
+    img = rgb.reshape(h, w, -1)
+    rows, cols = _bounds(h, height), _bounds(w, width)
+    band = max(1, BAND_BYTES // (8 * (w + 1) * img.shape[2]))
+    out = np.empty((height, width, img.shape[2]), np.uint8)
     total = h * w  # each output's weights, in (1/height x 1/width) units, sum to h * w
-    out = (2 * sums + total) // (2 * total)
-    return np.ascontiguousarray(out.reshape(width, height, -1).transpose(1, 0, 2).astype(np.uint8).reshape(
-        height, width, *rest))
+    for j0 in range(0, height, band):
+        j1 = min(height, j0 + band)
+        part = _row_sums(img, rows[0][j0:j1 + 1], rows[1][j0:j1 + 1], height)
+        out[j0:j1] = (2 * _column_sums(part, *cols, width) + total) // (2 * total)
+    return out.reshape(height, width, *rgb.shape[2:])
 
 
-def _axis_sums(a: np.ndarray, n: int, dtype: type[np.signedinteger]) -> np.ndarray:
-    """Area sums along axis 0 of a 2-D array of length ``L >= n`` into ``n`` outputs, each scaled by ``n``."""
-    length = a.shape[0]
+def _bounds(length: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the ``n + 1`` output boundaries fall, in units of ``1/n`` input pixel: (pixel index, remainder)."""
     x = np.arange(n + 1, dtype=np.int64) * length
-    c, r = x // n, x % n
-    out = _segment_sums(a, c, dtype)
+    return x // n, x % n
+
+
+def _row_sums(img: np.ndarray, c: np.ndarray, r: np.ndarray, n: int) -> np.ndarray:
+    """(len(c) - 1, W, C) area sums of rows between consecutive boundaries ``(c, r)``, scaled by ``n``: one
+    reduction per segment of whole rows (no copy of the image in a wider type), plus the two edge rows' shares.
+    int32 unless a value could pass it: a segment holds at most H / n + 1 rows, so a value is at most 255 (H + 2n)."""
+    dtype = np.int32 if 255 * (img.shape[0] + 2 * n) < 2**31 else np.int64
+    out = np.empty((len(c) - 1, *img.shape[1:]), dtype)
+    for j in range(len(c) - 1):
+        np.add.reduce(img[c[j]:c[j + 1]], axis=0, dtype=dtype, out=out[j])
     out *= n
-    edge = a[np.minimum(c, length - 1)].astype(dtype) * r[:, None].astype(dtype)
+    edge = img[np.minimum(c, img.shape[0] - 1)].astype(dtype)
+    edge *= r[:, None, None].astype(dtype)
     out += edge[1:] - edge[:-1]
     return out
 
 
-def _segment_sums(a: np.ndarray, bounds: np.ndarray, dtype: type[np.signedinteger]) -> np.ndarray:
-    """Sums of rows ``bounds[j]:bounds[j + 1]``, one reduction per segment: no copy of the image in a wider type
-    (measured faster than a running sum or ``np.add.reduceat`` from 0.2 to 48 megapixels)."""
-    out = np.empty((len(bounds) - 1, a.shape[1]), dtype)
-    for j in range(len(bounds) - 1):
-        np.add.reduce(a[bounds[j]:bounds[j + 1]], axis=0, dtype=dtype, out=out[j])
+def _column_sums(part: np.ndarray, c: np.ndarray, r: np.ndarray, n: int) -> np.ndarray:
+    """(rows, n, C) int64 area sums of ``part``'s columns between consecutive boundaries, scaled by ``n``: from a
+    running sum along the row (vectorised however narrow the band), plus the two edge columns' shares."""
+    k, w, ch = part.shape
+    run = np.zeros((k, w + 1, ch), np.int64)
+    np.cumsum(part, axis=1, dtype=np.int64, out=run[:, 1:])
+    out = run[:, c[1:]] - run[:, c[:-1]]
+    out *= n
+    edge = part[:, np.minimum(c, w - 1)].astype(np.int64)
+    edge *= r[None, :, None]
+    out += edge[:, 1:] - edge[:, :-1]
     return out

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from aligngemini_sdk import resize as resize_module
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.resize import area, resize
 from tests.conftest import SHARED, needs_emulated_arm64, on_emulated_arm64
@@ -45,8 +46,20 @@ def test_a_tie_rounds_up_and_an_integer_factor_is_the_block_mean():
     np.testing.assert_array_equal(area(img, 4, 4), (2 * blocks + 6) // 12)
 
 
+@pytest.mark.parametrize("shape,out", [((97, 103, 3), (10, 11)), ((3, 5000, 3), (2, 224)), ((999, 7), (224, 7))])
+def test_bands_of_output_rows_give_the_same_bytes_as_one(monkeypatch, shape, out):
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    monkeypatch.setattr(resize_module, "BAND_BYTES", 1)  # one output row per band
+    np.testing.assert_array_equal(area(img, *out), reference(img, *out))
+
+
+def test_a_very_tall_image_takes_64_bit_row_sums_without_overflow():
+    tall = np.full((8_500_000, 1), 255, np.uint8)  # 255 * (h + 2n) > 2^31
+    assert (area(tall, 2, 1) == 255).all()
+
+
 def test_large_inputs_take_64_bit_sums_without_overflow():
-    full = np.full((2400, 2000, 3), 255, np.uint8)  # 2 * 255 * (h + 224) * (w + 224) > 2^31: the int64 path
+    full = np.full((2400, 2000, 3), 255, np.uint8)  # 2 * 255 * h * w > 2^31: sums that need 64 bits
     assert (area(full, 224, 224) == 255).all()
     img = np.random.default_rng(1).integers(0, 256, (2400, 2000, 3), dtype=np.uint8)
     d = area(img, 224, 224).astype(int) - cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)
