@@ -6,14 +6,25 @@ repository-weighted balanced accuracy at fpr5) with a mean real-repository FPR <
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from training.train_semantic import ROUNDS, Pool, cross_validate, extract, load_rows, summarize
+from training.train_semantic import (
+    ROUNDS,
+    Pool,
+    _extract_to,
+    cross_validate,
+    extract,
+    load_rows,
+    served_and_augmented,
+    summarize,
+)
 
 
 def start(doc: str, more: Callable[[argparse.ArgumentParser], object] | None = None
@@ -37,6 +48,19 @@ def with_views(base: Pool, whole: np.ndarray | None, crop: np.ndarray | None) ->
     if crop is not None:
         pool.selected["Ecrop", 2, 0] = crop
     return pool
+
+
+def cached_views(rows: list[dict[str, str]], work: Path, base: Pool, name: str, tag: str,
+                 build: Callable[[], Callable[[torch.Tensor], torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+    """(whole, crop): each view's features (kept images, 2 versions, F) under ``build()`` (a batch of normalised
+    views -> features), extracted only when ``work/features-<name>-<key>.npz`` (keyed by ``tag`` and the images) is
+    missing, and aligned with ``base``'s rows."""
+    key = hashlib.sha256((f"{tag}\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
+    cache = work / f"features-{name}-{key}.npz"
+    if not cache.is_file():
+        _extract_to(rows, cache, served_and_augmented, build(), name)
+    z = np.load(cache, allow_pickle=False)
+    return aligned(z["whole"], z["ok"], base, rows, name), aligned(z["crop"], z["ok"], base, rows, name)
 
 
 def aligned(features: np.ndarray, ok: np.ndarray, base: Pool, rows: list[dict[str, str]], what: str) -> np.ndarray:

@@ -17,38 +17,31 @@ backbone once for both branches, and S needs ~17 MB.
 
 from __future__ import annotations
 
-import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from aligngemini_sdk.export.wholeimage import WholeImageExpert
-from training.exploration import aligned, compare, start, with_views
-from training.train_semantic import (
-    _extract_to,
-    served_and_augmented,
-)
+from training.exploration import cached_views, compare, start, with_views
+from training.train_semantic import Pool
 
 LITE2 = "efficientnet-lite2"
 
 
-def lite2_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(whole, crop, ok): Lite2 features of both views and versions, pooled at all of its blocks (cached)."""
-    key = hashlib.sha256(("lite2\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
-    cache = work / f"features-lite2-{key}.npz"
-    if not cache.is_file():
+def lite2_views(rows: list[dict[str, str]], work: Path, base: Pool) -> tuple[np.ndarray, np.ndarray]:
+    """(whole, crop): Lite2 features of both views and versions, pooled at all of its blocks (cached)."""
+    def build() -> Callable[[torch.Tensor], torch.Tensor]:
         blocks = len(WholeImageExpert(pretrained=False, taps=(), variant=LITE2).net._blocks)
-        model = WholeImageExpert(pretrained=True, taps=tuple(range(blocks)), variant=LITE2)
-        _extract_to(rows, cache, served_and_augmented, model.eval().features)
-    z = np.load(cache, allow_pickle=False)
-    return z["whole"], z["crop"], z["ok"]
+        return WholeImageExpert(pretrained=True, taps=tuple(range(blocks)), variant=LITE2).eval().features
+    return cached_views(rows, work, base, "lite2", "lite2", build)
 
 
 def main() -> int:
     _, work, rows, base = start(__doc__)
-    whole, crop, ok = lite2_features(rows, work)
-    whole, crop = aligned(whole, ok, base, rows, "Lite2"), aligned(crop, ok, base, rows, "Lite2")
+    whole, crop = lite2_views(rows, work, base)
     compare({"G": base, "R": with_views(base, whole, crop), "S": with_views(base, whole, None)}, rows, work, "backbone")
     return 0
 

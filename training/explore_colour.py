@@ -24,16 +24,13 @@ concern.
 
 from __future__ import annotations
 
-import hashlib
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD
-from training.exploration import aligned, compare, start, with_views
-from training.train_semantic import _extract_to, served_and_augmented
+from training.exploration import cached_views, compare, start, with_views
 
 COLOUR_FEATURES = 65
 _LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
@@ -94,20 +91,9 @@ def colour_stats(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def colour_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(whole, crop, ok), each view (N, 2, COLOUR_FEATURES), cached."""
-    key = hashlib.sha256(("colour-v1\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
-    cache = work / f"features-colour-{key}.npz"
-    if not cache.is_file():
-        _extract_to(rows, cache, served_and_augmented, colour_stats, "colour")
-    z = np.load(cache, allow_pickle=False)
-    return z["whole"], z["crop"], z["ok"]
-
-
 def main() -> int:
     _, work, rows, base = start(__doc__)
-    whole, crop, ok = colour_features(rows, work)
-    whole, crop = aligned(whole, ok, base, rows, "colour"), aligned(crop, ok, base, rows, "colour")
+    whole, crop = cached_views(rows, work, base, "colour", "colour-v1", lambda: colour_stats)
     pools = {"G": base,
              "K1": with_views(base, np.concatenate([base.whole, whole], 2), np.concatenate([base.crop, crop], 2)),
              "K2": with_views(base, np.concatenate([base.whole, whole], 2), None),

@@ -34,22 +34,16 @@ pooled AUC 0.887 -- not worth building.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from aligngemini_sdk.export.ladeda import PREPROCESS, TinyLaDeDa, load_ladeda
-from training.exploration import aligned, compare, start, with_views
-from training.explore_backbone import lite2_features
-from training.train_semantic import (
-    _extract_to,
-    served_and_augmented,
-)
+from training.exploration import cached_views, compare, start, with_views
+from training.explore_backbone import lite2_views
 from training.wild_split import SHARED
 
 CHECKPOINTS = ("WildRF", "ForenSynth")
@@ -108,26 +102,14 @@ def forensic(nets: list[TinyLaDeDa]) -> Callable[[torch.Tensor], torch.Tensor]:
     return run
 
 
-def forensic_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(crop, ok): the forensic features of the crop view, both versions (cached; the whole view is computed too)."""
-    key = hashlib.sha256(("forensic-v1\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
-    cache = work / f"features-forensic-{key}.npz"
-    if not cache.is_file():
-        _extract_to(rows, cache, served_and_augmented, forensic(ladeda_nets()), "forensic")
-    z = np.load(cache, allow_pickle=False)
-    return z["crop"], z["ok"]
-
-
 def main() -> int:
     args, work, rows, base = start(__doc__, lambda ap: ap.add_argument(
         "--lite2", action="store_true", help="also Y: the forensic crop view with Lite2's whole image"))
-    crop, ok = forensic_features(rows, work)
-    crop = aligned(crop, ok, base, rows, "forensic")
+    crop = cached_views(rows, work, base, "forensic", "forensic-v1", lambda: forensic(ladeda_nets()))[1]
     pools = {"G": base, "X1": with_views(base, None, np.concatenate([base.crop, crop], 2)),
              "X2": with_views(base, None, crop)}
     if args.lite2:
-        whole2, _, ok2 = lite2_features(rows, work)
-        pools["Y"] = with_views(base, aligned(whole2, ok2, base, rows, "Lite2"), crop)
+        pools["Y"] = with_views(base, lite2_views(rows, work, base)[0], crop)
     compare(pools, rows, work, "forensic")
     return 0
 

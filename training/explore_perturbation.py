@@ -26,18 +26,17 @@ not read). Building it would also need the whole default's ``detect()`` p50 to s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from aligngemini_sdk.export.wholeimage import ALL_TAPS, WholeImageExpert, n_features
 from aligngemini_sdk.manifest import IMAGENET_STD
-from training.exploration import aligned, compare, start, with_views
-from training.train_semantic import SIDE, Pool, _extract_to, served_and_augmented
+from training.exploration import cached_views, compare, start, with_views
+from training.train_semantic import SIDE, Pool
 
 NOISE_SIGMA = 0.05
 #: per view: 17 cosine similarities (16 blocks, head), then 17 relative L2 changes
@@ -75,15 +74,9 @@ def sensitivity(model: WholeImageExpert, noise: torch.Tensor, x: torch.Tensor) -
     return torch.cat([torch.stack(cos + rel, dim=1), pooled[b:] - pooled[:b]], dim=1)
 
 
-def perturbation_features(rows: list[dict[str, str]], work: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(whole, crop, ok), each view (N, 2, N_SENSITIVITY + n_features(ALL_TAPS)), cached."""
-    key = hashlib.sha256((f"perturb{NOISE_SIGMA}\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
-    cache = work / f"features-perturb-{key}.npz"
-    if not cache.is_file():
-        model, noise = WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval(), noise_pattern()
-        _extract_to(rows, cache, served_and_augmented, lambda x: sensitivity(model, noise, x), "perturbation")
-    z = np.load(cache, allow_pickle=False)
-    return z["whole"], z["crop"], z["ok"]
+def sensitivity_of_lite0() -> Callable[[torch.Tensor], torch.Tensor]:
+    model, noise = WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval(), noise_pattern()
+    return lambda x: sensitivity(model, noise, x)
 
 
 def training_free(base: Pool, whole: np.ndarray, crop: np.ndarray) -> dict[str, dict[str, float]]:
@@ -104,8 +97,7 @@ def training_free(base: Pool, whole: np.ndarray, crop: np.ndarray) -> dict[str, 
 
 def main() -> int:
     _, work, rows, base = start(__doc__)
-    whole, crop, ok = perturbation_features(rows, work)
-    whole, crop = aligned(whole, ok, base, rows, "perturbation"), aligned(crop, ok, base, rows, "perturbation")
+    whole, crop = cached_views(rows, work, base, "perturb", f"perturb{NOISE_SIGMA}", sensitivity_of_lite0)
     g_whole, g_crop = base.whole, base.crop  # G's Ewhole / Ecrop read every column (ALL_TAPS)
     assert g_whole.shape[2] == n_features(ALL_TAPS)
     free = training_free(base, whole, crop)
