@@ -1,10 +1,10 @@
-"""Did the exact area resize (``aligngemini_sdk.resize``) change the default's answers? Label-free, on this CPU.
+"""Did the integer resize (``aligngemini_sdk.resize``) change the default's answers? Label-free, on this CPU.
 
     .venv/bin/python benchmarks/resize_agreement.py [--out DIR]
 
-Until session 18 the whole-image view was shrunk with OpenCV's ``INTER_AREA``, in floating point with kernels that
-differ by CPU (x86 and ARM builds gave different bytes; ``benchmarks/reports/emulated_cpu/``). The SDK now shrinks with
-an integer exact area average. Every image of ``../shared/data`` (``images.csv`` and ``wild/images.csv``) is judged
+Until session 18 the whole-image view was shrunk with OpenCV's ``INTER_AREA`` and grown with its ``INTER_CUBIC``,
+both finishing in floating point with kernels that differ by CPU (x86 and ARM builds gave different bytes;
+``benchmarks/reports/emulated_cpu/``). The SDK now shrinks with an exact area average and grows bicubic, in integers. Every image of ``../shared/data`` (``images.csv`` and ``wild/images.csv``) is judged
 twice in one process by the shipped default: as the SDK does now, and with ``preprocess.resize`` swapped back to the
 OpenCV rule. Reported: per image the whole-image view's pixels that differ (of the full decode, shrunk both ways)
 and how many levels apart, the difference of the semantic probability and of the fused score, and the decisions
@@ -132,7 +132,7 @@ def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: lis
     flips = [r for r in rows if r.fake_now != r.fake_before]
     moved = [r for r in rows if r.pixels_differ]
     return "\n".join([
-        "# The default with the exact area resize vs OpenCV's INTER_AREA (label-free)", "",
+        "# The default with the integer resize vs OpenCV's INTER_AREA / INTER_CUBIC (label-free)", "",
         f"- CPU: {cpu}; {len(rows)} images of ../shared/data judged ({refused} refused as unreadable); wall {wall:.0f} s "
         f"(`benchmarks/resize_agreement.py`, {time.strftime('%Y-%m-%d')})", "",
         "| decisions that differ | images whose 224 view differs | pixels differing, median / max of those | max "
@@ -162,7 +162,7 @@ def plot(rows: list[Change], path: Path) -> None:
     ax.scatter([r.pixels_differ for r in rows], [max(r.d_semantic, 1e-9) for r in rows], s=6, alpha=0.5)
     ax.set(xscale="symlog", yscale="log", xlabel=f"pixels of the {SIDE} x {SIDE} view that differ",
            ylabel="|Δ whole-image p| (1e-9 = identical)")
-    ax.set_title("default bundle: exact area resize vs OpenCV INTER_AREA, per image", fontsize=9)
+    ax.set_title("default bundle: integer resize vs OpenCV INTER_AREA / INTER_CUBIC, per image", fontsize=9)
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -15,9 +15,10 @@ How: with an input length ``L`` and an output length ``n``, output ``j`` covers 
 axis, band by band of output rows: rows by one reduction per segment (int32 while 255 x (H + 2n) fits), then
 columns from a running sum (int64); the mean is the sum over ``H * W`` in the end.
 
-An image that must grow in a side keeps the SDK's earlier OpenCV rule: ``INTER_CUBIC`` (fixed-point integer
-arithmetic for uint8), or ``INTER_AREA`` when it still loses area overall (one side under the target, e.g. a
-1000 x 100 strip). That last case is the one left to OpenCV's floating point, and to its CPU.
+An image that must grow in a side keeps the SDK's earlier rule: bicubic when its area does not shrink -- now
+:func:`cubic`, in integers (OpenCV's ``INTER_CUBIC`` finishes in float32 SIMD: its x86 and emulated-ARM bytes
+differed on every image tried) -- and OpenCV's ``INTER_AREA`` when the area still shrinks (one side under the target,
+e.g. a 1000 x 100 strip). That last case is the one left to OpenCV's floating point, and to its CPU.
 """
 
 from __future__ import annotations
@@ -27,15 +28,59 @@ import numpy as np
 
 #: the most memory one band's running column sums (int64) may take; a band is at least one output row
 BAND_BYTES = 1 << 24
+#: bicubic's free parameter and the fixed-point precision of its weights, as OpenCV's INTER_CUBIC
+CUBIC_A = -0.75
+CUBIC_BITS = 11
 
 
 def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``rgb`` (H, W, C uint8) at ``height`` x ``width``: :func:`area` when no side grows."""
+    """``rgb`` (H, W, C uint8) at ``height`` x ``width``: :func:`area` when no side grows, :func:`cubic` when the
+    area does not shrink, OpenCV's ``INTER_AREA`` in between (one side grows, the area shrinks)."""
     h, w = rgb.shape[:2]
     if h >= height and w >= width:
         return area(rgb, height, width)
-    interp = cv2.INTER_AREA if h * w > height * width else cv2.INTER_CUBIC
-    return cv2.resize(rgb, (width, height), interpolation=interp)
+    if h * w <= height * width:
+        return cubic(rgb, height, width)
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def cubic(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic interpolation (Keys, a = -0.75; pixel centres aligned; edges replicated) of a uint8 (H, W) or
+    (H, W, C) image, in integers: OpenCV's ``INTER_CUBIC`` design (float32 taps rounded to 11-bit fixed point, an
+    integer horizontal pass), but the vertical pass in integers too, where OpenCV's SIMD kernels use float32 (its x86
+    and ARM builds then differ; this is within one level of x86's)."""
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3) or min(height, width) <= 0:
+        raise ValueError(f"cubic() takes a uint8 (H, W[, C]) image and a positive size, got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[:2]
+    img = rgb.reshape(h, w, -1).astype(np.int32)
+    (xi, xc), (yi, yc) = _cubic_taps(w, width), _cubic_taps(h, height)
+    # int32 holds it: the taps' absolute weights sum to at most 1.375, so |value| <= 255 * (1.375 * 2^11)^2 < 2.03e9
+    rows = img[:, xi[:, 0]] * xc[None, :, 0, None]  # (h, width, C), x 2^11
+    for k in range(1, 4):
+        rows += img[:, xi[:, k]] * xc[None, :, k, None]
+    out = rows[yi[:, 0]] * yc[:, 0, None, None]  # (height, width, C), x 2^22
+    for k in range(1, 4):
+        out += rows[yi[:, k]] * yc[:, k, None, None]
+    out += 1 << (2 * CUBIC_BITS - 1)
+    out >>= 2 * CUBIC_BITS
+    return np.clip(out, 0, 255).astype(np.uint8).reshape(height, width, *rgb.shape[2:])
+
+
+def _cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output position its four input indices (clamped) and integer weights (sum ~ 2^CUBIC_BITS), computed in
+    float32 one operation at a time (numpy fuses nothing), so every CPU gets the same integers."""
+    f32 = np.float32
+    pos = ((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5).astype(f32)
+    start = np.floor(pos)
+    x = pos - start
+    a, one = f32(CUBIC_A), f32(1)
+    x1, y = x + one, one - x
+    c0 = ((a * x1 - f32(5) * a) * x1 + f32(8) * a) * x1 - f32(4) * a
+    c1 = ((a + f32(2)) * x - (a + f32(3))) * x * x + one
+    c2 = ((a + f32(2)) * y - (a + f32(3))) * y * y + one
+    weights = np.stack([c0, c1, c2, one - c0 - c1 - c2], 1)
+    idx = np.clip(start.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n_in - 1)
+    return idx, np.rint(weights * f32(1 << CUBIC_BITS)).astype(np.int32)
 
 
 def area(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -60,8 +60,9 @@ SPEC = InputSpec(height=SIDE, width=SIDE, crop="none", resize="exact", mean=IMAG
                  jpeg_downscale="dct")
 FPR = 0.05
 #: in the keys of cached features and folds: v4 since the whole-image view is shrunk with the exact area resize
-#: (aligngemini_sdk.resize, session 18) instead of OpenCV's INTER_AREA
-FEATURES_VERSION = "v4"
+#: (aligngemini_sdk.resize, session 18) instead of OpenCV's INTER_AREA; v5 since a view that grows is bicubic in
+#: integers (resize.cubic) instead of OpenCV's INTER_CUBIC
+FEATURES_VERSION = "v5"
 
 
 CROP_SPEC = InputSpec(height=SIDE, width=SIDE, crop="center", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD)

@@ -1,8 +1,10 @@
-"""sdk/resize.py: a downscale is the exact area average, rounded half up, in integers -- the same bytes on every CPU."""
+"""sdk/resize.py: a downscale is the exact area average, an upscale bicubic, both in integers -- the same bytes on
+every CPU."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 
 import cv2
@@ -11,7 +13,7 @@ import pytest
 
 from aligngemini_sdk import resize as resize_module
 from aligngemini_sdk.image import load_image
-from aligngemini_sdk.resize import area, resize
+from aligngemini_sdk.resize import area, cubic, resize
 from tests.conftest import SHARED, needs_emulated_arm64, on_emulated_arm64
 
 
@@ -78,31 +80,53 @@ def test_it_refuses_what_it_does_not_define():
     for bad, size in ((img, (11, 5)), (img, (0, 5)), (img.astype(np.float32), (5, 5)), (np.zeros(10, np.uint8), (1, 1))):
         with pytest.raises(ValueError):
             area(bad, *size)
+    for bad, size in ((img, (0, 5)), (img.astype(np.float32), (20, 20)), (np.zeros(10, np.uint8), (20, 20))):
+        with pytest.raises(ValueError):
+            cubic(bad, *size)
 
 
-def test_resize_keeps_opencv_only_where_an_image_must_grow():
+def test_resize_is_area_when_no_side_grows_cubic_when_the_area_does_not_shrink_else_opencv():
     img = np.random.default_rng(2).integers(0, 256, (300, 200, 3), dtype=np.uint8)
     np.testing.assert_array_equal(resize(img, 150, 100), area(img, 150, 100))
-    np.testing.assert_array_equal(resize(img, 400, 300), cv2.resize(img, (300, 400), interpolation=cv2.INTER_CUBIC))
+    np.testing.assert_array_equal(resize(img, 400, 300), cubic(img, 400, 300))
+    np.testing.assert_array_equal(resize(img, 320, 190), cubic(img, 320, 190))  # one side shrinks, the area grows
     strip = img[:100]  # 100 x 200 -> 150 x 80: one side grows, the area shrinks
     np.testing.assert_array_equal(resize(strip, 150, 80), cv2.resize(strip, (80, 150), interpolation=cv2.INTER_AREA))
+
+
+def test_cubic_keeps_an_image_at_its_size_and_a_flat_one_flat():
+    img = np.random.default_rng(3).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(cubic(img, 40, 30), img)
+    assert (cubic(np.full((9, 7), 200, np.uint8), 50, 60) == 200).all()
+
+
+@pytest.mark.shared_data
+def test_cubic_is_within_one_level_of_opencvs_bicubic_on_a_photo():
+    rgb = load_image(SHARED / "images/real/kodak24/testsets__Kodak24__kodim01.png").rgb[:150, :180]
+    d = cubic(rgb, 224, 224).astype(int) - cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(d).max() <= 1 and (d != 0).mean() < 0.05
 
 
 #: the two wild images whose whole-image view differed most between x86 and ARM with OpenCV's INTER_AREA
 #: (benchmarks/reports/emulated_cpu/, session 17): a camera JPEG and a generated PNG
 ARM_SENSITIVE = ("wild/images/real/Li-Chongyi__Zero-DCE/Zero-DCE_code__data__test_data__DICM__03.jpg",
                  "wild/images/fake/jamez-bondos__awesome-gpt4o-images/gpt-image-1__examples__tryon-output.png")
-DIGEST = """
-import hashlib, json, sys
-from aligngemini_sdk.image import load_image
-from aligngemini_sdk.resize import area
-print(json.dumps([hashlib.sha256(area(load_image(p).rgb, 224, 224).tobytes()).hexdigest() for p in sys.argv[1:]]))
-"""
+
+
+def digests(rgb):
+    """The shrunk whole image and a 150 x 180 corner grown (OpenCV's INTER_CUBIC differed between x86 and ARM too)."""
+    return [hashlib.sha256(a.tobytes()).hexdigest() for a in (area(rgb, 224, 224), cubic(rgb[:150, :180], 224, 224))]
+
+
+#: the same function, run by the emulated CPU
+DIGEST = ("import hashlib, json, sys\nfrom aligngemini_sdk.image import load_image\n"
+          "from aligngemini_sdk.resize import area, cubic\n" + inspect.getsource(digests)
+          + "print(json.dumps([digests(load_image(p).rgb) for p in sys.argv[1:]]))\n")
 
 
 @pytest.mark.shared_data
 @needs_emulated_arm64
 def test_an_emulated_arm_cpu_gets_the_same_bytes():
     paths = [str(SHARED / p) for p in ARM_SENSITIVE]
-    here = [hashlib.sha256(area(load_image(p).rgb, 224, 224).tobytes()).hexdigest() for p in paths]
+    here = [digests(load_image(p).rgb) for p in paths]
     assert json.loads(on_emulated_arm64("-c", DIGEST, *paths).stdout) == here
