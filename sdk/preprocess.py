@@ -14,8 +14,8 @@ from aligngemini_sdk.resize import resize
 def fit_to_spec(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Geometric step: resize (only if the spec says so), then centre-crop; reflect-pad small images.
 
-    Never upsamples unless ``resize`` asks for it, so pixel artifacts reach the model untouched. A downscale is
-    :func:`~aligngemini_sdk.resize.area`: the same bytes on every CPU.
+    Never upsamples unless ``resize`` asks for it, so pixel artifacts reach the model untouched. Resizing is
+    :func:`~aligngemini_sdk.resize.resize`: in integers, the same bytes on every CPU.
     """
     img = rgb
     if spec.resize == "exact" and spec.fixed_size:

@@ -5,9 +5,10 @@ area it covers, fractional edge pixels weighted by the fraction they cover, roun
 only, so no SIMD path, summation order or FMA can change a byte. OpenCV's ``INTER_AREA`` computes the same average
 in floating point with CPU-specific kernels: on the 397 ``wild/`` images its x86 and emulated-ARM builds gave
 outputs 16-50 apart (sums of uint8) on the images that differed most, which moved the default's whole-image score by
-up to 9.6e-4 (``benchmarks/reports/emulated_cpu/``). :func:`area` is at most one level from x86 ``INTER_AREA``, on
-0.1 % of the values on average (at most 1.2 %) over 271 shared photos (``tests/sdk/test_resize.py`` holds a Kodak
-photo to one level on under 0.1 %).
+up to 9.6e-4 (``benchmarks/reports/emulated_cpu/``). :func:`area` is at most one level from x86 ``INTER_AREA``:
+on 531 of the 1,086 shared images other than CIFAKE's some pixels of the 224 view differ, a median 230 of 50,176
+(``benchmarks/reports/resize_agreement/``; ``tests/sdk/test_resize.py`` holds a Kodak photo to one level on under
+0.1 % of its values).
 
 How: with an input length ``L`` and an output length ``n``, output ``j`` covers ``[j L, (j + 1) L)`` in units of
 ``1/n`` input pixel. With ``c = x // n`` and ``r = x % n`` at those boundaries, its area sum (scaled by ``n``) is
