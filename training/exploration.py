@@ -6,7 +6,6 @@ repository-weighted balanced accuracy at fpr5) with a mean real-repository FPR <
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from training.train_semantic import (
     cross_validate,
     extract,
     load_rows,
+    rows_key,
     served_and_augmented,
     summarize,
 )
@@ -55,8 +55,7 @@ def cached_views(rows: list[dict[str, str]], work: Path, base: Pool, name: str, 
     """(whole, crop): each view's features (kept images, 2 versions, F) under ``build()`` (a batch of normalised
     views -> features), extracted only when ``work/features-<name>-<key>.npz`` (keyed by ``tag`` and the images) is
     missing, and aligned with ``base``'s rows."""
-    key = hashlib.sha256((f"{tag}\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
-    cache = work / f"features-{name}-{key}.npz"
+    cache = work / f"features-{name}-{rows_key(tag, rows)}.npz"
     if not cache.is_file():
         _extract_to(rows, cache, served_and_augmented, build(), name)
     z = np.load(cache, allow_pickle=False)

@@ -13,7 +13,6 @@ calls (~25 ms on 2 cores, over the 15 ms budget), and the final-test repositorie
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -40,6 +39,7 @@ from training.train_semantic import (
     load_rows,
     oof,
     probe_scores,
+    rows_key,
     sigmoid,
     summarize,
 )
@@ -62,7 +62,7 @@ def five_crops(rgb: np.ndarray) -> list[np.ndarray]:
 
 def crop_features(pool: Pool, work: Path) -> np.ndarray:
     """(N, 5, F) backbone features of the five crops of each pool image (as served, no augmentation), cached."""
-    key = hashlib.sha256(("crops5\n" + "\n".join(r["path"] for r in pool.rows)).encode()).hexdigest()[:12]
+    key = rows_key("crops5", pool.rows)
     cache = work / f"crops5-{key}.npz"
     if not cache.is_file():
         model = WholeImageExpert(pretrained=True).eval()

@@ -129,13 +129,18 @@ def windows(rgb: np.ndarray, side: int, path: str) -> list[np.ndarray]:
     return out
 
 
+def rows_key(tag: str, rows: list[dict[str, str]]) -> str:
+    """The cache key of features computed under ``tag`` for these images, in this order."""
+    return hashlib.sha256((f"{tag}\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
+
+
 def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: bool = False,
             acts: bool = False) -> Pool:
     """Backbone features of both views (``n_versions``: 2 or 4 versions each), cached, and candidate A's recorded
     probabilities. Versions 0-1 and 2-3 are cached apart, so the first two never change. ``wide``: also round 6's
     WIDE centre window and the extra windows (their own cache); ``acts``: also round 8's activations entering the
     stride-32 stage (their own cache)."""
-    key = hashlib.sha256((f"{FEATURES_VERSION}\n" + "\n".join(r["path"] for r in rows)).encode()).hexdigest()[:12]
+    key = rows_key(FEATURES_VERSION, rows)
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
     if not cache.is_file():
