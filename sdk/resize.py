@@ -16,15 +16,16 @@ How: with an input length ``L`` and an output length ``n``, output ``j`` covers 
 axis, band by band of output rows: rows by one reduction per segment (int32 while 255 x (H + 2n) fits), then
 columns from a running sum (int64); the mean is the sum over ``H * W`` in the end.
 
-An image that must grow in a side keeps the SDK's earlier rule: bicubic when its area does not shrink -- now
+An image that must grow in a side keeps the SDK's earlier rule, bicubic when its area does not shrink -- now
 :func:`cubic`, in integers (OpenCV's ``INTER_CUBIC`` finishes in float32 SIMD: its x86 and emulated-ARM bytes
-differed on every image tried) -- and OpenCV's ``INTER_AREA`` when the area still shrinks (one side under the target,
-e.g. a 1000 x 100 strip). That last case is the one left to OpenCV's floating point, and to its CPU.
+differed on every image tried). A strip that grows in one side while its area shrinks (e.g. 100 x 1000 to 224 x 224)
+is shrunk by :func:`area` along the side that shrinks, then grown by :func:`cubic` along the other (OpenCV's
+``INTER_AREA``, floating point, did it before session 19; no image in ``../shared/data`` has that shape). So every
+path is integer arithmetic: no resize depends on the CPU.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 #: the most memory one band's running column sums (int64) may take; a band is at least one output row
@@ -36,13 +37,14 @@ CUBIC_BITS = 11
 
 def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """``rgb`` (H, W, C uint8) at ``height`` x ``width``: :func:`area` when no side grows, :func:`cubic` when the
-    area does not shrink, OpenCV's ``INTER_AREA`` in between (one side grows, the area shrinks)."""
+    area does not shrink, else (one side grows, the area shrinks) :func:`area` along the side that shrinks and then
+    :func:`cubic` along the one that grows."""
     h, w = rgb.shape[:2]
     if h >= height and w >= width:
         return area(rgb, height, width)
     if h * w <= height * width:
         return cubic(rgb, height, width)
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    return cubic(area(rgb, min(h, height), min(w, width)), height, width)
 
 
 def cubic(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -53,15 +55,18 @@ def cubic(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3) or min(height, width) <= 0:
         raise ValueError(f"cubic() takes a uint8 (H, W[, C]) image and a positive size, got {rgb.dtype} {rgb.shape}")
     h, w = rgb.shape[:2]
-    img = rgb.reshape(h, w, -1).astype(np.int32)
+    ch = 1 if rgb.ndim == 2 else rgb.shape[2]
+    img = rgb.reshape(h, w * ch)  # channels interleaved along the row: every pass runs over long contiguous rows
     (xi, xc), (yi, yc) = _cubic_taps(w, width), _cubic_taps(h, height)
+    cols = (xi.T[:, :, None] * ch + np.arange(ch)).reshape(4, width * ch)  # tap k's source column per output value
+    cw = np.repeat(xc.T, ch, axis=1)  # (4, width * ch) int32
     # int32 holds it: the taps' absolute weights sum to at most 1.375, so |value| <= 255 * (1.375 * 2^11)^2 < 2.03e9
-    rows = img[:, xi[:, 0]] * xc[None, :, 0, None]  # (h, width, C), x 2^11
+    rows = img[:, cols[0]] * cw[0]  # (h, width * ch), x 2^11
     for k in range(1, 4):
-        rows += img[:, xi[:, k]] * xc[None, :, k, None]
-    out = rows[yi[:, 0]] * yc[:, 0, None, None]  # (height, width, C), x 2^22
+        rows += img[:, cols[k]] * cw[k]
+    out = rows[yi[:, 0]] * yc[:, 0, None]  # (height, width * ch), x 2^22
     for k in range(1, 4):
-        out += rows[yi[:, k]] * yc[:, k, None, None]
+        out += rows[yi[:, k]] * yc[:, k, None]
     out += 1 << (2 * CUBIC_BITS - 1)
     out >>= 2 * CUBIC_BITS
     return np.clip(out, 0, 255).astype(np.uint8).reshape(height, width, *rgb.shape[2:])

@@ -85,13 +85,23 @@ def test_it_refuses_what_it_does_not_define():
             cubic(bad, *size)
 
 
-def test_resize_is_area_when_no_side_grows_cubic_when_the_area_does_not_shrink_else_opencv():
+def test_resize_is_area_when_no_side_grows_cubic_when_the_area_does_not_shrink_else_area_then_cubic():
     img = np.random.default_rng(2).integers(0, 256, (300, 200, 3), dtype=np.uint8)
     np.testing.assert_array_equal(resize(img, 150, 100), area(img, 150, 100))
     np.testing.assert_array_equal(resize(img, 400, 300), cubic(img, 400, 300))
     np.testing.assert_array_equal(resize(img, 320, 190), cubic(img, 320, 190))  # one side shrinks, the area grows
     strip = img[:100]  # 100 x 200 -> 150 x 80: one side grows, the area shrinks
-    np.testing.assert_array_equal(resize(strip, 150, 80), cv2.resize(strip, (80, 150), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(resize(strip, 150, 80), cubic(area(strip, 100, 80), 150, 80))
+    np.testing.assert_array_equal(resize(img[:, :50], 100, 120), cubic(area(img[:, :50], 100, 50), 100, 120))
+
+
+def test_a_strip_is_the_area_mean_across_and_bicubic_along():
+    """Each column of a 3 x 6000 strip shrunk to 60 columns is the area mean of 100 input columns; grown to 224 rows
+    it is the bicubic of those 3 values (exactly, since the shrink leaves the rows alone)."""
+    strip = np.random.default_rng(5).integers(0, 256, (3, 6000, 3), dtype=np.uint8)
+    means = reference(strip, 3, 60)
+    np.testing.assert_array_equal(resize(strip, 224, 60), cubic(means, 224, 60))
+    assert (resize(np.full((3, 6000), 77, np.uint8), 224, 224) == 77).all()
 
 
 def test_cubic_keeps_an_image_at_its_size_and_a_flat_one_flat():
@@ -114,13 +124,15 @@ ARM_SENSITIVE = ("wild/images/real/Li-Chongyi__Zero-DCE/Zero-DCE_code__data__tes
 
 
 def digests(rgb):
-    """The shrunk whole image and a 150 x 180 corner grown (OpenCV's INTER_CUBIC differed between x86 and ARM too)."""
-    return [hashlib.sha256(a.tobytes()).hexdigest() for a in (area(rgb, 224, 224), cubic(rgb[:150, :180], 224, 224))]
+    """The shrunk whole image, a 150 x 180 corner grown (OpenCV's INTER_CUBIC differed between x86 and ARM too) and a
+    100-row strip of it, which grows in height and shrinks in width (OpenCV's INTER_AREA before session 19)."""
+    views = (area(rgb, 224, 224), cubic(rgb[:150, :180], 224, 224), resize(rgb[:100], 224, 224))
+    return [hashlib.sha256(a.tobytes()).hexdigest() for a in views]
 
 
 #: the same function, run by the emulated CPU
 DIGEST = ("import hashlib, json, sys\nfrom aligngemini_sdk.image import load_image\n"
-          "from aligngemini_sdk.resize import area, cubic\n" + inspect.getsource(digests)
+          "from aligngemini_sdk.resize import area, cubic, resize\n" + inspect.getsource(digests)
           + "print(json.dumps([digests(load_image(p).rgb) for p in sys.argv[1:]]))\n")
 
 
