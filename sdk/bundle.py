@@ -8,20 +8,21 @@ own hash, so a shipped ``.tar`` is unpacked once per device, not per process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import os
 import shutil
-import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from aligngemini_sdk import regular_file
 from aligngemini_sdk.cache import default_cache_dir, touch
 from aligngemini_sdk.errors import BundleFormatError, BundleIntegrityError, BundleSignatureError
 from aligngemini_sdk.manifest import MANIFEST_NAME, FileEntry, LatencyStat, Manifest
@@ -45,33 +46,31 @@ def _sha256_stream(fh: BinaryIO) -> str:
 
 
 def _stat_regular(path: Path, rel: str) -> os.stat_result:
-    """``path``'s stat, refusing what is not a regular file: a directory, or a device or FIFO that would read forever
-    or block."""
+    """``path``'s stat, refusing what is not a regular file (:mod:`~aligngemini_sdk.regular_file`)."""
+    with _refusals(rel):
+        return regular_file.stat_regular(path)
+
+
+def _open_regular(path: Path, rel: str) -> BinaryIO:
+    """``path`` opened for reading, refused unless it is a regular file both before it is opened and after."""
+    with _refusals(rel):
+        fd, _ = regular_file.open_regular(path)
+    return os.fdopen(fd, "rb")
+
+
+@contextlib.contextmanager
+def _refusals(rel: str) -> Iterator[None]:
+    """regular_file's refusals and OS failures as :class:`BundleIntegrityError` naming the bundle file."""
     try:
-        st = os.stat(path)
+        yield
+    except regular_file.NotRegularFile as exc:
+        if exc.swapped:
+            raise BundleIntegrityError(f"bundle file {rel} was replaced by something that is not a regular file") from None
+        raise BundleIntegrityError(f"bundle file {rel} is {exc.kind}, not a regular file") from None
     except FileNotFoundError:
         raise BundleIntegrityError(f"bundle file missing: {rel}") from None
     except OSError as exc:
         raise BundleIntegrityError(f"bundle file {rel}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
-        raise BundleIntegrityError(f"bundle file {rel} is {kind}, not a regular file")
-    return st
-
-
-def _open_regular(path: Path, rel: str) -> BinaryIO:
-    """``path`` opened for reading, refused unless it is a regular file both before it is opened and after (it may
-    have been swapped in between); non-blocking, so a FIFO swapped in cannot hang the open."""
-    _stat_regular(path, rel)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise BundleIntegrityError(f"bundle file {rel}: {exc.strerror or exc}") from None
-    fh = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        fh.close()
-        raise BundleIntegrityError(f"bundle file {rel} was replaced by something that is not a regular file")
-    return fh
 
 
 def _check_size(size: int, entry: FileEntry) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, Union
@@ -22,7 +21,7 @@ from typing import Any, Union
 import cv2
 import numpy as np
 
-from aligngemini_sdk import heic, jpeg
+from aligngemini_sdk import heic, jpeg, regular_file
 from aligngemini_sdk.errors import ImageDecodeError, ImageTooLargeError, InputShapeError
 
 #: Default decompression-bomb guard: 180 megapixels (above any phone sensor, far below a bomb).
@@ -116,38 +115,29 @@ def read_image_file(path: str | os.PathLike[str], label: str, limit: int = DEFAU
 
 
 def open_regular(path: str | os.PathLike[str], label: str, limit: int) -> tuple[int, os.stat_result]:
-    """A read-only descriptor of ``path`` and its stat, if it is a regular file of at most ``limit`` bytes, checked
-    before it is opened (a FIFO would block) and again on the descriptor (the path may have been swapped since);
-    every refusal and OS failure is an :class:`ImageDecodeError` (or :class:`ImageTooLargeError`) naming ``label``."""
+    """A read-only descriptor of ``path`` and its stat, if it is a regular file (:mod:`~aligngemini_sdk.regular_file`)
+    of at most ``limit`` bytes; every refusal and OS failure is an :class:`ImageDecodeError` (or
+    :class:`ImageTooLargeError`) naming ``label``."""
     try:
-        st = os.stat(path)
-    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
-        raise _refused(exc, label) if isinstance(exc, OSError) else ImageDecodeError(label, str(exc)) from None
-    _check_regular(st, label, limit)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd, st = regular_file.open_regular(path)
+    except regular_file.NotRegularFile as exc:
+        raise ImageDecodeError(label, _NOT_REGULAR[exc.kind]) from None
     except OSError as exc:
         raise _refused(exc, label) from None
-    try:
-        st = os.fstat(fd)
-        _check_regular(st, label, limit)
-    except BaseException:
+    except ValueError as exc:  # an embedded NUL byte
+        raise ImageDecodeError(label, str(exc)) from None
+    if st.st_size > limit:
         os.close(fd)
-        raise
+        raise ImageTooLargeError(label, f"file is {st.st_size} bytes (limit {limit})")
     return fd, st
+
+
+_NOT_REGULAR = {regular_file.DIRECTORY: "is a directory, not an image file",
+                regular_file.SPECIAL: "not a regular file (a device, pipe or socket); only files are read"}
 
 
 def _refused(exc: OSError, label: str) -> ImageDecodeError:
     return ImageDecodeError(label, _OS_REASONS.get(exc.errno or 0, exc.strerror or str(exc)))
-
-
-def _check_regular(st: os.stat_result, label: str, limit: int) -> None:
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageDecodeError(label, "is a directory, not an image file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ImageDecodeError(label, "not a regular file (a device, pipe or socket); only files are read")
-    if st.st_size > limit:
-        raise ImageTooLargeError(label, f"file is {st.st_size} bytes (limit {limit})")
 
 
 def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
