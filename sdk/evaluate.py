@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from aligngemini_sdk.dataset import Sample, load_collection
 from aligngemini_sdk.manifest import Manifest
@@ -136,6 +136,29 @@ BACKENDS: dict[str, Callable[[str, Iterator[Chunk], int, dict[str, Any]], Iterat
     "local": _run_local, "ray": _run_ray}
 
 
+class PointThresholds(TypedDict):
+    """The thresholds the verdicts used at an operating point (each branch's, and the fused score's)."""
+
+    pixel: float
+    semantic: float
+    fusion: float
+
+
+class PointMetrics(TypedDict):
+    """The detectors' verdicts at one of the bundle's operating points (a TypedDict: it is the JSON ``eval.json``
+    has always written)."""
+
+    target_fpr: float | None
+    #: real images called fake (None without real images)
+    fpr: float | None
+    #: fake images caught (None without fake images)
+    tpr: float | None
+    balanced_accuracy: float | None
+    n_real: int
+    n_fake: int
+    thresholds: PointThresholds
+
+
 @dataclass
 class EvalReport:
     """``aligngemini eval``'s report (``eval.json``): the fused verdicts' metrics overall (with bootstrap intervals)
@@ -154,7 +177,7 @@ class EvalReport:
     data: str | None = None
     #: the detectors' verdicts at each of the bundle's operating points: fpr (real photos called fake), tpr,
     #: balanced accuracy, and the thresholds used
-    operating_points: dict[str, dict[str, Any]] | None = None
+    operating_points: dict[str, PointMetrics] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"bundle_id": self.bundle_id, "n": self.n, "n_errors": self.n_errors,
@@ -197,22 +220,22 @@ def report(rows: Sequence[Row], bundle_id: str = "", threshold: float = 0.5) -> 
     return rep
 
 
-def at_operating_points(rows: Sequence[Row], manifest: Manifest) -> dict[str, dict[str, Any]]:
+def at_operating_points(rows: Sequence[Row], manifest: Manifest) -> dict[str, PointMetrics]:
     """Each operating point's verdicts, recomputed from the branch probabilities every row recorded (the detectors
     alone, before provenance). For an OR bundle, a VLM the planner skipped as decided at the evaluated thresholds
     counts as not run at the others too."""
     from aligngemini_sdk.fusion import Fusion
 
     ok = [r for r in rows if r.error is None]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, PointMetrics] = {}
     for name, point in manifest.fusion.operating_points.items():
         fusion = Fusion.of(manifest, name)
         verdicts = [fusion(r.pixel, r.semantic)[0] for r in ok]
         m = binary_metrics([r.label for r in ok], [float(v) for v in verdicts], predictions=verdicts)
-        out[name] = {"target_fpr": point.target_fpr, "fpr": None if m["acc_real"] is None else 1.0 - m["acc_real"],
-                     "tpr": m["acc_fake"], "balanced_accuracy": m["balanced_accuracy"], "n_real": m["n_real"],
-                     "n_fake": m["n_fake"], "thresholds": {"pixel": fusion.t_pixel, "semantic": fusion.t_semantic,
-                                                           "fusion": fusion.spec.threshold}}
+        out[name] = PointMetrics(
+            target_fpr=point.target_fpr, fpr=None if m["acc_real"] is None else 1.0 - m["acc_real"], tpr=m["acc_fake"],
+            balanced_accuracy=m["balanced_accuracy"], n_real=m["n_real"], n_fake=m["n_fake"],
+            thresholds=PointThresholds(pixel=fusion.t_pixel, semantic=fusion.t_semantic, fusion=fusion.spec.threshold))
     return out
 
 
