@@ -10,7 +10,7 @@ For each bundle (default: the shipped default) on 16 decoded photos of the share
 - ``together``: the semantic branch in a second thread beside the pixel branch, each session on half the cores
   (``budget.plan_concurrency``);
 - ``detect``: ``Detector.detect()`` as shipped (its plan, planner and fusion included).
-Both branches' answers are checked identical across modes. Output: ``<cpu>-<kind>.json``, ``.md``, ``.png`` (kind: ``device.int8_kernel_class()``).
+Both branches' answers are checked identical across modes. Output: ``<cpu>-<kind>.json``, ``.md``, ``.png`` (``device.report_stem()``; kind: ``device.int8_kernel_class()``).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "branch_concurrency"))
     args = ap.parse_args()
     from aligngemini_sdk import default_bundle_path
-    from aligngemini_sdk.device import cpu_info, cpu_label, cpu_slug, int8_kernel_class
+    from aligngemini_sdk.device import cpu_info, cpu_label, report_stem
 
     bundles = dict(b.split("=", 1) for b in (args.bundle or [f"default={default_bundle_path()}"]))
     cores = int(cpu_info()["usable_cores"])
@@ -129,7 +129,7 @@ def main() -> int:
               "identical_answers": identical, "runs": [asdict(r) for r in runs]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{cpu_slug()}-{int8_kernel_class()}"  # one model name covers CPUs of several kinds (AVX2 and VNNI EPYCs)
+    stem = report_stem()
     (out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     md = markdown(report, runs, bundles)
     (out / f"{stem}.md").write_text(md)

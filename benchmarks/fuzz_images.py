@@ -48,6 +48,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aligngemini_sdk import heic, metadata
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ALIGNGEMINI_SHARED_DATA", ROOT.parent / "shared" / "data"))
 HANG_S = 60.0
@@ -55,8 +57,9 @@ MEMORY_LIMIT = 8 << 30
 DEFECTS = ("untyped", "crash", "hang", "bad_verdict")
 BOUNDARY = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
 MUTATORS = ("bitflip", "bytes", "truncate", "segment", "splice")
-#: JPEG APP11, where C2PA's JUMBF boxes live: a signed file's ``segment`` cases change it 3 times in 4 (c2pa's reader)
-C2PA_SEGMENT = b"\xeb"
+#: where C2PA's JUMBF boxes live -- JPEG APP11, a HEIF ``uuid`` box: a signed file's ``segment`` cases change it 3 times
+#: in 4 (c2pa's reader)
+C2PA_SEGMENTS = (b"\xeb", b"uuid")
 
 
 # -- seeds -------------------------------------------------------------------------------------------------------------
@@ -102,7 +105,9 @@ def _shape(path: Path) -> tuple[int, ...]:
     return (0,) if img is None else img.shape[:2]
 
 
-def _c2pa_jpeg(rgb: np.ndarray) -> bytes | None:
+def _signed(data: bytes, mime: str) -> bytes | None:
+    """``data`` with a C2PA manifest declaring generative AI, signed by a throwaway test PKI (None without the
+    [c2pa] extra)."""
     try:
         from aligngemini_sdk.provenance_testing import make_test_pki, sign_image
     except ImportError:
@@ -111,12 +116,13 @@ def _c2pa_jpeg(rgb: np.ndarray) -> bytes | None:
         pki = make_test_pki()
     except Exception:  # the [c2pa] extra is not installed
         return None
-    return sign_image(pki, _encode(rgb, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 90), "trainedAlgorithmicMedia", "fuzz")
+    return sign_image(pki, data, "trainedAlgorithmicMedia", "fuzz", mime=mime)
 
 
-def _heic(rgb: np.ndarray, tile: int = 0) -> bytes | None:
+def _heic(rgb: np.ndarray, tile: int = 0, metadata: bool = False) -> bytes | None:
     """HEIC, one HEVC image or (``tile``) a grid of tile x tile images as phones write (read tile by tile under a
-    crop by ``heic.py``'s ctypes calls into libheif)."""
+    crop by ``heic.py``'s ctypes calls into libheif); with ``metadata``, a phone's EXIF, an XMP packet and a C2PA
+    signature (``uuid`` box), which the provenance branch reads (``metadata.py``'s HEIF boxes, c2pa's reader)."""
     try:
         import pillow_heif
         from PIL import Image
@@ -124,8 +130,13 @@ def _heic(rgb: np.ndarray, tile: int = 0) -> bytes | None:
         return None
     pillow_heif.register_heif_opener()
     out = io.BytesIO()
-    Image.fromarray(rgb).save(out, format="HEIF", quality=80, **({"tile_size": tile} if tile else {}))
-    return out.getvalue()
+    extra: dict[str, object] = {"tile_size": tile} if tile else {}
+    if metadata:
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110], exif[0x0131] = "Apple", "iPhone 15 Pro", "17.1"
+        extra.update(exif=exif.tobytes(), xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>')
+    Image.fromarray(rgb).save(out, format="HEIF", quality=80, **extra)
+    return _signed(out.getvalue(), "image/heic") if metadata else out.getvalue()
 
 
 def _video(rgb: np.ndarray, fourcc: str, ext: str, frames: int = 4) -> bytes | None:
@@ -152,7 +163,7 @@ def seeds() -> dict[str, bytes]:
         "jpeg-progressive": _encode(rgb, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
         "jpeg-restart": _encode(rgb, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_RST_INTERVAL, 4),
         "jpeg-gray": _encode(gray, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 90),
-        "jpeg-c2pa": _c2pa_jpeg(rgb),
+        "jpeg-c2pa": _signed(_encode(rgb, ".jpg", cv2.IMWRITE_JPEG_QUALITY, 90), "image/jpeg"),
         "png-text": _png_with_text(rgb),
         "png-16bit": _encode((rgb.astype(np.uint16) * 257), ".png"),
         "webp": _encode(rgb, ".webp", cv2.IMWRITE_WEBP_QUALITY, 90),
@@ -161,6 +172,7 @@ def seeds() -> dict[str, bytes]:
         "gif": _pil(rgb, "GIF"),
         "heic": _heic(rgb),
         "heic-grid": _heic(cv2.resize(rgb, (1024, 1024), interpolation=cv2.INTER_AREA), tile=256),
+        "heic-c2pa-exif": _heic(cv2.resize(rgb, (512, 384), interpolation=cv2.INTER_AREA), metadata=True),
         "video-mjpg-avi": _video(rgb, "MJPG", ".avi"),
         "video-mp4v-mp4": _video(rgb, "mp4v", ".mp4"),
     }
@@ -172,9 +184,10 @@ def seeds() -> dict[str, bytes]:
 # -- mutators ----------------------------------------------------------------------------------------------------------
 
 def _segments(data: bytes) -> dict[bytes, list[tuple[int, int]]]:
-    """Marker or chunk type -> (start, end) of the payload of each JPEG marker segment (the entropy-coded scan
-    data as b"scan") or of each PNG chunk (type + data); empty for other formats (the mutator then works on the
-    first 256 bytes, where their headers are)."""
+    """Marker, chunk or box type -> (start, end) of the payload of each JPEG marker segment (the entropy-coded scan
+    data as b"scan"), of each PNG chunk (type + data) or of each HEIF box (top level, and inside ``meta``: the item
+    lists and locations the metadata reader walks); empty for other formats (the mutator then works on the first
+    256 bytes, where their headers are)."""
     out: dict[bytes, list[tuple[int, int]]] = {}
     if data[:2] == b"\xff\xd8":
         i = 2
@@ -191,6 +204,12 @@ def _segments(data: bytes) -> dict[bytes, list[tuple[int, int]]]:
             length = struct.unpack(">I", data[i:i + 4])[0]
             out.setdefault(data[i + 4:i + 8], []).append((i + 4, min(len(data), i + 8 + length)))
             i += 12 + length
+    elif heic.kind(data) is not None:
+        for kind, start, end in metadata.boxes(data, 0, len(data), metadata.Metadata()):
+            out.setdefault(kind, []).append((start, end))
+            if kind == b"meta":
+                for sub, s, e in metadata.boxes(data, start + 4, end, metadata.Metadata()):
+                    out.setdefault(b"meta/" + sub, []).append((s, e))
     return out
 
 
@@ -221,7 +240,8 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     elif kind == "segment":  # a marker or chunk type first (one IDAT of many weighs as much as IHDR), then one of them
         segments = _segments(data)
         kinds = sorted(segments)
-        pick = C2PA_SEGMENT if C2PA_SEGMENT in segments and rng.random() < 0.75 else rng.choice(kinds) if kinds else None
+        signed = [k for k in C2PA_SEGMENTS if k in segments]
+        pick = signed[0] if signed and rng.random() < 0.75 else rng.choice(kinds) if kinds else None
         start, end = rng.choice(segments[pick]) if pick is not None else (0, min(256, len(data)))
         for _ in range(rng.randint(1, 4)):
             if end > start:

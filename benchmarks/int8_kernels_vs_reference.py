@@ -8,7 +8,7 @@ optimized integer kernels (what ``detect()`` runs) and with graph optimizations 
 DequantizeLinear around float ops: the arithmetic the QDQ file defines, the same on every CPU up to float
 rounding). Reported per bundle: mean and max |Δp|, decision flips at the bundle's threshold, the per-node
 saturation bound read from the file, and the INT8 median latency, all on the CPU named in the report.
-Output: ``<cpu>.json``, ``<cpu>.md`` and ``<cpu>.png`` (|Δp| per image, sorted) under ``--out``.
+Output: ``<cpu>-<kind>.json``, ``<cpu>-<kind>.md`` and ``<cpu>-<kind>.png`` (|Δp| per image, sorted) under ``--out``.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main() -> int:
     import onnxruntime
 
     from aligngemini_sdk.detector import default_bundle_path
-    from aligngemini_sdk.device import cpu_info, cpu_slug
+    from aligngemini_sdk.device import cpu_info, report_stem
 
     bundles = [tuple(x.split("=", 1)) for x in args.bundle] or [("default", str(default_bundle_path()))]
     images = {s: split_images(s) for s in SPLITS}
@@ -133,7 +133,7 @@ def main() -> int:
             a["latency_ms_p50"] = statistics.median(times[f"{b['label']}/{name}"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = cpu_slug()
+    slug = report_stem()
     (out / f"{slug}.json").write_text(json.dumps(rep, indent=1))
     (out / f"{slug}.md").write_text(to_markdown(rep))
     plot(rep, out / f"{slug}.png")

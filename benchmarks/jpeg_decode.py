@@ -17,7 +17,7 @@ real camera JPEGs of the shared data (5 and 8 MP). Per image, medians of ``--run
   ``detect`` on the array);
 - the default's verdicts under the two policies on every shared JPEG (flips, semantic |Δp|).
 
-Output: ``<cpu>.json``, ``<cpu>.md``, ``<cpu>.png`` under ``--out``. Figures are this CPU's, named in the report.
+Output: ``<cpu>-<kind>.json``, ``<cpu>-<kind>.md``, ``<cpu>-<kind>.png`` under ``--out``. Figures are this CPU's, named in the report.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "jpeg_decode"))
     args = ap.parse_args()
     from aligngemini_sdk import jpeg
-    from aligngemini_sdk.device import cpu_info, cpu_slug
+    from aligngemini_sdk.device import cpu_info, report_stem
 
     cpu = cpu_info()
     rows = []
@@ -378,7 +378,7 @@ def main() -> int:
                        dct_agreement=dct, crop_heights=heights, heic=heic)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = cpu_slug()
+    stem = report_stem()
     (out / f"{stem}.json").write_text(json.dumps(asdict(rep), indent=2))
     (out / f"{stem}.md").write_text(to_markdown(rep))
     plot(rep, out / f"{stem}.png")

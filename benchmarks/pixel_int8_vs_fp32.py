@@ -99,11 +99,11 @@ def main() -> int:
     args = ap.parse_args()
     import onnxruntime as ort
 
-    from aligngemini_sdk.device import cpu_info, cpu_label, cpu_slug, int8_kernel_class
+    from aligngemini_sdk.device import cpu_info, cpu_label, int8_kernel_class, report_stem
     from aligngemini_sdk.image import load_image
     from aligngemini_sdk.preprocess import preprocess
 
-    out = Path(args.out) / f"{cpu_slug()}-{int8_kernel_class()}"
+    out = Path(args.out) / report_stem()
     out.mkdir(parents=True, exist_ok=True)
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -5,7 +5,7 @@ costs when photos arrive one at a time (ONNX Runtime's idle workers spin-wait be
 
 The shipped default's pixel branch (``load_semantic=False``: the spinning question is about one session; with two
 ONNX sessions neither spins) on 8 decoded Kodak24 photos; modes alternate ``--rounds`` times in one run.
-Output: ``<cpu>.json``, ``<cpu>.md``, ``<cpu>.png``.
+Output: ``<cpu>-<kind>.json``, ``<cpu>-<kind>.md``, ``<cpu>-<kind>.png``.
 """
 
 from __future__ import annotations
@@ -64,14 +64,14 @@ def main() -> int:
     ap.add_argument("--gap-ms", type=float, default=30.0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "power"))
     args = ap.parse_args()
-    from aligngemini_sdk.device import cpu_label, cpu_slug
+    from aligngemini_sdk.device import cpu_label, report_stem
     from aligngemini_sdk.image import load_image
 
     images = [load_image(p) for p in sorted(KODAK.glob("*.png"))[:8]]
     runs = [measure(power, images, args.gap_ms) for _ in range(args.rounds) for power in ("full", "balanced", "low")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = cpu_slug()
+    stem = report_stem()
     (out / f"{stem}.json").write_text(json.dumps({"cpu": cpu_label(), "gap_ms": args.gap_ms,
                                                   "runs": [asdict(r) for r in runs]}, indent=1))
     lines = [f"# Power modes on `{cpu_label()}`", "",

@@ -4,9 +4,10 @@
 
 Files: the largest shared JPEG without metadata; the same photo with EXIF text; a PNG with an A1111
 ``parameters`` chunk; the JPEG signed with C2PA by a throwaway test PKI (``aligngemini_sdk.provenance_testing``),
-verified without trust anchors (untrusted) and with the test root as anchor (trusted). Median and p90 of
+verified without trust anchors (untrusted) and with the test root as anchor (trusted); the photo as a HEIC with a
+phone's EXIF, and that HEIC signed (with the ``[heic]`` extra). Median and p90 of
 ``read_provenance`` over ``--runs`` calls each, interleaved, on the CPU named in the report. Targets (issue 17):
-no metadata <= 0.2 ms, C2PA <= 20 ms. Output: ``<cpu>.json``, ``<cpu>.md``, ``<cpu>.png``.
+no metadata <= 0.2 ms, C2PA <= 20 ms. Output: ``<cpu>-<kind>.json``, ``<cpu>-<kind>.md``, ``<cpu>-<kind>.png``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,9 +49,27 @@ def files() -> dict[str, tuple[bytes, str | None]]:
     signed = sign_image(pki, plain, "digitalCapture", "Benchmark Camera")
     anchors = Path(tempfile.mkdtemp()) / "anchors.pem"
     anchors.write_bytes(pki.root_pem)
-    return {f"JPEG, no metadata ({bgr.shape[1]}x{bgr.shape[0]})": (plain, None),
-            "JPEG with EXIF text": (with_exif.getvalue(), None), "PNG with A1111 parameters": (png.getvalue(), None),
-            "JPEG + C2PA, no trust anchors": (signed, None), "JPEG + C2PA, trusted root": (signed, str(anchors))}
+    out = {f"JPEG, no metadata ({bgr.shape[1]}x{bgr.shape[0]})": (plain, None),
+           "JPEG with EXIF text": (with_exif.getvalue(), None), "PNG with A1111 parameters": (png.getvalue(), None),
+           "JPEG + C2PA, no trust anchors": (signed, None), "JPEG + C2PA, trusted root": (signed, str(anchors))}
+    heic = _heic(pil, exif)
+    if heic is not None:
+        out["HEIC with EXIF"] = (heic, None)
+        out["HEIC + C2PA, trusted root"] = (sign_image(pki, heic, "digitalCapture", "Benchmark Camera",
+                                                       mime="image/heic"), str(anchors))
+    return out
+
+
+def _heic(pil: Any, exif: Any) -> bytes | None:
+    """The photo as a HEIC with ``exif`` (None without the [heic] extra)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return None
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    pil.save(out, "HEIF", quality=80, exif=exif.tobytes())
+    return out.getvalue()
 
 
 def main() -> int:
@@ -57,7 +77,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "provenance"))
     args = ap.parse_args()
-    from aligngemini_sdk.device import cpu_info, cpu_slug
+    from aligngemini_sdk.device import cpu_info, report_stem
     from aligngemini_sdk.provenance import read_provenance
 
     cases = files()
@@ -75,7 +95,7 @@ def main() -> int:
            "targets_ms": {"no metadata": 0.2, "c2pa": 20.0}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = cpu_slug()
+    slug = report_stem()
     (out / f"{slug}.json").write_text(json.dumps(rep, indent=1))
     md = [f"# Provenance branch cost on {cpu['model']}", "",
           f"`read_provenance` on the file's bytes, {args.runs} interleaved calls per file, {rep['date']}. "

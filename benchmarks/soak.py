@@ -6,7 +6,7 @@ One Detector on the embedded default bundle cycles through real shared images (P
 with every 50th call a hostile input that must fail with a typed error (a truncated JPEG, a TIFF declaring
 20000 x 20000 pixels, a path that does not exist). RSS (from /proc/self/statm) is sampled every
 100 calls; the figure is the growth from the end of warm-up (the first 500 calls) to the end. Target (issue
-18): under 20 MB. Output: ``<cpu>.json``, ``<cpu>.md`` and ``<cpu>.png`` under ``--out``, CPU named.
+18): under 20 MB. Output: ``<cpu>-<kind>.json``, ``<cpu>-<kind>.md`` and ``<cpu>-<kind>.png`` under ``--out``, CPU named.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "soak"))
     args = ap.parse_args()
     from aligngemini_sdk import Detector
-    from aligngemini_sdk.device import cpu_info, cpu_slug
+    from aligngemini_sdk.device import cpu_info, report_stem
 
     images = sorted((SHARED / "real" / "kodak24").glob("*.png"))[:8] + \
         sorted((SHARED / "fake" / "sd_family").glob("*.jpg"))[:8] + sorted((SHARED / "real" / "cnndetection").glob("*.jpg"))[:8]
@@ -78,7 +78,7 @@ def main() -> int:
                      time.strftime("%Y-%m-%d"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    slug = cpu_slug()
+    slug = report_stem()
     (out / f"{slug}.json").write_text(json.dumps(asdict(rep), indent=1))
     md = markdown(rep, len(images))
     (out / f"{slug}.md").write_text(md)

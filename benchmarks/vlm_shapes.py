@@ -13,7 +13,7 @@ the *LLM over the image tokens* and the *LLM over the question* after the image.
     vision  = vision_A  + (vision_B - vision_A)   / (v2 - v1) * (V - v1)
     prefill = prefill_A + (prefill_C - prefill_A) / (t2 - t1) * (T - t1)      (the same for the question)
 
-Threads are swept (``--threads``). Output ``<cpu>.json`` / ``.md`` / ``.png`` and ``<cpu>.profile.json``: the
+Threads are swept (``--threads``). Output ``<cpu>-<kind>.json`` / ``.md`` / ``.png`` and ``<cpu>-<kind>.profile.json``: the
 extrapolated p50/p90 per thread count in the manifest's ``device_profiles`` format (this machine's device keys,
 ``semantic/q4_k_m``), which a vendor can put into a bundle so the budget planner predicts the real VLM's cost
 before it has measured it. Figures are this CPU's, named in the report; random weights cost what trained ones do.
@@ -353,7 +353,7 @@ def main() -> int:
                                                          "on this CPU (re-measure only --arch)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "vlm_shapes"))
     args = ap.parse_args()
-    from aligngemini_sdk.device import cpu_info, cpu_slug
+    from aligngemini_sdk.device import cpu_info, report_stem
 
     cpu = cpu_info()
     rgb = cv2.imread(str(sorted(PHOTO.glob("*.png"))[0]), cv2.IMREAD_COLOR_RGB)
@@ -362,7 +362,7 @@ def main() -> int:
     name = str(cpu.get("model", "?"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = cpu_slug()
+    stem = report_stem()
     measured = {k: run_arch(k, threads, args.runs, rgb) for k in args.arch.split(",")}
     kept = reused(out / f"{stem}.json", set(measured)) if args.reuse else {}
     results = [r for k in SHAPES if (r := measured.get(k) or kept.get(k)) is not None]

@@ -139,6 +139,13 @@ def cpu_slug() -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(cpu_info()["model"]).lower()).strip("-")[:48]
 
 
+def report_stem() -> str:
+    """What a benchmark report measured on this CPU is named after: the model's slug and the INT8 kernel class
+    (``amd-epyc-vnni``). One model name covers CPUs of several kinds (AVX2 and VNNI EPYCs), whose reports must not
+    overwrite each other. (Reports written before 2026-12-03 may carry the model's slug alone.)"""
+    return f"{cpu_slug()}-{int8_kernel_class()}"
+
+
 def device_key(device: str | Device = Device.CPU, threads: int | None = None) -> str:
     """Key for device profiles: architecture, CPU model, thread count and runtime device.
 

@@ -1,5 +1,6 @@
 """Metadata read from an image file's bytes, without decoding pixels: EXIF text tags, the XMP packet, PNG text
-chunks, and whether a C2PA manifest (JUMBF) is embedded. The provenance branch's low level.
+chunks, and whether a C2PA manifest (JUMBF) is embedded, in JPEG, PNG, WebP and HEIF (HEIC, AVIF) files. The
+provenance branch's low level.
 
 Hostile files are the normal case here: every length is bounds-checked against the data, every loop has a
 count limit, compressed text is inflated with a size cap, and XMP is searched with regular expressions over a
@@ -12,17 +13,25 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from aligngemini_sdk import heic
 
 MAX_SEGMENTS = 4096
 MAX_TEXT = 256 * 1024  # per text value (PNG tEXt/zTXt/iTXt, EXIF string) and per XMP packet
 MAX_IFD_ENTRIES = 512
+#: the most bytes of one HEIF metadata item (EXIF) read, and the most extents it may be split into
+MAX_ITEM = 1 << 20
+MAX_EXTENTS = 64
 
 #: EXIF/TIFF tags whose text the marker table may match.
 EXIF_TEXT_TAGS = {0x010E: "ImageDescription", 0x010F: "Make", 0x0110: "Model", 0x0131: "Software",
                   0x013B: "Artist", 0x8298: "Copyright", 0x9286: "UserComment"}
 _EXIF_IFD_POINTER = 0x8769
 _XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
+#: the ISOBMFF ``uuid`` box that holds a C2PA manifest store (C2PA 2.x, "Embedding manifests into BMFF")
+C2PA_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
 
 
 @dataclass
@@ -42,10 +51,13 @@ class Metadata:
 
 
 def read_metadata(data: bytes) -> Metadata:
-    """Metadata of JPEG, PNG or WebP data (other formats: none found)."""
+    """Metadata of JPEG, PNG, WebP or HEIF data (other formats: none found)."""
     md = Metadata()
     try:
-        if data[:2] == b"\xff\xd8":
+        if (heif := heic.kind(data)) is not None:
+            md.format = heif
+            _heif(data, md)
+        elif data[:2] == b"\xff\xd8":
             md.format = "jpeg"
             _jpeg(data, md)
         elif data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -195,3 +207,128 @@ def _exif(tiff: bytes, md: Metadata) -> None:
                 if tag == 0x9286:  # UserComment: 8-byte character-code prefix
                     raw = raw[8:].replace(b"\x00", b"") if raw[:8] == b"UNICODE\x00" else raw[8:]
                 md.exif[EXIF_TEXT_TAGS[tag]] = raw.rstrip(b"\x00").decode("utf-8", errors="replace")
+
+
+def _heif(data: bytes, md: Metadata) -> None:
+    """HEIF (ISOBMFF): a C2PA ``uuid`` box at the top level; the EXIF item and the XMP item (``mime`` item of type
+    ``application/rdf+xml``) that the ``meta`` box lists (``iinf``) and locates (``iloc``)."""
+    meta = None
+    for kind, start, end in boxes(data, 0, len(data), md):
+        if kind == b"uuid" and data[start:start + 16] == C2PA_UUID:
+            md.has_c2pa = True
+        elif kind == b"meta" and meta is None:
+            meta = (start + 4, end)  # a FullBox: version and flags first
+    if meta is None:
+        return
+    children = {k: (s, e) for k, s, e in reversed(list(boxes(data, *meta, md)))}  # the first of each kind
+    items = _item_kinds(data, *children[b"iinf"], md) if b"iinf" in children else {}
+    places = _item_places(data, *children[b"iloc"], set(items), md) if b"iloc" in children and items else {}
+    for item, what in items.items():
+        payload = _item_bytes(data, places.get(item), children.get(b"idat"), MAX_ITEM if what == "exif" else MAX_TEXT)
+        if payload is None:
+            md.problems.append(f"HEIF {what} item {item} has no readable location")
+        elif what == "exif":  # a 4-byte offset to the TIFF header, then the block
+            _exif(payload[4 + int.from_bytes(payload[:4], "big"):], md)
+        else:
+            md.xmp = payload.decode("utf-8", errors="replace")
+
+
+def boxes(data: bytes, start: int, end: int, md: Metadata) -> Iterator[tuple[bytes, int, int]]:
+    """(type, body start, body end) of each box in ``data[start:end]`` (a ``uuid`` box's body begins with its
+    16-byte user type); a box that runs past ``end`` ends the walk with a problem."""
+    i, end = start, min(end, len(data))
+    for _ in range(MAX_SEGMENTS):
+        if i + 8 > end:
+            return
+        size, kind, head = int.from_bytes(data[i:i + 4], "big"), data[i + 4:i + 8], 8
+        if size == 1:
+            size, head = int.from_bytes(data[i + 8:i + 16], "big"), 16
+        elif size == 0:
+            size = end - i
+        if size < head or i + size > end:
+            md.problems.append(f"HEIF box {kind!r} at {i} declares {size} bytes past its end")
+            return
+        yield kind, i + head, i + size
+        i += size
+    md.problems.append(f"more than {MAX_SEGMENTS} HEIF boxes")
+
+
+def _item_kinds(data: bytes, start: int, end: int, md: Metadata) -> dict[int, str]:
+    """item ID -> "exif" or "xmp", from the ``infe`` entries (versions 2 and 3) of an ``iinf`` box."""
+    out: dict[int, str] = {}
+    if start >= end:
+        return out
+    first = start + (6 if data[start] == 0 else 8)  # version, flags, then a 16- or 32-bit entry count
+    for kind, s, e in boxes(data, first, end, md):
+        version = data[s] if kind == b"infe" and e - s >= 12 else 0
+        if version not in (2, 3):
+            continue
+        at = s + 4 + (2 if version == 2 else 4)
+        item = int.from_bytes(data[s + 4:at], "big")
+        item_type, name_end = data[at + 2:at + 6], data.find(b"\x00", at + 6, e)
+        content = data[name_end + 1:e].partition(b"\x00")[0] if name_end >= 0 else b""
+        if item_type == b"Exif":
+            out[item] = "exif"
+        elif item_type == b"mime" and content == b"application/rdf+xml":
+            out[item] = "xmp"
+        if len(out) >= MAX_SEGMENTS:
+            break
+    return out
+
+
+def _item_places(data: bytes, start: int, end: int, wanted: set[int],
+                 md: Metadata) -> dict[int, tuple[int, int, list[tuple[int, int]]]]:
+    """item ID -> (construction method, base offset, [(extent offset, extent length)]) for the ``wanted`` items
+    of an ``iloc`` box (versions 0-2); a field past the box's end stops the read with a problem."""
+    r, out = _Fields(data, start, end), {}
+    try:
+        version = r.take(4) >> 24
+        sizes, more = r.take(1), r.take(1)
+        off_size, len_size, base_size = sizes >> 4, sizes & 15, more >> 4
+        index_size = more & 15 if version in (1, 2) else 0
+        for _ in range(min(r.take(2 if version < 2 else 4), MAX_SEGMENTS)):
+            item = r.take(2 if version < 2 else 4)
+            method = r.take(2) & 15 if version in (1, 2) else 0
+            r.take(2)  # data reference index
+            base, extents = r.take(base_size), []
+            for _ in range(r.take(2)):
+                r.take(index_size)
+                extents.append((r.take(off_size), r.take(len_size)))
+            if item in wanted and len(extents) <= MAX_EXTENTS:
+                out[item] = (method, base, extents)
+    except ValueError:
+        md.problems.append("HEIF iloc box ends inside an entry")
+    return out
+
+
+def _item_bytes(data: bytes, place: tuple[int, int, list[tuple[int, int]]] | None, idat: tuple[int, int] | None,
+                cap: int) -> bytes | None:
+    """An item's bytes (at most ``cap``) from its extents: in the file (method 0) or in ``idat`` (method 1)."""
+    if place is None or place[0] not in (0, 1) or (place[0] == 1 and idat is None):
+        return None
+    method, base, extents = place
+    origin, limit = (0, len(data)) if method == 0 else (idat[0], idat[1]) if idat else (0, 0)
+    out = bytearray()
+    for offset, length in extents:
+        a = origin + base + offset
+        b = limit if length == 0 else min(limit, a + length)
+        if not origin <= a < b <= limit:
+            return None
+        out += data[a:min(b, a + cap - len(out))]
+        if len(out) >= cap:
+            break
+    return bytes(out)
+
+
+class _Fields:
+    """Big-endian unsigned fields of 0-8 bytes read in turn from ``data[start:end]``; ValueError past ``end``."""
+
+    def __init__(self, data: bytes, start: int, end: int) -> None:
+        self.data, self.at, self.end = data, start, end
+
+    def take(self, n: int) -> int:
+        if self.at + n > self.end:
+            raise ValueError("field past the end of its box")
+        value = int.from_bytes(self.data[self.at:self.at + n], "big")
+        self.at += n
+        return value

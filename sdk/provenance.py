@@ -32,7 +32,7 @@ Validation = Literal["trusted", "valid-untrusted", "invalid", "absent", "unavail
 #: C2PA validation codes that mean the content no longer matches what was signed (the hard binding broke).
 BINDING_CODES = ("assertion.dataHash.mismatch", "assertion.bmffHash.mismatch", "assertion.boxesHash.mismatch",
                  "assertion.collectionHash.mismatch")
-MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/heic", "avif": "image/avif"}
 
 
 @dataclass

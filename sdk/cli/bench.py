@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
     p.add_argument("--write-profile", action="store_true", help="store measured p50/p90 in the bundle manifest")
     p.add_argument("--profile-from", metavar="FILE",
                    help="instead of measuring: store the estimated VLM latencies of --profile-model from FILE (a "
-                        "<cpu>.profile.json of benchmarks/vlm_shapes.py) in the bundle's device profiles")
+                        "<cpu>-<kind>.profile.json of benchmarks/vlm_shapes.py) in the bundle's device profiles")
     p.add_argument("--profile-model", help="with --profile-from: which model's estimate (e.g. qwen2.5-vl-7b)")
     p.add_argument("--profile-artifact", help="with --profile-from: the bundle's semantic artifact name (default: "
                                               "as in FILE, q4_k_m)")

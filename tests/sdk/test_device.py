@@ -2,6 +2,7 @@
 
 import json
 
+from aligngemini_sdk import device
 from aligngemini_sdk.device import _CPUID_NAMES, _process_view, cpu_info, cpu_slug, int8_kernel_class
 from tests.conftest import needs_emulated_avx2, on_emulated_avx2
 
@@ -20,6 +21,16 @@ def test_this_cpu_has_a_class_and_a_file_name_safe_slug():
     assert int8_kernel_class() == int8_kernel_class(cpu_info()["features"])
     slug = cpu_slug()
     assert slug and all(c.isalnum() or c == "-" for c in slug)
+
+
+def test_reports_of_two_cpus_under_one_model_name_are_named_apart(monkeypatch):
+    """An AVX2-only and a VNNI EPYC both call themselves "AMD EPYC": their benchmark reports must not overwrite
+    each other."""
+    stems = set()
+    for features in (["avx2", "fma"], ["avx2", "avx512_vnni"]):
+        monkeypatch.setattr(device, "cpu_info", lambda f=features: {"model": "AMD EPYC", "features": f})
+        stems.add(device.report_stem())
+    assert stems == {"amd-epyc-avx2", "amd-epyc-vnni"}
 
 
 def test_features_are_those_this_process_can_use_not_those_the_host_lists():

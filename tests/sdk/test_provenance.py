@@ -202,3 +202,65 @@ def test_c2pa_in_png_and_webp_containers_is_found_and_verified(pki):
         assert read_metadata(data).has_c2pa, fmt
         p = read_provenance(data, trust_anchors=anchors)
         assert (p.kind, p.says, p.validation) == ("c2pa", "ai", "trusted"), fmt
+
+
+def _heic(exif: dict[int, str] | None = None, xmp: str | None = None) -> bytes:
+    pillow_heif = pytest.importorskip("pillow_heif", reason="needs the [heic] extra (pillow-heif)")
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    im, out = Image.open(real_images(1)[0]).convert("RGB").crop((0, 0, 256, 192)), io.BytesIO()
+    meta = Image.Exif()
+    for tag, value in (exif or {}).items():
+        meta[tag] = value
+    im.save(out, "HEIF", quality=80, **({"exif": meta.tobytes()} if exif else {}),
+            **({"xmp": xmp.encode()} if xmp else {}))
+    return out.getvalue()
+
+
+def test_a_phones_heic_exif_and_xmp_are_read_from_its_item_boxes():
+    """HEIF keeps EXIF and XMP as items of the ``meta`` box (listed in ``iinf``, located by ``iloc``)."""
+    data = _heic(exif={0x010F: "Apple", 0x0110: "iPhone 15 Pro", 0x0131: "Made with OpenAI Labs"})
+    md = read_metadata(data)
+    assert md.format == "heic" and not md.problems
+    assert md.exif == {"Make": "Apple", "Model": "iPhone 15 Pro", "Software": "Made with OpenAI Labs"}
+    p = read_provenance(data)
+    assert (p.says, p.generator, p.strength) == ("ai", "OpenAI DALL-E", "unsigned") and p.fields["exif.Make"] == "Apple"
+    xmp = (f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           f'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+           f'Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"/></rdf:RDF></x:xmpmeta>')
+    p = read_provenance(_heic(xmp=xmp))
+    assert (p.says, p.digital_source_type) == ("ai", "trainedAlgorithmicMedia")
+    assert read_provenance(_heic()).kind == "none"
+
+
+def test_a_signed_heic_is_verified_and_a_changed_pixel_breaks_its_binding(pki):
+    signer, anchors = pki  # the TestPki and the trust-anchor file
+    data = sign_image(signer, _heic(), "trainedAlgorithmicMedia", "Test Generator", mime="image/heic")
+    assert read_metadata(data).has_c2pa  # the C2PA uuid box
+    p = read_provenance(data, trust_anchors=anchors)
+    assert (p.kind, p.says, p.validation, p.generator) == ("c2pa", "ai", "trusted", "Test Generator")
+    r = Detector().detect(data)
+    assert r.is_fake and r.decided_by_provenance and "generative AI" in r.decided_by_provenance
+    tampered = bytearray(data)
+    tampered[data.rfind(b"mdat") + 200] ^= 0x55  # inside the coded image
+    p = read_provenance(bytes(tampered), trust_anchors=anchors)
+    assert p.validation == "invalid" and p.binding_intact is False and not p.trusted
+
+
+def test_mutated_heif_boxes_never_raise_and_stay_within_their_caps():
+    """2,000 mutations of the box structure (sizes, item entries, extents): the reader reports problems, and never
+    reads past a box or beyond its caps."""
+    import random
+
+    from aligngemini_sdk.metadata import MAX_ITEM, MAX_TEXT, boxes
+
+    data = _heic(exif={0x010F: "Apple", 0x0131: "x" * 300}, xmp="<x:xmpmeta/>")
+    meta = next((s, e) for k, s, e in boxes(data, 0, len(data), read_metadata(b"")) if k == b"meta")
+    rng = random.Random(0)
+    for _ in range(2000):
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            b[rng.randrange(0, meta[1])] = rng.choice((0x00, 0x01, 0x7F, 0x80, 0xFF, rng.randrange(256)))
+        md = read_metadata(bytes(b))
+        assert len(md.xmp) <= MAX_TEXT and sum(map(len, md.exif.values())) <= MAX_ITEM
