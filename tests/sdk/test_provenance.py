@@ -246,21 +246,3 @@ def test_a_signed_heic_is_verified_and_a_changed_pixel_breaks_its_binding(pki):
     tampered[data.rfind(b"mdat") + 200] ^= 0x55  # inside the coded image
     p = read_provenance(bytes(tampered), trust_anchors=anchors)
     assert p.validation == "invalid" and p.binding_intact is False and not p.trusted
-
-
-def test_mutated_heif_boxes_never_raise_and_stay_within_their_caps():
-    """2,000 mutations of the box structure (sizes, item entries, extents): the reader reports problems, and never
-    reads past a box or beyond its caps."""
-    import random
-
-    from aligngemini_sdk.metadata import MAX_ITEM, MAX_TEXT, boxes
-
-    data = _heic(exif={0x010F: "Apple", 0x0131: "x" * 300}, xmp="<x:xmpmeta/>")
-    meta = next((s, e) for k, s, e in boxes(data, 0, len(data), read_metadata(b"")) if k == b"meta")
-    rng = random.Random(0)
-    for _ in range(2000):
-        b = bytearray(data)
-        for _ in range(rng.randint(1, 6)):
-            b[rng.randrange(0, meta[1])] = rng.choice((0x00, 0x01, 0x7F, 0x80, 0xFF, rng.randrange(256)))
-        md = read_metadata(bytes(b))
-        assert len(md.xmp) <= MAX_TEXT and sum(map(len, md.exif.values())) <= MAX_ITEM
