@@ -61,8 +61,9 @@ SPEC = InputSpec(height=SIDE, width=SIDE, crop="none", resize="exact", mean=IMAG
 FPR = 0.05
 #: in the keys of cached features and folds: v4 since the whole-image view is shrunk with the exact area resize
 #: (aligngemini_sdk.resize, session 18) instead of OpenCV's INTER_AREA; v5 since a view that grows is bicubic in
-#: integers (resize.cubic) instead of OpenCV's INTER_CUBIC
-FEATURES_VERSION = "v5"
+#: integers (resize.cubic) instead of OpenCV's INTER_CUBIC; v6 since a strip that grows in one side and shrinks in
+#: area is area-shrunk, then grown bicubic (session 19; 54 web versions of training images have that shape)
+FEATURES_VERSION = "v6"
 
 
 CROP_SPEC = InputSpec(height=SIDE, width=SIDE, crop="center", resize="none", mean=IMAGENET_MEAN, std=IMAGENET_STD)
