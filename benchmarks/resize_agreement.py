@@ -62,10 +62,12 @@ def opencv_rule(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=interp)
 
 
-#: (height, width) of what the whole-image view resizes: a 12 MP JPEG at 1/8 scale, a 5 MP one at 1/4, 12 and 48 MP,
-#: a hostile 45 MP strip one view high (all shrunk); a CIFAKE-sized image and a thumbnail (grown); a strip that grows
-#: in height and shrinks in width (area across, then bicubic along)
-TIMED_SIZES = ((375, 500), (480, 640), (3000, 4000), (6000, 8000), (224, 200_000), (32, 32), (150, 180), (100, 3000))
+#: (height, width) of what the whole-image view resizes: a 12 MP JPEG at 1/8 scale, a 5 MP one at 1/4, decoded
+#: photos of 1 and 3.4 MP (arrays, and formats without a reduced decode), 12 and 48 MP, a hostile 45 MP strip one view
+#: high (all shrunk); a CIFAKE-sized image and a thumbnail (grown); a strip that grows in height and shrinks in width
+#: (area across, then bicubic along)
+TIMED_SIZES = ((375, 500), (480, 640), (1024, 1024), (1500, 2250), (3000, 4000), (6000, 8000), (224, 200_000),
+               (32, 32), (150, 180), (100, 3000))
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,13 @@ def test_a_very_tall_image_takes_64_bit_row_sums_without_overflow():
     assert (area(tall, 2, 1) == 255).all()
 
 
-def test_large_inputs_take_64_bit_sums_without_overflow():
-    full = np.full((2400, 2000, 3), 255, np.uint8)  # 2 * 255 * h * w > 2^31: sums that need 64 bits
+@pytest.mark.parametrize("shape", [(2400, 2000, 3), (2400, 3600, 3)])
+def test_large_inputs_take_64_bit_sums_without_overflow(shape):
+    """2 * 255 * h * w > 2^31: the rounding needs 64 bits; at 2400 x 3600 a row's running sum does too (255 * h * w >
+    2^31), at 2400 x 2000 it fits in 32."""
+    full = np.full(shape, 255, np.uint8)
     assert (area(full, 224, 224) == 255).all()
-    img = np.random.default_rng(1).integers(0, 256, (2400, 2000, 3), dtype=np.uint8)
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     d = area(img, 224, 224).astype(int) - cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)
     assert np.abs(d).max() <= 1
 
