@@ -279,25 +279,31 @@ def _item_kinds(data: bytes, start: int, end: int, md: Metadata) -> dict[int, st
 def _item_places(data: bytes, start: int, end: int, wanted: set[int],
                  md: Metadata) -> dict[int, tuple[int, int, list[tuple[int, int]]]]:
     """item ID -> (construction method, base offset, [(extent offset, extent length)]) for the ``wanted`` items
-    of an ``iloc`` box (versions 0-2); a field past the box's end stops the read with a problem."""
+    of an ``iloc`` box (versions 0-2); a field past the box's end, a field size other than 0, 4 or 8, or an item in
+    more than MAX_EXTENTS extents stops the read with a problem."""
     r, out = _Fields(data, start, end), {}
     try:
         version = r.take(4) >> 24
         sizes, more = r.take(1), r.take(1)
         off_size, len_size, base_size = sizes >> 4, sizes & 15, more >> 4
         index_size = more & 15 if version in (1, 2) else 0
+        if not {off_size, len_size, base_size, index_size} <= {0, 4, 8}:
+            raise ValueError(f"field sizes {off_size}/{len_size}/{base_size}/{index_size} (each 0, 4 or 8)")
         for _ in range(min(r.take(2 if version < 2 else 4), MAX_SEGMENTS)):
             item = r.take(2 if version < 2 else 4)
             method = r.take(2) & 15 if version in (1, 2) else 0
             r.take(2)  # data reference index
-            base, extents = r.take(base_size), []
-            for _ in range(r.take(2)):
-                r.take(index_size)
+            base, count = r.take(base_size), r.take(2)
+            if count > MAX_EXTENTS:  # zero-byte fields could otherwise spin through 65,535 extents per item
+                raise ValueError(f"an item in {count} extents (at most {MAX_EXTENTS} are read)")
+            extents = []
+            for _ in range(count):
+                r.take(index_size)  # an extent index: items by reference are not followed
                 extents.append((r.take(off_size), r.take(len_size)))
-            if item in wanted and len(extents) <= MAX_EXTENTS:
+            if item in wanted:
                 out[item] = (method, base, extents)
-    except ValueError:
-        md.problems.append("HEIF iloc box ends inside an entry")
+    except ValueError as exc:
+        md.problems.append(f"HEIF iloc box unreadable: {exc}")
     return out
 
 

@@ -122,7 +122,9 @@ def test_a_c2pa_uuid_box_is_found_and_other_uuid_boxes_are_not():
     ("box past the end", "past its end"),
     ("extent past the file", "no readable location"),
     ("idat missing", "no readable location"),
-    ("iloc cut short", "iloc box ends inside an entry"),
+    ("iloc cut short", "field past the end of its box"),
+    ("odd field sizes", "each 0, 4 or 8"),
+    ("zero-byte extents, 65,535 of them", "at most 64 are read"),
 ])
 def test_broken_heif_structures_are_problems_not_errors(case, problem):
     iinf = full(b"iinf", 0, struct.pack(">H", 1) + infe(1, b"Exif"))
@@ -133,9 +135,16 @@ def test_broken_heif_structures_are_problems_not_errors(case, problem):
         data = heif(iinf + iloc([(1, 0, [(1 << 30, 100)])], version=0))
     elif case == "idat missing":
         data = heif(iinf + iloc([(1, 1, [(0, 10)])], version=1))
-    else:  # an iloc box whose own size is right but whose last extent is missing its length
+    elif case == "iloc cut short":  # an iloc box whose own size is right but whose last extent is missing its length
         loc = iloc([(1, 0, [(0, 10)])], version=0)
         data = heif(iinf + box(b"iloc", loc[8:-4]))
+    elif case == "odd field sizes":
+        loc = bytearray(iloc([(1, 0, [(0, 10)])], version=0))
+        loc[12] = 0x35  # offset size 3, length size 5
+        data = heif(iinf + bytes(loc))
+    else:  # every field size 0: each extent takes no bytes, so only the count bounds the walk (4,096 items x 65,535)
+        entries = b"".join(struct.pack(">HHH", 1, 0, 0xFFFF) for _ in range(4096))
+        data = heif(iinf + full(b"iloc", 0, b"\x00\x00" + struct.pack(">H", 4096) + entries))
     md = read_metadata(data)
     assert any(problem in p for p in md.problems), md.problems
     assert md.exif == {} and md.xmp == ""
