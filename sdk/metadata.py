@@ -254,7 +254,8 @@ def boxes(data: bytes, start: int, end: int, md: Metadata) -> Iterator[tuple[byt
 
 
 def _item_kinds(data: bytes, start: int, end: int, md: Metadata) -> dict[int, str]:
-    """item ID -> "exif" or "xmp", from the ``infe`` entries (versions 2 and 3) of an ``iinf`` box."""
+    """item ID -> "exif" or "xmp", from the ``infe`` entries (versions 2 and 3) of an ``iinf`` box: the first item of
+    each kind (a file that lists thousands cannot make the reader copy each one)."""
     out: dict[int, str] = {}
     if start >= end:
         return out
@@ -267,11 +268,11 @@ def _item_kinds(data: bytes, start: int, end: int, md: Metadata) -> dict[int, st
         item = int.from_bytes(data[s + 4:at], "big")
         item_type, name_end = data[at + 2:at + 6], data.find(b"\x00", at + 6, e)
         content = data[name_end + 1:e].partition(b"\x00")[0] if name_end >= 0 else b""
-        if item_type == b"Exif":
-            out[item] = "exif"
-        elif item_type == b"mime" and content == b"application/rdf+xml":
-            out[item] = "xmp"
-        if len(out) >= MAX_SEGMENTS:
+        what = "exif" if item_type == b"Exif" else "xmp" if item_type == b"mime" and content == b"application/rdf+xml" \
+            else None
+        if what is not None and what not in out.values():
+            out[item] = what
+        if len(out) == 2:
             break
     return out
 

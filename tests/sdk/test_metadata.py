@@ -170,3 +170,14 @@ def test_the_box_walk_stops_at_its_parent_and_counts():
     assert top == [b"ftyp", b"meta"]
     meta = next((s, e) for k, s, e in boxes(data, 0, len(data), read_metadata(b"")) if k == b"meta")
     assert [k for k, _, _ in boxes(data, meta[0] + 4, meta[1], read_metadata(b""))] == [b"free"] * 3
+
+
+def test_only_the_first_exif_and_xmp_items_are_read():
+    """A file listing 4,000 EXIF items, each located over the whole file, costs one read, not 4,000."""
+    first = struct.pack(">I", 6) + _exif(Make="First")
+    second = struct.pack(">I", 6) + _exif(Make="Second")
+    iinf = full(b"iinf", 0, struct.pack(">H", 4000) + b"".join(infe(i, b"Exif") for i in range(1, 4001)))
+    idat = box(b"idat", first + second)
+    entries = [(1, 1, [(0, len(first))])] + [(i, 1, [(len(first), len(second))]) for i in range(2, 4001)]
+    md = read_metadata(heif(iinf + iloc(entries, version=1) + idat))
+    assert md.exif == {"Make": "First"} and not md.problems
