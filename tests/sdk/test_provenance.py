@@ -218,6 +218,16 @@ def _heic(exif: dict[int, str] | None = None, xmp: str | None = None) -> bytes:
     return out.getvalue()
 
 
+def _avif() -> bytes:
+    from PIL import Image, features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF encoder")
+    out = io.BytesIO()
+    Image.open(real_images(1)[0]).convert("RGB").crop((0, 0, 256, 192)).save(out, "AVIF", quality=80)
+    return out.getvalue()
+
+
 def test_a_phones_heic_exif_and_xmp_are_read_from_its_item_boxes():
     """HEIF keeps EXIF and XMP as items of the ``meta`` box (listed in ``iinf``, located by ``iloc``)."""
     data = _heic(exif={0x010F: "Apple", 0x0110: "iPhone 15 Pro", 0x0131: "Made with OpenAI Labs"})
@@ -234,14 +244,20 @@ def test_a_phones_heic_exif_and_xmp_are_read_from_its_item_boxes():
     assert read_provenance(_heic()).kind == "none"
 
 
-def test_a_signed_heic_is_verified_and_a_changed_pixel_breaks_its_binding(pki):
+@pytest.mark.parametrize("mime", ["image/heic", "image/avif"])
+def test_a_signed_heif_is_verified_and_a_changed_pixel_breaks_its_binding(pki, mime):
+    """A phone's HEIC, and an AVIF (the same container, AV1-coded), signed: the C2PA uuid box is found and verified.
+    (OpenCV's AVIF reader returns nothing for this signed AVIF, so only the HEIC is judged end to end; README, known
+    limits.)"""
     signer, anchors = pki  # the TestPki and the trust-anchor file
-    data = sign_image(signer, _heic(), "trainedAlgorithmicMedia", "Test Generator", mime="image/heic")
+    data = sign_image(signer, _heic() if mime == "image/heic" else _avif(), "trainedAlgorithmicMedia", "Test Generator",
+                      mime=mime)
     assert read_metadata(data).has_c2pa  # the C2PA uuid box
     p = read_provenance(data, trust_anchors=anchors)
     assert (p.kind, p.says, p.validation, p.generator) == ("c2pa", "ai", "trusted", "Test Generator")
-    r = Detector().detect(data)
-    assert r.is_fake and r.decided_by_provenance and "generative AI" in r.decided_by_provenance
+    if mime == "image/heic":
+        r = Detector().detect(data)
+        assert r.is_fake and r.decided_by_provenance and "generative AI" in r.decided_by_provenance
     tampered = bytearray(data)
     tampered[data.rfind(b"mdat") + 200] ^= 0x55  # inside the coded image
     p = read_provenance(bytes(tampered), trust_anchors=anchors)
