@@ -258,6 +258,11 @@ def test_a_signed_heif_is_verified_and_a_changed_pixel_breaks_its_binding(pki, m
     if mime == "image/heic":
         r = Detector().detect(data)
         assert r.is_fake and r.decided_by_provenance and "generative AI" in r.decided_by_provenance
+    else:  # the known limit, typed (when OpenCV decodes it, this fails: then judge it as the HEIC and fix the README)
+        from aligngemini_sdk.errors import ImageDecodeError
+
+        with pytest.raises(ImageDecodeError):
+            Detector().detect(data)
     tampered = bytearray(data)
     tampered[data.rfind(b"mdat") + 200] ^= 0x55  # inside the coded image
     p = read_provenance(bytes(tampered), trust_anchors=anchors)
