@@ -20,8 +20,8 @@ An image that must grow in a side keeps the SDK's earlier rule, bicubic when its
 :func:`cubic`, in integers (OpenCV's ``INTER_CUBIC`` finishes in float32 SIMD: its x86 and emulated-ARM bytes
 differed on every image tried). A strip that grows in one side while its area shrinks (e.g. 100 x 1000 to 224 x 224)
 is shrunk by :func:`area` along the side that shrinks, then grown by :func:`cubic` along the other (OpenCV's
-``INTER_AREA``, floating point, did it before session 19; no image in ``../shared/data`` has that shape). So every
-path is integer arithmetic: no resize depends on the CPU.
+``INTER_AREA``, floating point, did it before session 19; no image of ``../shared/data`` as served has that shape,
+54 web versions the training recipe makes do). So every path is integer arithmetic: no resize depends on the CPU.
 """
 
 from __future__ import annotations
