@@ -11,7 +11,7 @@ video file goes through ``Detector.detect_video`` (``video.py``, OpenCV's FFmpeg
 
 Seeds, made from real shared photos in the run: baseline JPEG with camera EXIF, progressive JPEG, JPEG with restart
 markers, grayscale JPEG, a C2PA-signed JPEG (keys made in the run), PNG with a generator's text chunk, 16-bit PNG,
-WebP, BMP, TIFF, GIF, HEIC, HEIC as a grid of tiles, and two short videos (MJPG in AVI, MPEG-4 part 2 in MP4). Case
+WebP, BMP, TIFF, GIF, AVIF, HEIC, HEIC as a grid of tiles, and two short videos (MJPG in AVI, MPEG-4 part 2 in MP4). Case
 ``i`` takes seed ``i mod 15`` and one mutator, drawn from ``(seed, i)`` alone, so any case can be rebuilt from its
 number: ``bitflip`` (1-8 bits), ``bytes`` (1-16 bytes set to boundary values), ``truncate``, ``segment`` (1-4 bytes
 inside one JPEG marker segment or PNG chunk, its type drawn first; in a C2PA-signed JPEG, its APP11 JUMBF data 3
@@ -83,6 +83,13 @@ def _pil(rgb: np.ndarray, fmt: str) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, fmt)
     return out.getvalue()
+
+
+def _avif(rgb: np.ndarray) -> bytes | None:
+    """AVIF as Pillow writes it (decoded by OpenCV's AVIF reader); None when this Pillow has no AVIF encoder."""
+    from PIL import features
+
+    return _pil(rgb, "AVIF") if features.check("avif") else None
 
 
 def _png_with_text(rgb: np.ndarray) -> bytes:
@@ -170,6 +177,7 @@ def seeds() -> dict[str, bytes]:
         "bmp": _encode(rgb, ".bmp"),
         "tiff": _encode(rgb, ".tiff"),
         "gif": _pil(rgb, "GIF"),
+        "avif": _avif(rgb),
         "heic": _heic(rgb),
         "heic-grid": _heic(cv2.resize(rgb, (1024, 1024), interpolation=cv2.INTER_AREA), tile=256),
         "heic-c2pa-exif": _heic(cv2.resize(rgb, (512, 384), interpolation=cv2.INTER_AREA), metadata=True),
