@@ -311,10 +311,13 @@ def _item_places(data: bytes, start: int, end: int, wanted: set[int],
 def _item_bytes(data: bytes, place: tuple[int, int, list[tuple[int, int]]] | None, idat: tuple[int, int] | None,
                 cap: int) -> bytes | None:
     """An item's bytes (at most ``cap``) from its extents: in the file (method 0) or in ``idat`` (method 1)."""
-    if place is None or place[0] not in (0, 1) or (place[0] == 1 and idat is None):
+    if place is None or place[0] not in (0, 1):
         return None
     method, base, extents = place
-    origin, limit = (0, len(data)) if method == 0 else (idat[0], idat[1]) if idat else (0, 0)
+    region = (0, len(data)) if method == 0 else idat
+    if region is None:
+        return None
+    origin, limit = region
     out = bytearray()
     for offset, length in extents:
         a = origin + base + offset
