@@ -17,9 +17,9 @@ import torch
 from training.train_semantic import (
     ROUNDS,
     Pool,
-    _extract_to,
     cross_validate,
     extract,
+    extract_to,
     load_rows,
     rows_key,
     served_and_augmented,
@@ -57,7 +57,7 @@ def cached_views(rows: list[dict[str, str]], work: Path, base: Pool, name: str, 
     missing, and aligned with ``base``'s rows."""
     cache = work / f"features-{name}-{rows_key(tag, rows)}.npz"
     if not cache.is_file():
-        _extract_to(rows, cache, served_and_augmented, build(), name)
+        extract_to(rows, cache, served_and_augmented, build(), name)
     z = np.load(cache, allow_pickle=False)
     return aligned(z["whole"], z["ok"], base, rows, name), aligned(z["crop"], z["ok"], base, rows, name)
 

@@ -145,7 +145,7 @@ def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: b
     cache = work / f"features-{key}.npz"
     y = np.asarray([int(r["label"] == "fake") for r in rows])
     if not cache.is_file():
-        _extract_to(rows, cache, served_and_augmented)
+        extract_to(rows, cache, served_and_augmented)
     z = np.load(cache, allow_pickle=False)
     ok = z["ok"]
     pool = Pool([r for r, k in zip(rows, ok) if k], z["whole"][ok], z["crop"][ok], previous_default_scores(rows)[ok],
@@ -153,7 +153,7 @@ def extract(rows: list[dict[str, str]], work: Path, n_versions: int = 2, wide: b
     if n_versions == 4:
         extra = work / f"features-extra-{key}.npz"
         if not extra.is_file():
-            _extract_to(rows, extra, versions)
+            extract_to(rows, extra, versions)
         x = np.load(extra, allow_pickle=False)
         pool.whole_extra, pool.crop_extra = x["whole"][ok], x["crop"][ok]
     if wide:
@@ -205,7 +205,7 @@ def served_and_augmented(rgb: np.ndarray, path: str) -> list[np.ndarray]:
     return [rgb, augmented(rgb, random.Random(path))]
 
 
-def _extract_to(rows: list[dict[str, str]], cache: Path, make: Callable[[np.ndarray, str], list[np.ndarray]],
+def extract_to(rows: list[dict[str, str]], cache: Path, make: Callable[[np.ndarray, str], list[np.ndarray]],
                 run: Callable[[torch.Tensor], torch.Tensor] | None = None, label: str = "features") -> None:
     """Both views (SPEC, CROP_SPEC) of the two versions ``make(rgb, path)`` gives of each image, through ``run`` --
     the shipped backbone's features (Lite0 pooled at every block) unless told -- cached as (N, 2, ...) per view, with
@@ -251,7 +251,7 @@ def _extract_windows(rows: list[dict[str, str]], cache: Path) -> None:
 def _extract_activations(rows: list[dict[str, str]], cache: Path) -> None:
     """Round 8's cache: the activation entering block CACHED, of the views and versions the features pool."""
     model = finetune.backbone()
-    _extract_to(rows, cache, served_and_augmented, lambda x: finetune.stage_input(model, x), "activations")
+    extract_to(rows, cache, served_and_augmented, lambda x: finetune.stage_input(model, x), "activations")
 
 
 @dataclass
