@@ -1,10 +1,13 @@
-"""Only what pyproject.toml cannot declare: the optional C shim of the JPEG fast path (aligngemini_sdk.jpeg).
+"""Only what pyproject.toml cannot declare: the optional C shims of the JPEG fast path (aligngemini_sdk.jpeg) and of
+the exact area resize (aligngemini_sdk.resize).
 
-A shared library whose C functions are called through ctypes (its Python module is empty). ``optional=True``: without a C compiler or
-libjpeg-turbo's headers the install still succeeds and JPEGs take OpenCV's full decode (``aligngemini sys``
-says which)."""
+Shared libraries whose C functions are called through ctypes (their Python modules are empty). ``optional=True``:
+without a C compiler or libjpeg-turbo's headers the install still succeeds; JPEGs then take OpenCV's full decode and
+the area resize its numpy path, which gives the same bytes (``aligngemini sys`` says which)."""
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("aligngemini_sdk._jpeg_region", ["sdk/_native/jpeg_region.c"], libraries=["jpeg"],
-                             extra_compile_args=["-O2"], optional=True)])
+                             extra_compile_args=["-O2"], optional=True),
+                   Extension("aligngemini_sdk._resize_area", ["sdk/_native/resize_area.c"],
+                             extra_compile_args=["-O3"], optional=True)])

@@ -9,7 +9,9 @@ For each bundle (default: the shipped default) on 16 decoded photos of the share
   ran both before it planned concurrency);
 - ``together``: the semantic branch in a second thread beside the pixel branch, each session on half the cores
   (``budget.plan_concurrency``);
-- ``detect``: ``Detector.detect()`` as shipped (its plan, planner and fusion included).
+- ``detect``: ``Detector.detect()`` as shipped (its plan, planner and fusion included);
+- ``detect-numpy-area``: the same with the whole-image view shrunk by ``resize.area_numpy`` instead of the C shim
+  (what an install without a C compiler runs; the same bytes), only where the shim was built.
 Both branches' answers are checked identical across modes. Output: ``<cpu>-<kind>.json``, ``.md``, ``.png`` (``device.report_stem()``; kind: ``device.int8_kernel_class()``).
 """
 
@@ -27,9 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from aligngemini_sdk import resize
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 WILD = ROOT.parent / "shared" / "data" / "wild" / "images"
-MODES = ("sequential", "together", "detect")
+MODES = ("sequential", "together", "detect", "detect-numpy-area")
 
 
 @dataclass
@@ -100,7 +105,22 @@ def measure(label: str, path: str, images: list[np.ndarray], rnd: int, cores: in
                           for r in (det.detect(im, color_order="RGB") for im in images)))
         runs.append(ModeRun(label, "detect", rnd, det.concurrency.threads_per_branch or cores,
                             statistics.median(t), float(np.percentile(t, 90))))
+        if resize.status().available:
+            runs.append(_detect_with_numpy_area(det, label, images, rnd, cores, answers))
     return runs, answers
+
+
+def _detect_with_numpy_area(det: Any, label: str, images: list[np.ndarray], rnd: int, cores: int,
+                            answers: set[tuple[Any, ...]]) -> ModeRun:
+    native, resize.area = resize.area, resize.area_numpy
+    try:
+        t = time_calls(lambda im: det.detect(im, color_order="RGB"), images)
+        answers.add(tuple((r.pixel.probability, r.semantic.probability)
+                          for r in (det.detect(im, color_order="RGB") for im in images)))
+    finally:
+        resize.area = native
+    return ModeRun(label, "detect-numpy-area", rnd, det.concurrency.threads_per_branch or cores,
+                   statistics.median(t), float(np.percentile(t, 90)))
 
 
 def main() -> int:
@@ -139,7 +159,9 @@ def main() -> int:
 
 
 def median_of(runs: list[ModeRun], label: str, mode: str) -> float:
-    return statistics.median(r.p50_ms for r in runs if r.bundle == label and r.mode == mode)
+    """The median over rounds of one mode's p50 (NaN when the mode did not run: no C shim here)."""
+    vals = [r.p50_ms for r in runs if r.bundle == label and r.mode == mode]
+    return statistics.median(vals) if vals else float("nan")
 
 
 def markdown(report: dict, runs: list[ModeRun], bundles: dict[str, str]) -> str:
@@ -148,11 +170,12 @@ def markdown(report: dict, runs: list[ModeRun], bundles: dict[str, str]) -> str:
              "(decoding excluded, preprocessing included); modes alternate in one run; p50 of each round, then "
              "the median over rounds. `benchmarks/branch_concurrency.py`.", "",
              "| bundle | sequential ms (every core each) | together ms (half the cores each) | together / sequential "
-             "| detect() ms as shipped | same answers in every mode |", "|---|---|---|---|---|---|"]
+             "| detect() ms as shipped | detect() ms, area shrink in numpy | same answers in every mode |",
+             "|---|---|---|---|---|---|---|"]
     for label in bundles:
-        seq, tog, det = (median_of(runs, label, m) for m in MODES)
+        seq, tog, det, slow = (median_of(runs, label, m) for m in MODES)
         lines.append(f"| {label} | {seq:.2f} | {tog:.2f} | {tog / seq:.2f}x | {det:.2f} | "
-                     f"{report['identical_answers'][label]} |")
+                     f"{'-' if slow != slow else f'{slow:.2f}'} | {report['identical_answers'][label]} |")
     lines += ["", "Per round:", "", "| bundle | mode | round | threads per session | p50 ms | p90 ms |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {r.bundle} | {r.mode} | {r.round + 1} | {r.threads_per_session} | {r.p50_ms:.2f} | {r.p90_ms:.2f} |"
@@ -161,23 +184,16 @@ def markdown(report: dict, runs: list[ModeRun], bundles: dict[str, str]) -> str:
 
 
 def plot(runs: list[ModeRun], bundles: dict[str, str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.8 + 2.4 * len(bundles), 3.4))
-    for i, label in enumerate(bundles):
-        for j, mode in enumerate(MODES):
-            vals = [r.p50_ms for r in runs if r.bundle == label and r.mode == mode]
-            ax.scatter([i * 4 + j] * len(vals), vals, color=f"C{j}", label=mode if i == 0 else None)
-    ax.set_xticks([i * 4 + 1 for i in range(len(bundles))], list(bundles))
-    ax.set_ylabel("p50 ms per image, both branches")
-    ax.set_ylim(bottom=0)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, dpi=110, figsize=(1.8 + 2.4 * len(bundles), 3.4)) as ax:
+        for i, label in enumerate(bundles):
+            for j, mode in enumerate(MODES):
+                vals = [r.p50_ms for r in runs if r.bundle == label and r.mode == mode]
+                ax.scatter([i * 5 + j] * len(vals), vals, color=f"C{j}", label=mode if i == 0 else None)
+        ax.set_xticks([i * 5 + 1.5 for i in range(len(bundles))], list(bundles))
+        ax.set_ylabel("p50 ms per image, both branches")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

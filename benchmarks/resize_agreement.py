@@ -32,10 +32,12 @@ import cv2
 import numpy as np
 
 from aligngemini_sdk import preprocess
+from aligngemini_sdk import resize as resize_module
 from aligngemini_sdk.detector import Detector
 from aligngemini_sdk.device import cpu_label
 from aligngemini_sdk.errors import ImageError
 from aligngemini_sdk.image import load_image
+from aligngemini_sdk.plot import figure
 from aligngemini_sdk.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +72,9 @@ TIMED_SIZES = ((375, 500), (480, 640), (1024, 1024), (1500, 2250), (3000, 4000),
                (32, 32), (150, 180), (100, 3000))
 
 
+TIMING_REPEATS = 11
+
+
 @dataclass(frozen=True)
 class Timing:
     """One input size resized to the 224 x 224 view: interleaved medians, and the integer resize's peak traced memory
@@ -77,20 +82,32 @@ class Timing:
 
     size: str
     input_mb: float
-    integer_ms: float
+    integer_ms: float  #: the SDK's resize as installed here (the C area shrink where it was built)
+    numpy_ms: float  #: the same resize with the area shrink in numpy (where no C compiler was available)
     opencv_ms: float
-    integer_peak_mb: float
+    integer_peak_mb: float  #: traced by Python: numpy's arrays, not the C shim's buffers (``native_buffers_mb``)
+    native_buffers_mb: float  #: what resize_area.c allocates: a 32-bit sum and a 32-bit row sum per row value
 
 
-def timings(repeats: int = 11) -> list[Timing]:
-    """Per TIMED_SIZES, on a real photo tiled up to that size."""
+def numpy_rule(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The SDK's resize with :func:`resize.area_numpy` in place of the C shim (the same bytes)."""
+    native = resize_module.area
+    resize_module.area = resize_module.area_numpy
+    try:
+        return resize_module.resize(rgb, height, width)
+    finally:
+        resize_module.area = native
+
+
+def timings(repeats: int = TIMING_REPEATS) -> list[Timing]:
+    """Per TIMED_SIZES, on a real photo tiled up to that size; the three resizes interleaved."""
     photo = load_image(DATA / "images/real/kodak24/testsets__Kodak24__kodim01.png").rgb
     out = []
     for h, w in TIMED_SIZES:
         img = np.ascontiguousarray(np.tile(photo, (h // photo.shape[0] + 1, w // photo.shape[1] + 1, 1))[:h, :w])
-        t: dict[str, list[float]] = {"integer": [], "cv2": []}
+        t: dict[str, list[float]] = {"integer": [], "numpy": [], "cv2": []}
         for _ in range(repeats):
-            for name, fn in (("integer", preprocess.resize), ("cv2", opencv_rule)):
+            for name, fn in (("integer", preprocess.resize), ("numpy", numpy_rule), ("cv2", opencv_rule)):
                 t0 = time.perf_counter()
                 fn(img, SIDE, SIDE)
                 t[name].append((time.perf_counter() - t0) * 1e3)
@@ -98,7 +115,10 @@ def timings(repeats: int = 11) -> list[Timing]:
         preprocess.resize(img, SIDE, SIDE)
         peak = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
-        out.append(Timing(f"{h} x {w}", img.nbytes / 1e6, float(np.median(t["integer"])), float(np.median(t["cv2"])), peak))
+        med = {k: float(np.median(v)) for k, v in t.items()}
+        shrinks = (h >= SIDE and w >= SIDE) or h * w > SIDE * SIDE  # area() runs (alone, or before cubic())
+        native = 8 * w * 3 / 1e6 if shrinks and resize_module.status().available else 0.0
+        out.append(Timing(f"{h} x {w}", img.nbytes / 1e6, med["integer"], med["numpy"], med["cv2"], peak, native))
     return out
 
 
@@ -144,9 +164,12 @@ def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: lis
         f"{max(r.pixels_differ for r in rows)} of {SIDE * SIDE} | {max(r.levels_apart for r in rows)} "
         f"| {max(r.d_semantic for r in rows):.2e} | {max(r.d_score for r in rows):.2e} |", "",
         *[f"Differing: `{r.path}` (now {'fake' if r.fake_now else 'real'})" for r in flips], "",
-        "| input to the 224 x 224 view | input MB | integer resize (ms) | OpenCV, the old rule (ms) | integer resize peak MB |",
-        "|---|---|---|---|---|",
-        *[f"| {t.size} | {t.input_mb:.3g} | {t.integer_ms:.2f} | {t.opencv_ms:.2f} | {t.integer_peak_mb:.1f} |" for t in times],
+        f"Area shrink here: {resize_module.status().detail}. Medians of {TIMING_REPEATS} interleaved runs.", "",
+        "| input to the 224 x 224 view | input MB | integer resize, as installed (ms) | integer, numpy area (ms) | "
+        "OpenCV, the old rule (ms) | peak MB traced by Python | C shim buffers MB |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {t.size} | {t.input_mb:.3g} | {t.integer_ms:.2f} | {t.numpy_ms:.2f} | {t.opencv_ms:.2f} "
+          f"| {t.integer_peak_mb:.1f} | {t.native_buffers_mb:.2f} |" for t in times],
         "", "![|Δ whole-image p| against pixels that differ](resize_agreement.png)", ""])
 
 
@@ -156,25 +179,24 @@ def _median_moved(moved: list[Change]) -> str:
 
 def plot(rows: list[Change], path: Path) -> None:
     """|Δ semantic p| against the pixels that differ, per image (identical views on the left edge)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.scatter([r.pixels_differ for r in rows], [max(r.d_semantic, 1e-9) for r in rows], s=6, alpha=0.5)
-    ax.set(xscale="symlog", yscale="log", xlabel=f"pixels of the {SIDE} x {SIDE} view that differ",
-           ylabel="|Δ whole-image p| (1e-9 = identical)")
-    ax.set_title("default bundle: integer resize vs OpenCV INTER_AREA / INTER_CUBIC, per image", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    with figure(path, dpi=120, figsize=(6.5, 3.8)) as ax:
+        ax.scatter([r.pixels_differ for r in rows], [max(r.d_semantic, 1e-9) for r in rows], s=6, alpha=0.5)
+        ax.set(xscale="symlog", yscale="log", xlabel=f"pixels of the {SIDE} x {SIDE} view that differ",
+               ylabel="|Δ whole-image p| (1e-9 = identical)")
+        ax.set_title("default bundle: integer resize vs OpenCV INTER_AREA / INTER_CUBIC, per image", fontsize=9)
+        ax.grid(alpha=0.3)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "reports" / "resize_agreement"))
+    ap.add_argument("--timings-only", action="store_true", help="only time the resizes (the agreement rows need "
+                                                                "every shared image judged twice)")
     args = ap.parse_args()
+    if args.timings_only:
+        for t in timings():
+            print(t)
+        return 0
     out, t0, todo = Path(args.out), time.perf_counter(), paths()
     bar, rows = Progress(len(todo), "resize agreement"), []
     with Detector() as det:

@@ -174,9 +174,10 @@ def fingerprint() -> dict[str, Any]:
         "llama_cpp": None,
         "tensorrt": None,
     }
-    from aligngemini_sdk import heic, jpeg
+    from aligngemini_sdk import heic, jpeg, resize
 
     fp["jpeg_region_decode"] = jpeg.status().detail if jpeg.status().available else f"off: {jpeg.status().detail}"
+    fp["area_resize"] = resize.status().detail if resize.status().available else f"numpy: {resize.status().detail}"
     fp["heic"] = heic.status()
     if available("llama_cpp"):
         try:

@@ -12,9 +12,12 @@ on 531 of the 1,086 shared images other than CIFAKE's some pixels of the 224 vie
 
 How: with an input length ``L`` and an output length ``n``, output ``j`` covers ``[j L, (j + 1) L)`` in units of
 ``1/n`` input pixel. With ``c = x // n`` and ``r = x % n`` at those boundaries, its area sum (scaled by ``n``) is
-``n * sum(p[c_j:c_{j+1}]) + r_{j+1} p[c_{j+1}] - r_j p[c_j]``: whole-pixel sums plus two edge terms. One pass per
-axis, band by band of output rows: rows by one reduction per segment (int32 while 255 x (H + 2n) fits), then
-columns from a running sum per channel (int32 while it fits, else int64); the mean is the sum over ``H * W`` in the end.
+``n * sum(p[c_j:c_{j+1}]) + r_{j+1} p[c_{j+1}] - r_j p[c_j]``: whole-pixel sums plus two edge terms, rows first,
+then columns; the mean is the sum over ``H * W`` in the end. Two implementations compute these same integers: a C
+shim (``sdk/_native/resize_area.c``, built at install time, called through ctypes, which releases the GIL) and
+:func:`area_numpy` (band by band of output rows: rows by one reduction per segment, columns from a running sum per
+channel), which runs where no C compiler was available and is the reference the shim is tested against. Being
+integer arithmetic, neither depends on the compiler or the CPU.
 
 An image that must grow in a side keeps the SDK's earlier rule, bicubic when its area does not shrink -- now
 :func:`cubic`, in integers (OpenCV's ``INTER_CUBIC`` finishes in float32 SIMD: its x86 and emulated-ARM bytes
@@ -26,6 +29,12 @@ is shrunk by :func:`area` along the side that shrinks, then grown by :func:`cubi
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.util
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 #: the most memory one band's running column sums (int64) may take; a band is at least one output row
@@ -33,6 +42,8 @@ BAND_BYTES = 1 << 24
 #: bicubic's free parameter and the fixed-point precision of its weights, as OpenCV's INTER_CUBIC
 CUBIC_A = -0.75
 CUBIC_BITS = 11
+#: the C shim's limits (its sums stay exact below them); other images take the numpy path
+MAX_NATIVE_SIDE = 1 << 24
 
 
 def resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -91,13 +102,30 @@ def _cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 
 def area(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """Exact area average of a uint8 (H, W) or (H, W, C) image down to ``height`` x ``width`` (each at most the
-    input's), rounded half up. Output rows are made in bands whose running column sums stay under BAND_BYTES, so a
-    long strip (224 x 200,000) costs no more memory than a square photo."""
-    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3):
-        raise ValueError(f"area() takes a uint8 (H, W[, C]) image, got {rgb.dtype} {rgb.shape}")
-    h, w = rgb.shape[:2]
-    if not (0 < height <= h and 0 < width <= w):
-        raise ValueError(f"area() only shrinks: {h}x{w} -> {height}x{width}")
+    input's), rounded half up: by the C shim where it was built (``sdk/_native/resize_area.c``), else by
+    :func:`area_numpy`; both compute the same integers, so they give the same bytes (``tests/sdk/test_resize.py``)."""
+    h, w = _check_area(rgb, height, width)
+    if (height, width) == (h, w):
+        return rgb.copy()
+    lib = _native()[0]
+    img = rgb.reshape(h, w, -1)
+    if lib is None or max(h, w) >= MAX_NATIVE_SIDE or img.shape[2] > 4 or 255 * (h + 2 * height) > 2**32 - 1:
+        return area_numpy(rgb, height, width)
+    if img.strides[1:] != (img.shape[2], 1) or img.strides[0] < 0:
+        img = np.ascontiguousarray(img)
+    out = np.empty((height, width, img.shape[2]), np.uint8)
+    code = lib.agr_area(img.ctypes.data, h, w, img.shape[2], img.strides[0], out.ctypes.data, height, width)
+    if code == 2:
+        raise MemoryError(f"area(): no memory for the row sums of a {w}-pixel-wide image")
+    if code != 0:  # the checks above refuse what the shim refuses; reaching this is a bug, not bad input
+        raise AssertionError(f"resize_area.c refused {img.shape} -> {height}x{width} (code {code})")
+    return out.reshape(height, width, *rgb.shape[2:])
+
+
+def area_numpy(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """:func:`area` in numpy, the reference the C shim is held to. Output rows are made in bands whose running
+    column sums stay under BAND_BYTES, so a long strip (224 x 200,000) costs no more memory than a square photo."""
+    h, w = _check_area(rgb, height, width)
     if (height, width) == (h, w):
         return rgb.copy()
     img = rgb.reshape(h, w, -1)
@@ -111,6 +139,44 @@ def area(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
         sums = _column_sums(part, *cols, width, bound=255 * (h + 2 * height))  # _row_sums' bound
         out[j0:j1] = (2 * sums + total) // (2 * total)
     return out.reshape(height, width, *rgb.shape[2:])
+
+
+def _check_area(rgb: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3) or rgb.size == 0:
+        raise ValueError(f"area() takes a uint8 (H, W[, C]) image, got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[:2]
+    if not (0 < height <= h and 0 < width <= w):
+        raise ValueError(f"area() only shrinks: {h}x{w} -> {height}x{width}")
+    return h, w
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """Whether the C area resize is available here, and why not (the numpy path gives the same bytes)."""
+
+    available: bool
+    detail: str
+
+
+@functools.lru_cache(maxsize=1)
+def _native() -> tuple[Any, NativeStatus]:
+    spec = importlib.util.find_spec("aligngemini_sdk._resize_area")
+    if spec is None or not spec.origin:
+        return None, NativeStatus(False, "the C area resize was not built at install time (needs a C compiler); "
+                                         "numpy computes the same bytes, slower")
+    try:
+        lib = ctypes.CDLL(spec.origin)
+    except OSError as exc:
+        return None, NativeStatus(False, f"the C area resize does not load: {exc}")
+    i64 = ctypes.c_int64
+    lib.agr_area.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, ctypes.c_void_p, i64, i64]
+    lib.agr_area.restype = ctypes.c_int
+    return lib, NativeStatus(True, f"C, integers ({spec.origin.rsplit('/', 1)[-1]})")
+
+
+def status() -> NativeStatus:
+    """Is the C area resize available? (For ``aligngemini sys`` and the benchmarks.)"""
+    return _native()[1]
 
 
 def _bounds(length: int, n: int) -> tuple[np.ndarray, np.ndarray]:

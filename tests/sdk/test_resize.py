@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 
 import cv2
 import numpy as np
@@ -13,8 +14,16 @@ import pytest
 
 from aligngemini_sdk import resize as resize_module
 from aligngemini_sdk.image import load_image
-from aligngemini_sdk.resize import area, cubic, resize
+from aligngemini_sdk.resize import area, area_numpy, cubic, resize
 from tests.conftest import SHARED, needs_emulated_arm64, on_emulated_arm64
+
+#: CI sets it: a machine that should have built the C shim must not pass by skipping its tests
+REQUIRED = os.environ.get("ALIGNGEMINI_REQUIRE_NATIVE_RESIZE") == "1"
+NATIVE = pytest.param(area, id="C", marks=pytest.mark.skipif(
+    not resize_module.status().available and not REQUIRED,
+    reason=f"the C area resize is not built here: {resize_module.status().detail}"))
+#: every definition test runs on both implementations of the area resize: the C shim and the numpy reference
+IMPLEMENTATIONS = pytest.mark.parametrize("shrink", [NATIVE, pytest.param(area_numpy, id="numpy")])
 
 
 def _overlaps(length: int, n: int) -> np.ndarray:
@@ -34,40 +43,66 @@ def reference(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return ((2 * sums + h * w) // (2 * h * w)).astype(np.uint8).reshape(height, width, *img.shape[2:])
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("shape,out", [((7, 9, 3), (3, 4)), ((50, 37, 3), (13, 37)), ((31, 29, 3), (7, 5)),
-                                       ((300, 200, 3), (224, 160)), ((97, 103), (10, 11)), ((64, 64, 3), (64, 64))])
-def test_area_is_the_exact_area_mean_rounded_half_up(shape, out):
+                                       ((300, 200, 3), (224, 160)), ((97, 103), (10, 11)), ((64, 64, 3), (64, 64)),
+                                       ((40, 30, 4), (9, 7)), ((5, 6, 2), (1, 1)), ((23, 17, 5), (4, 3))])
+def test_area_is_the_exact_area_mean_rounded_half_up(shrink, shape, out):
     img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    np.testing.assert_array_equal(area(img, *out), reference(img, *out))
+    np.testing.assert_array_equal(shrink(img, *out), reference(img, *out))
 
 
-def test_a_tie_rounds_up_and_an_integer_factor_is_the_block_mean():
-    assert area(np.array([[0, 1]], np.uint8), 1, 1)[0, 0] == 1
+@IMPLEMENTATIONS
+def test_a_tie_rounds_up_and_an_integer_factor_is_the_block_mean(shrink):
+    assert shrink(np.array([[0, 1]], np.uint8), 1, 1)[0, 0] == 1
     img = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
     blocks = img.reshape(4, 2, 4, 3, 3).astype(np.int64).sum(axis=(1, 3))
-    np.testing.assert_array_equal(area(img, 4, 4), (2 * blocks + 6) // 12)
+    np.testing.assert_array_equal(shrink(img, 4, 4), (2 * blocks + 6) // 12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_c_shim_and_numpy_give_the_same_bytes_on_random_shapes_and_views(seed):
+    """Random sizes, channel counts and ratios, and views numpy does not lay out contiguously (a crop, a flipped
+    image, a channel subset): the C path reads rows in place or from a copy, never different bytes."""
+    if not resize_module.status().available:
+        assert not REQUIRED, resize_module.status().detail
+        pytest.skip(resize_module.status().detail)
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        h, w, c = int(rng.integers(1, 400)), int(rng.integers(1, 400)), int(rng.integers(1, 5))
+        img = rng.integers(0, 256, (h + 4, w + 4, c + 1), dtype=np.uint8)
+        views = (img[2:h + 2, 1:w + 1, :c], img[::-1, :, :c], img[:h, :w, 1:], img[:h, :w, 0])
+        for v in views:
+            size = int(rng.integers(1, v.shape[0] + 1)), int(rng.integers(1, v.shape[1] + 1))
+            np.testing.assert_array_equal(area(v, *size), area_numpy(v, *size))
 
 
 @pytest.mark.parametrize("shape,out", [((97, 103, 3), (10, 11)), ((3, 5000, 3), (2, 224)), ((999, 7), (224, 7))])
 def test_bands_of_output_rows_give_the_same_bytes_as_one(monkeypatch, shape, out):
     img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     monkeypatch.setattr(resize_module, "BAND_BYTES", 1)  # one output row per band
-    np.testing.assert_array_equal(area(img, *out), reference(img, *out))
+    np.testing.assert_array_equal(area_numpy(img, *out), reference(img, *out))
 
 
-def test_a_very_tall_image_takes_64_bit_row_sums_without_overflow():
-    tall = np.full((8_500_000, 1), 255, np.uint8)  # 255 * (h + 2n) > 2^31
-    assert (area(tall, 2, 1) == 255).all()
+@IMPLEMENTATIONS
+@pytest.mark.parametrize("rows", [8_500_000, 17_000_000])
+def test_a_very_tall_image_takes_64_bit_row_sums_without_overflow(shrink, rows):
+    """255 * (h + 2n) > 2^31: numpy's row sums take 64 bits; above 2^32 the C shim's 32-bit row sums would not hold
+    it, so ``area`` hands such an image to numpy."""
+    tall = np.full((rows, 1), 255, np.uint8)
+    tall[::2] = 0
+    assert (shrink(tall, 2, 1) == 128).all()
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize("shape", [(2400, 2000, 3), (2400, 3600, 3)])
-def test_large_inputs_take_64_bit_sums_without_overflow(shape):
+def test_large_inputs_take_64_bit_sums_without_overflow(shrink, shape):
     """2 * 255 * h * w > 2^31: the rounding needs 64 bits; at 2400 x 3600 a row's running sum does too (255 * h * w >
     2^31), at 2400 x 2000 it fits in 32."""
     full = np.full(shape, 255, np.uint8)
-    assert (area(full, 224, 224) == 255).all()
+    assert (shrink(full, 224, 224) == 255).all()
     img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
-    d = area(img, 224, 224).astype(int) - cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)
+    d = shrink(img, 224, 224).astype(int) - cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)
     assert np.abs(d).max() <= 1
 
 
@@ -78,11 +113,13 @@ def test_on_a_photo_it_agrees_with_opencvs_area_filter_to_one_level_on_almost_ev
     assert np.abs(d).max() <= 1 and (d != 0).mean() < 1e-3
 
 
-def test_it_refuses_what_it_does_not_define():
+@IMPLEMENTATIONS
+def test_it_refuses_what_it_does_not_define(shrink):
     img = np.zeros((10, 10, 3), np.uint8)
-    for bad, size in ((img, (11, 5)), (img, (0, 5)), (img.astype(np.float32), (5, 5)), (np.zeros(10, np.uint8), (1, 1))):
+    for bad, size in ((img, (11, 5)), (img, (0, 5)), (img.astype(np.float32), (5, 5)), (np.zeros(10, np.uint8), (1, 1)),
+                      (np.zeros((4, 4, 0), np.uint8), (2, 2))):
         with pytest.raises(ValueError):
-            area(bad, *size)
+            shrink(bad, *size)
     for bad, size in ((img, (0, 5)), (img.astype(np.float32), (20, 20)), (np.zeros(10, np.uint8), (20, 20))):
         with pytest.raises(ValueError):
             cubic(bad, *size)
