@@ -25,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "wild" / "images"
 LABEL = "import json; from aligngemini_sdk.device import cpu_label; print(json.dumps(cpu_label()))"
@@ -136,20 +138,12 @@ def _other_kernels(cpus: dict[str, str]) -> str:
 
 
 def plot(rows: list[Agreement], path: Path, emulated_model: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    ax.semilogy(sorted(max(r.d_score, 1e-12) for r in rows), ".", ms=3)
-    ax.set_xlabel("image (sorted)")
-    ax.set_ylabel("|fused score native - emulated|")
-    ax.set_title(f"default bundle, native vs emulated {emulated_model} (1e-12 = identical)", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, dpi=120, figsize=(6.5, 3.8)) as ax:
+        ax.semilogy(sorted(max(r.d_score, 1e-12) for r in rows), ".", ms=3)
+        ax.set_xlabel("image (sorted)")
+        ax.set_ylabel("|fused score native - emulated|")
+        ax.set_title(f"default bundle, native vs emulated {emulated_model} (1e-12 = identical)", fontsize=9)
+        ax.grid(alpha=0.3)
 
 
 def main() -> int:

@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from aligngemini_sdk import heic, metadata
+from aligngemini_sdk.plot import figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ALIGNGEMINI_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -487,26 +488,19 @@ def markdown(rep: Report) -> str:
 
 
 def plot(rep: Report, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     groups = {"verdict": lambda o: o == "verdict", "typed error": lambda o: o not in DEFECTS and o != "verdict",
               "defect": lambda o: o in DEFECTS}
     names = list(rep.by_seed)
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
-    left = np.zeros(len(names))
-    for (label, match), colour in zip(groups.items(), ("tab:green", "tab:blue", "tab:red")):
-        share = np.array([sum(v for o, v in rep.by_seed[s].items() if match(o)) / max(1, sum(rep.by_seed[s].values()))
-                          for s in names])
-        ax.barh(names, share, left=left, color=colour, label=label)
-        left += share
-    ax.set_xlabel("share of cases")
-    ax.set_title(f"{rep.cases} fuzzed image and video files, {rep.n_defects} defects\n{rep.cpu}", fontsize=8)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, dpi=110, figsize=(8, 0.35 * len(names) + 1.5)) as ax:
+        left = np.zeros(len(names))
+        for (label, match), colour in zip(groups.items(), ("tab:green", "tab:blue", "tab:red")):
+            share = np.array([sum(v for o, v in rep.by_seed[s].items() if match(o)) / max(1, sum(rep.by_seed[s].values()))
+                              for s in names])
+            ax.barh(names, share, left=left, color=colour, label=label)
+            left += share
+        ax.set_xlabel("share of cases")
+        ax.set_title(f"{rep.cases} fuzzed image and video files, {rep.n_defects} defects\n{rep.cpu}", fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
 
 
 def main() -> int:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("test", "unseen")
 
@@ -86,25 +88,17 @@ def to_markdown(rep: dict) -> str:
 
 
 def plot(rep: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for b in rep["bundles"]:
-        for name, a in b["artifacts"].items():
-            d = np.sort(np.concatenate([s["abs_dp"] for s in a["splits"].values()]))[::-1]
-            ax.plot(np.arange(1, len(d) + 1), np.maximum(d, 1e-7), label=f"{b['label']} {name} "
-                    f"({a['weights']} weights)")
-    ax.set_yscale("log")
-    ax.set_xlabel("image (sorted by |Δp|)")
-    ax.set_ylabel("|P(fake) optimized − reference|")
-    ax.set_title(f"INT8 kernels vs reference arithmetic, {rep['cpu']['model']}", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, dpi=110, figsize=(7, 4)) as ax:
+        for b in rep["bundles"]:
+            for name, a in b["artifacts"].items():
+                d = np.sort(np.concatenate([s["abs_dp"] for s in a["splits"].values()]))[::-1]
+                ax.plot(np.arange(1, len(d) + 1), np.maximum(d, 1e-7), label=f"{b['label']} {name} "
+                        f"({a['weights']} weights)")
+        ax.set_yscale("log")
+        ax.set_xlabel("image (sorted by |Δp|)")
+        ax.set_ylabel("|P(fake) optimized − reference|")
+        ax.set_title(f"INT8 kernels vs reference arithmetic, {rep['cpu']['model']}", fontsize=9)
+        ax.legend(fontsize=8)
 
 
 def main() -> int:

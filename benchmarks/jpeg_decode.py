@@ -36,6 +36,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CAMERA = SHARED / "wild" / "images" / "real" / "drewnoakes__metadata-extractor-images"
@@ -262,24 +264,17 @@ def end_to_end(path: Path, runs: int, variants: dict[str, Path]) -> dict[str, di
 
 
 def plot(rep: DecodeReport, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(rep.rows[0].decoders_ms)
-    fig, ax = plt.subplots(figsize=(10, 4.8))
-    width = 0.8 / len(rep.rows)
-    for i, row in enumerate(rep.rows):
-        ax.bar([k + i * width for k in range(len(names))], [row.decoders_ms.get(n, 0) for n in names], width,
-               label=f"{row.image} ({row.megapixels:.0f} MP)")
-    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names, rotation=20, ha="right")
-    ax.set_yscale("log")
-    ax.set_ylabel("median ms (log)")
-    ax.set_title(f"JPEG decoding on {rep.cpu}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, dpi=110, figsize=(10, 4.8)) as ax:
+        width = 0.8 / len(rep.rows)
+        for i, row in enumerate(rep.rows):
+            ax.bar([k + i * width for k in range(len(names))], [row.decoders_ms.get(n, 0) for n in names], width,
+                   label=f"{row.image} ({row.megapixels:.0f} MP)")
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names, rotation=20, ha="right")
+        ax.set_yscale("log")
+        ax.set_ylabel("median ms (log)")
+        ax.set_title(f"JPEG decoding on {rep.cpu}")
+        ax.legend(fontsize=8)
 
 
 def _floor_markdown(rep: DecodeReport) -> list[str]:

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SHAPE = "DINOv2-small-sized expert (384 hidden, 12 layers, 6 heads, patch 14), 336x336, batch 1, random weights"
@@ -234,19 +236,12 @@ def _markdown(summary: dict, rows: list[Row]) -> str:
 
 
 def _plot(ms: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    ax.boxplot(list(ms.values()), showfliers=False)
-    ax.set_xticks(range(1, len(ms) + 1), [k.replace("onnxruntime-", "ort-") for k in ms], rotation=20, fontsize=8)
-    ax.set_ylabel("ms per image (batch 1)")
-    ax.set_title("DINOv2-small-sized expert, 336 px")
-    ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with figure(path, dpi=120, figsize=(8, 3.8)) as ax:
+        ax.boxplot(list(ms.values()), showfliers=False)
+        ax.set_xticks(range(1, len(ms) + 1), [k.replace("onnxruntime-", "ort-") for k in ms], rotation=20, fontsize=8)
+        ax.set_ylabel("ms per image (batch 1)")
+        ax.set_title("DINOv2-small-sized expert, 336 px")
+        ax.grid(True, axis="y", alpha=0.3)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "images" / "real" / "kodak24"
 
@@ -86,22 +88,15 @@ def main() -> int:
 
 
 def _plot(runs: list[ModeRun], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
-    for ax, field, label in ((a, "p50_ms", "p50 ms, back to back"), (b, "cpu_ms_per_call", "CPU ms per call")):
-        for i, power in enumerate(("full", "balanced", "low")):
-            vals = [getattr(r, field) for r in runs if r.power == power]
-            ax.scatter([i] * len(vals), vals)
-        ax.set_xticks(range(3), ["full", "balanced", "low"])
-        ax.set_title(label)
-        ax.set_ylim(bottom=0)
-        ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, dpi=110, nrows=1, ncols=2, figsize=(8, 3.2)) as (a, b):
+        for ax, field, label in ((a, "p50_ms", "p50 ms, back to back"), (b, "cpu_ms_per_call", "CPU ms per call")):
+            for i, power in enumerate(("full", "balanced", "low")):
+                vals = [getattr(r, field) for r in runs if r.power == power]
+                ax.scatter([i] * len(vals), vals)
+            ax.set_xticks(range(3), ["full", "balanced", "low"])
+            ax.set_title(label)
+            ax.set_ylim(bottom=0)
+            ax.grid(True, axis="y", alpha=0.3)
 
 
 if __name__ == "__main__":

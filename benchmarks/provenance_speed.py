@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "images"
 
@@ -104,18 +106,11 @@ def main() -> int:
     md += [f"| {k} | {r['bytes']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['says']} | {r['validation']} |"
            for k, r in rows.items()]
     (out / f"{slug}.md").write_text("\n".join(md) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.barh(list(rows), [r["p50_ms"] for r in rows.values()])
-    ax.set_xscale("log")
-    ax.set_xlabel("median ms per file (log)")
-    ax.set_title(f"Provenance branch, {cpu['model']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / f"{slug}.png", dpi=110)
+    with figure(out / f"{slug}.png", dpi=110, figsize=(7, 3.2)) as ax:
+        ax.barh(list(rows), [r["p50_ms"] for r in rows.values()])
+        ax.set_xscale("log")
+        ax.set_xlabel("median ms per file (log)")
+        ax.set_title(f"Provenance branch, {cpu['model']}", fontsize=9)
     print("\n".join(md))
     return 0
 

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "images"
 WARMUP = 500
@@ -118,22 +120,15 @@ def markdown(rep: SoakReport, n_images: int) -> str:
 
 
 def plot(rep: SoakReport, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot([n for n, _ in rep.samples], [r for _, r in rep.samples])
-    ax.axvline(WARMUP, color="grey", ls=":", label="end of warm-up")
-    ax.axhline(rep.rss_mb_after_warmup + rep.target_growth_mb, color="red", ls="--",
-               label=f"target: +{rep.target_growth_mb:.0f} MB")
-    ax.set_xlabel("detect() calls")
-    ax.set_ylabel("RSS (MB)")
-    ax.set_title(f"Soak on {rep.cpu['model']}", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, dpi=110, figsize=(7, 3.5)) as ax:
+        ax.plot([n for n, _ in rep.samples], [r for _, r in rep.samples])
+        ax.axvline(WARMUP, color="grey", ls=":", label="end of warm-up")
+        ax.axhline(rep.rss_mb_after_warmup + rep.target_growth_mb, color="red", ls="--",
+                   label=f"target: +{rep.target_growth_mb:.0f} MB")
+        ax.set_xlabel("detect() calls")
+        ax.set_ylabel("RSS (MB)")
+        ax.set_title(f"Soak on {rep.cpu['model']}", fontsize=9)
+        ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

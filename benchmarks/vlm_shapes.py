@@ -34,6 +34,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from aligngemini_sdk.plot import figure
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT.parent / "shared" / "data" / "images" / "real" / "kodak24"
 QUESTION = "Is this image real or AI-generated? Answer with one word: real or fake."
@@ -305,11 +307,6 @@ def device_profile(results: list[ArchResult]) -> dict[str, dict[str, dict[str, d
 
 
 def plot(cpu: str, results: list[ArchResult], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels, vision, prefill, prompt = [], [], [], []
     for r in results:
         for n, e in sorted(r.extrapolated.items()):
@@ -317,18 +314,16 @@ def plot(cpu: str, results: list[ArchResult], path: Path) -> None:
             vision.append(e["vision_ms"] / 1e3)
             prefill.append(e["prefill_ms"] / 1e3)
             prompt.append(e["prompt_ms"] / 1e3)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4.5))
-    ax.bar(labels, vision, label="vision tower")
-    ax.bar(labels, prefill, bottom=vision, label="LLM over the image tokens")
-    ax.bar(labels, prompt, bottom=[v + p for v, p in zip(vision, prefill)], label="LLM over the question")
-    ax.axhline(1.5, color="red", ls="--", lw=1, label="power='balanced' cap (1.5 s p90)")
-    ax.set_ylabel("seconds per image (extrapolated)")
-    ax.set_yscale("log")
-    ax.set_title(f"Semantic VLM cost per image on {cpu}")
-    ax.legend(fontsize=8)
-    plt.xticks(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with figure(path, dpi=110, figsize=(max(6, 1.3 * len(labels)), 4.5)) as ax:
+        ax.bar(labels, vision, label="vision tower")
+        ax.bar(labels, prefill, bottom=vision, label="LLM over the image tokens")
+        ax.bar(labels, prompt, bottom=[v + p for v, p in zip(vision, prefill)], label="LLM over the question")
+        ax.axhline(1.5, color="red", ls="--", lw=1, label="power='balanced' cap (1.5 s p90)")
+        ax.set_ylabel("seconds per image (extrapolated)")
+        ax.set_yscale("log")
+        ax.set_title(f"Semantic VLM cost per image on {cpu}")
+        ax.legend(fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
 
 
 def reused(path: Path, measuring: set[str]) -> dict[str, ArchResult]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aligngemini_sdk.metrics import Metrics, fmt, markdown_table
+from aligngemini_sdk.plot import figure
 
 #: keys left out of the JSON when they hold nothing (what the report has always done)
 _OPTIONAL = frozenset({"error", "load_ms", "warmup", "latency_ms", "semantic_split_ms", "throughput", "accuracy",
@@ -253,26 +254,17 @@ def write_outputs(rep: BenchReport, out: Path, plots: bool = True) -> None:
 
 
 def plot(rep: BenchReport, out: Path) -> list[Path]:
-    from aligngemini_sdk.extras import require
-
-    mpl = require("matplotlib", "Benchmark plots")
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt
-
     ok = [r for r in rep.artifacts if r.ok and r.latency_ms]
     paths = []
     if ok:
-        fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(ok)), 4))
-        ax.boxplot([r.latency_samples for r in ok], showfliers=True)
-        ax.set_xticks(range(1, len(ok) + 1), [f"{r.branch}\n{r.artifact}" for r in ok])
-        ax.set_yscale("log")
-        ax.set_ylabel("latency per image, ms (log)")
-        ax.set_title(f"Latency distribution, batch 1 ({rep.device}, {rep.fingerprint['cpu']['usable_cores']} cores)")
-        ax.grid(True, axis="y", alpha=0.3)
-        fig.tight_layout()
         paths.append(out / "latency.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        with figure(paths[-1], dpi=120, figsize=(max(5, 1.6 * len(ok)), 4)) as ax:
+            ax.boxplot([r.latency_samples for r in ok], showfliers=True)
+            ax.set_xticks(range(1, len(ok) + 1), [f"{r.branch}\n{r.artifact}" for r in ok])
+            ax.set_yscale("log")
+            ax.set_ylabel("latency per image, ms (log)")
+            ax.set_title(f"Latency distribution, batch 1 ({rep.device}, {rep.fingerprint['cpu']['usable_cores']} cores)")
+            ax.grid(True, axis="y", alpha=0.3)
     pts = [r for r in ok if r.accuracy and r.accuracy.get("balanced_accuracy") is not None]
     if pts:
         paths.append(_accuracy_plot(rep, pts, out / "accuracy_vs_latency.png"))
@@ -280,27 +272,22 @@ def plot(rep: BenchReport, out: Path) -> list[Path]:
 
 
 def _accuracy_plot(rep: BenchReport, pts: list[ArtifactBench], path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in pts:
-        assert r.latency_ms is not None and r.accuracy is not None and r.accuracy["balanced_accuracy"] is not None
-        x, y = r.latency_ms.p50, 100 * r.accuracy["balanced_accuracy"]
-        ax.scatter([x], [y], s=60)
-        ax.annotate(r.key, (x, y), textcoords="offset points", xytext=(5, 5))
-    for row in rep.pipeline.budgets if rep.pipeline else []:
-        if row.budget_ms is not None:
-            ax.axvline(row.budget_ms, ls="--", color="grey", alpha=0.6)
-            ax.text(row.budget_ms, ax.get_ylim()[0], f" {row.budget_ms:g} ms budget", rotation=90,
-                    va="bottom", fontsize=8, color="grey")
-    ax.set_xscale("log")
-    ax.set_xlabel("p50 latency, ms (log)")
-    ax.set_ylabel("balanced accuracy, %")
-    ax.set_title("Accuracy vs latency per artifact (budgets dashed)")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, dpi=120, figsize=(6, 4)) as ax:
+        for r in pts:
+            assert r.latency_ms is not None and r.accuracy is not None and r.accuracy["balanced_accuracy"] is not None
+            x, y = r.latency_ms.p50, 100 * r.accuracy["balanced_accuracy"]
+            ax.scatter([x], [y], s=60)
+            ax.annotate(r.key, (x, y), textcoords="offset points", xytext=(5, 5))
+        for row in rep.pipeline.budgets if rep.pipeline else []:
+            if row.budget_ms is not None:
+                ax.axvline(row.budget_ms, ls="--", color="grey", alpha=0.6)
+                ax.text(row.budget_ms, ax.get_ylim()[0], f" {row.budget_ms:g} ms budget", rotation=90,
+                        va="bottom", fontsize=8, color="grey")
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency, ms (log)")
+        ax.set_ylabel("balanced accuracy, %")
+        ax.set_title("Accuracy vs latency per artifact (budgets dashed)")
+        ax.grid(True, alpha=0.3)
     return path
 
 

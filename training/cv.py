@@ -30,6 +30,7 @@ import torch
 
 from aligngemini_sdk.export.compact import CompactExpert
 from aligngemini_sdk.metrics import binary_metrics, fmt, markdown_table
+from aligngemini_sdk.plot import figure
 from training.train_default import (
     ROOT,
     SAMPLERS,
@@ -119,23 +120,15 @@ def markdown(summary: dict, meta: dict) -> str:
 
 
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, key, label in ((axes[0], "balanced_accuracy", "balanced accuracy @0.5"), (axes[1], "auc", "ROC-AUC")):
-        for i, s in enumerate(summary["arms"].values()):
-            vals = [f[key] for f in s["folds"]]
-            ax.scatter([i] * len(vals), vals, color="0.5", zorder=2)
-            ax.plot([i - 0.25, i + 0.25], [np.mean(vals)] * 2, color="C0", lw=2, zorder=3)
-        ax.set_xticks(range(len(summary["arms"])), list(summary["arms"]))
-        ax.set_title(label + " per fold (bar: mean)")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, dpi=110, nrows=1, ncols=2, figsize=(9, 3.5)) as axes:
+        for ax, key, label in ((axes[0], "balanced_accuracy", "balanced accuracy @0.5"), (axes[1], "auc", "ROC-AUC")):
+            for i, s in enumerate(summary["arms"].values()):
+                vals = [f[key] for f in s["folds"]]
+                ax.scatter([i] * len(vals), vals, color="0.5", zorder=2)
+                ax.plot([i - 0.25, i + 0.25], [np.mean(vals)] * 2, color="C0", lw=2, zorder=3)
+            ax.set_xticks(range(len(summary["arms"])), list(summary["arms"]))
+            ax.set_title(label + " per fold (bar: mean)")
+            ax.grid(alpha=0.3)
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from aligngemini_sdk.device import cpu_label
+from aligngemini_sdk.plot import figure
 from training.train_semantic import extract, fold, load_rows
 
 K_MAX = 5
@@ -97,33 +98,25 @@ def curve(all_runs: list[Run]) -> list[CurvePoint]:
 
 
 def plot(all_runs: list[Run], points: list[CurvePoint], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for held in sorted({r.held for r in all_runs}):
-        mine = [r for r in all_runs if r.held == held]
-        ks = sorted({r.k for r in mine})
-        ys = [float(np.mean([r.rate_fake for r in mine if r.k == k])) for k in ks]
-        fake = mine[0].label == "fake"
-        ax.plot(ks, ys, color="tab:red" if fake else "tab:blue", alpha=0.35, lw=1)
-        ax.annotate(held.split("/")[-1][:18], (ks[-1], ys[-1]), fontsize=6, alpha=0.6)
-    ks = [p.k for p in points]
-    ax.plot(ks, [p.balanced_accuracy for p in points], "k-o", lw=2, label="balanced accuracy (repo-weighted)")
-    ax.plot(ks, [p.mean_tpr_fake_repos for p in points], "r--o", lw=1.5, label="mean TPR, fake repos")
-    ax.plot(ks, [p.mean_fpr_real_repos for p in points], "b--o", lw=1.5, label="mean FPR, real repos")
-    ax.set_xlabel("fake development repositories the heads see (besides the training role)")
-    ax.set_ylabel("at fpr5, held-out repository")
-    ax.set_xticks(ks)
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("G's recipe with fewer fake sources (thin: each held-out repository's share called fake)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, dpi=120, figsize=(7.5, 4.5)) as ax:
+        for held in sorted({r.held for r in all_runs}):
+            mine = [r for r in all_runs if r.held == held]
+            ks = sorted({r.k for r in mine})
+            ys = [float(np.mean([r.rate_fake for r in mine if r.k == k])) for k in ks]
+            fake = mine[0].label == "fake"
+            ax.plot(ks, ys, color="tab:red" if fake else "tab:blue", alpha=0.35, lw=1)
+            ax.annotate(held.split("/")[-1][:18], (ks[-1], ys[-1]), fontsize=6, alpha=0.6)
+        ks = [p.k for p in points]
+        ax.plot(ks, [p.balanced_accuracy for p in points], "k-o", lw=2, label="balanced accuracy (repo-weighted)")
+        ax.plot(ks, [p.mean_tpr_fake_repos for p in points], "r--o", lw=1.5, label="mean TPR, fake repos")
+        ax.plot(ks, [p.mean_fpr_real_repos for p in points], "b--o", lw=1.5, label="mean FPR, real repos")
+        ax.set_xlabel("fake development repositories the heads see (besides the training role)")
+        ax.set_ylabel("at fpr5, held-out repository")
+        ax.set_xticks(ks)
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title("G's recipe with fewer fake sources (thin: each held-out repository's share called fake)", fontsize=9)
 
 
 def markdown(points: list[CurvePoint]) -> str:

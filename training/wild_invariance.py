@@ -34,6 +34,7 @@ import numpy as np
 
 from aligngemini_sdk.device import cpu_label
 from aligngemini_sdk.metrics import binary_metrics, markdown_table
+from aligngemini_sdk.plot import figure
 from aligngemini_sdk.progress import track
 from training.wild_split import ROOT, SHARED, SPLIT
 
@@ -196,25 +197,17 @@ def markdown(rep: Report) -> str:
 
 
 def plot(rep: Report, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     repos = sorted(rep.per_repo, key=lambda r: (rep.repo_label[r], r))
     grid = np.array([[rep.per_repo[r][v] for v in VARIANTS] for r in repos])
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(repos) + 1.6))
-    im = ax.imshow(grid, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
-    for i, j in np.ndindex(grid.shape):
-        ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(VARIANTS)), list(VARIANTS), fontsize=8)
-    ax.set_yticks(range(len(repos)), [f"{rep.repo_label[r]}: {r.split('/')[-1][:28]} ({rep.repo_format[r]})"
-                                      for r in repos], fontsize=7)
-    ax.set_title("share called fake (fake repos: higher is better; real: lower)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, dpi=110, figsize=(8, 0.32 * len(repos) + 1.6)) as ax:
+        im = ax.imshow(grid, cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
+        for i, j in np.ndindex(grid.shape):
+            ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(VARIANTS)), list(VARIANTS), fontsize=8)
+        ax.set_yticks(range(len(repos)), [f"{rep.repo_label[r]}: {r.split('/')[-1][:28]} ({rep.repo_format[r]})"
+                                          for r in repos], fontsize=7)
+        ax.set_title("share called fake (fake repos: higher is better; real: lower)", fontsize=9)
+        ax.figure.colorbar(im, ax=ax, fraction=0.03)
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ import numpy as np
 
 from aligngemini_sdk.device import cpu_label
 from aligngemini_sdk.metrics import binary_metrics, bootstrap_ci, markdown_table
+from aligngemini_sdk.plot import figure
 from training.wild_split import SHARED, SPLIT
 
 
@@ -339,97 +340,73 @@ def design_text(choice: str) -> tuple[str, str]:
 
 
 def plot(cv: dict[str, Any], final: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     s, choice = cv["summary"], cv["choice"]
     shown = [c for c in ("A", "D") if c in s and c != choice] + [choice]
     repos = list(s[choice]["per_repo"])
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [len(repos), 5]})
-    x, width = np.arange(len(repos)), 0.8 / len(shown)
-    for i, c in enumerate(shown):
-        axes[0].bar(x + width * (i - (len(shown) - 1) / 2), [s[c]["per_repo"][r] for r in repos], width, label=c)
-    axes[0].set_xticks(x, [r.split("/")[-1][:18] for r in repos], rotation=60, ha="right", fontsize=7)
-    axes[0].set_ylabel("share called fake at fpr5")
-    axes[0].set_title("development, leave-one-repo-out (fake repos: higher is better; real: lower)", fontsize=9)
-    axes[0].legend()
-    fp = final["points"].get("fpr5") or next(iter(final["points"].values()))
-    fr = list(fp["per_repo"])
-    axes[1].bar(range(len(fr)), [fp["per_repo"][r]["called_fake"] for r in fr],
-                color=["tab:red" if fp["per_repo"][r]["label"] == "fake" else "tab:green" for r in fr],
-                yerr=np.array([[fp["per_repo"][r]["called_fake"] - fp["per_repo"][r]["ci95"][0],
-                                fp["per_repo"][r]["ci95"][1] - fp["per_repo"][r]["called_fake"]] for r in fr]).T)
-    axes[1].set_xticks(range(len(fr)), [r.split("/")[-1][:18] for r in fr], rotation=60, ha="right", fontsize=7)
-    axes[1].set_title(f"final test, {choice} (red: fake repos, green: real)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, dpi=110, nrows=1, ncols=2, figsize=(13, 5), gridspec_kw={"width_ratios": [len(repos), 5]}) as axes:
+        x, width = np.arange(len(repos)), 0.8 / len(shown)
+        for i, c in enumerate(shown):
+            axes[0].bar(x + width * (i - (len(shown) - 1) / 2), [s[c]["per_repo"][r] for r in repos], width, label=c)
+        axes[0].set_xticks(x, [r.split("/")[-1][:18] for r in repos], rotation=60, ha="right", fontsize=7)
+        axes[0].set_ylabel("share called fake at fpr5")
+        axes[0].set_title("development, leave-one-repo-out (fake repos: higher is better; real: lower)", fontsize=9)
+        axes[0].legend()
+        fp = final["points"].get("fpr5") or next(iter(final["points"].values()))
+        fr = list(fp["per_repo"])
+        axes[1].bar(range(len(fr)), [fp["per_repo"][r]["called_fake"] for r in fr],
+                    color=["tab:red" if fp["per_repo"][r]["label"] == "fake" else "tab:green" for r in fr],
+                    yerr=np.array([[fp["per_repo"][r]["called_fake"] - fp["per_repo"][r]["ci95"][0],
+                                    fp["per_repo"][r]["ci95"][1] - fp["per_repo"][r]["called_fake"]] for r in fr]).T)
+        axes[1].set_xticks(range(len(fr)), [r.split("/")[-1][:18] for r in fr], rotation=60, ha="right", fontsize=7)
+        axes[1].set_title(f"final test, {choice} (red: fake repos, green: real)", fontsize=9)
 
 
 def plot_families(families: Families, path: Path) -> None:
     """Fakes caught per generator family, development (out of fold) beside final test, with Wilson intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [n for n, _ in FAMILIES if n in families.dev or n in families.final]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.2))
-    y = np.arange(len(names))
-    for shift, (label, part, colour) in zip((-0.2, 0.2), (("development (out of fold)", families.dev, "tab:blue"),
-                                                          ("final test", families.final, "tab:orange"))):
-        got = [(i, part[n]) for i, n in enumerate(names) if n in part]
-        v = np.array([100 * p["called_fake"] for _, p in got])
-        err = np.array([[100 * (p["called_fake"] - p["ci95"][0]), 100 * (p["ci95"][1] - p["called_fake"])]
-                        for _, p in got]).T
-        ax.barh([i + shift for i, _ in got], v, 0.38, xerr=err, color=colour, label=label, capsize=2)
-        for i, p in got:
-            ax.text(101, i + shift, f"n={p['n']}", va="center", fontsize=7)
-    ax.set_yticks(y, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 110)
-    ax.set_xlabel("fakes caught at fpr5 (%), 95 % Wilson interval")
-    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, dpi=110, figsize=(9, 0.45 * len(names) + 1.2)) as ax:
+        y = np.arange(len(names))
+        for shift, (label, part, colour) in zip((-0.2, 0.2), (("development (out of fold)", families.dev, "tab:blue"),
+                                                              ("final test", families.final, "tab:orange"))):
+            got = [(i, part[n]) for i, n in enumerate(names) if n in part]
+            v = np.array([100 * p["called_fake"] for _, p in got])
+            err = np.array([[100 * (p["called_fake"] - p["ci95"][0]), 100 * (p["ci95"][1] - p["called_fake"])]
+                            for _, p in got]).T
+            ax.barh([i + shift for i, _ in got], v, 0.38, xerr=err, color=colour, label=label, capsize=2)
+            for i, p in got:
+                ax.text(101, i + shift, f"n={p['n']}", va="center", fontsize=7)
+        ax.set_yticks(y, names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 110)
+        ax.set_xlabel("fakes caught at fpr5 (%), 95 % Wilson interval")
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
 
 
 def plot_rounds(cv: dict[str, Any], path: Path) -> None:
     """Every round's candidates at fpr5 (development, repository-weighted balanced accuracy), the round's baseline
     and the margin a candidate had to clear, the one each round kept in bold colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from training.train_semantic import ROUNDS
 
     s, rounds = cv["summary"], [r for r in cv["rounds"] if r["round"] in ROUNDS]
-    fig, ax = plt.subplots(figsize=(11, 4))
-    x, centres = 0.0, []
-    for r in rounds:
-        rule = ROUNDS[r["round"]]
-        start = x
-        for c in r["candidates"]:
-            ba = 100 * s[c]["balanced_accuracy_repo_weighted"]
-            ax.bar(x, ba, color="tab:blue" if c == r["choice"] else "lightgray", edgecolor="black", linewidth=0.4)
-            ax.text(x, ba + 0.5, c, ha="center", fontsize=7)
-            x += 1
-        bar = 100 * (s[rule.baseline]["balanced_accuracy_repo_weighted"] + rule.margin)
-        ax.hlines(bar, start - 0.4, x - 0.6, colors="tab:red", linestyles="dashed", linewidth=1)
-        centres.append((start + x - 1) / 2)
-        x += 0.7
-    ax.set_ylim(40, 90)
-    ax.set_xticks(centres, [f"round {r['round']}" for r in rounds], fontsize=8)
-    ax.set_ylabel("dev balanced accuracy at fpr5 (%)")
-    ax.set_title("leave-one-repository-out, every round's candidates (blue: kept; red dashes: baseline + margin to beat)",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, dpi=110, figsize=(11, 4)) as ax:
+        x, centres = 0.0, []
+        for r in rounds:
+            rule = ROUNDS[r["round"]]
+            start = x
+            for c in r["candidates"]:
+                ba = 100 * s[c]["balanced_accuracy_repo_weighted"]
+                ax.bar(x, ba, color="tab:blue" if c == r["choice"] else "lightgray", edgecolor="black", linewidth=0.4)
+                ax.text(x, ba + 0.5, c, ha="center", fontsize=7)
+                x += 1
+            bar = 100 * (s[rule.baseline]["balanced_accuracy_repo_weighted"] + rule.margin)
+            ax.hlines(bar, start - 0.4, x - 0.6, colors="tab:red", linestyles="dashed", linewidth=1)
+            centres.append((start + x - 1) / 2)
+            x += 0.7
+        ax.set_ylim(40, 90)
+        ax.set_xticks(centres, [f"round {r['round']}" for r in rounds], fontsize=8)
+        ax.set_ylabel("dev balanced accuracy at fpr5 (%)")
+        ax.set_title("leave-one-repository-out, every round's candidates (blue: kept; red dashes: baseline + margin to beat)",
+                     fontsize=9)
 
 
 def main() -> int:
