@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from aligngemini_sdk.manifest import InputSpec
 from training.train_semantic import (
     ROUNDS,
+    SPEC,
     Pool,
     cross_validate,
     extract,
@@ -51,13 +53,14 @@ def with_views(base: Pool, whole: np.ndarray | None, crop: np.ndarray | None) ->
 
 
 def cached_views(rows: list[dict[str, str]], work: Path, base: Pool, name: str, tag: str,
-                 build: Callable[[], Callable[[torch.Tensor], torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+                 build: Callable[[], Callable[[torch.Tensor], torch.Tensor]],
+                 whole_spec: InputSpec = SPEC) -> tuple[np.ndarray, np.ndarray]:
     """(whole, crop): each view's features (kept images, 2 versions, F) under ``build()`` (a batch of normalised
-    views -> features), extracted only when ``work/features-<name>-<key>.npz`` (keyed by ``tag`` and the images) is
-    missing, and aligned with ``base``'s rows."""
+    views -> features; the whole-image view made as ``whole_spec`` says), extracted only when
+    ``work/features-<name>-<key>.npz`` (keyed by ``tag`` and the images) is missing, and aligned with ``base``'s rows."""
     cache = work / f"features-{name}-{rows_key(tag, rows)}.npz"
     if not cache.is_file():
-        extract_to(rows, cache, served_and_augmented, build(), name)
+        extract_to(rows, cache, served_and_augmented, build(), name, whole_spec)
     z = np.load(cache, allow_pickle=False)
     return aligned(z["whole"], z["ok"], base, rows, name), aligned(z["crop"], z["ok"], base, rows, name)
 

@@ -206,17 +206,18 @@ def served_and_augmented(rgb: np.ndarray, path: str) -> list[np.ndarray]:
 
 
 def extract_to(rows: list[dict[str, str]], cache: Path, make: Callable[[np.ndarray, str], list[np.ndarray]],
-                run: Callable[[torch.Tensor], torch.Tensor] | None = None, label: str = "features") -> None:
-    """Both views (SPEC, CROP_SPEC) of the two versions ``make(rgb, path)`` gives of each image, through ``run`` --
-    the shipped backbone's features (Lite0 pooled at every block) unless told -- cached as (N, 2, ...) per view, with
-    ``ok`` (the image could be read)."""
+                run: Callable[[torch.Tensor], torch.Tensor] | None = None, label: str = "features",
+                whole_spec: InputSpec = SPEC) -> None:
+    """Both views (``whole_spec``, CROP_SPEC) of the two versions ``make(rgb, path)`` gives of each image, through
+    ``run`` -- the shipped backbone's features (Lite0 pooled at every block) unless told -- cached as (N, 2, ...) per
+    view, with ``ok`` (the image could be read)."""
     run = run or WholeImageExpert(pretrained=True, taps=ALL_TAPS).eval().features
     torch.set_num_threads(2)
     n, ok = len(rows), np.zeros(len(rows), bool)
     out: dict[str, np.ndarray] = {}
     for done, images in _decoded_batches(rows, label):
         views = [preprocess(v, spec) for rgb, path in images for made in [make(rgb, path)]
-                 for spec in (SPEC, CROP_SPEC) for v in made]
+                 for spec in (whole_spec, CROP_SPEC) for v in made]
         with torch.no_grad():
             y = run(torch.from_numpy(np.stack(views))).numpy()
         y = y.reshape(len(done), 2, 2, *y.shape[1:])
