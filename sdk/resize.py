@@ -111,7 +111,7 @@ def area(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     img = rgb.reshape(h, w, -1)
     if lib is None or max(h, w) >= MAX_NATIVE_SIDE or img.shape[2] > 4 or 255 * (h + 2 * height) > 2**32 - 1:
         return area_numpy(rgb, height, width)
-    if img.strides[1:] != (img.shape[2], 1) or img.strides[0] < 0:
+    if img.strides[1:] != (img.shape[2], 1) or img.strides[0] < w * img.shape[2]:  # flipped, broadcast, strided
         img = np.ascontiguousarray(img)
     out = np.empty((height, width, img.shape[2]), np.uint8)
     code = lib.agr_area(img.ctypes.data, h, w, img.shape[2], img.strides[0], out.ctypes.data, height, width)

@@ -63,7 +63,8 @@ def test_a_tie_rounds_up_and_an_integer_factor_is_the_block_mean(shrink):
 @pytest.mark.parametrize("seed", range(4))
 def test_the_c_shim_and_numpy_give_the_same_bytes_on_random_shapes_and_views(seed):
     """Random sizes, channel counts and ratios, and views numpy does not lay out contiguously (a crop, a flipped
-    image, a channel subset): the C path reads rows in place or from a copy, never different bytes."""
+    image, a channel subset, one row broadcast down the image, every other row and third column): the C path reads
+    rows in place or from a copy, never different bytes."""
     if not resize_module.status().available:
         assert not REQUIRED, resize_module.status().detail
         pytest.skip(resize_module.status().detail)
@@ -71,7 +72,8 @@ def test_the_c_shim_and_numpy_give_the_same_bytes_on_random_shapes_and_views(see
     for _ in range(60):
         h, w, c = int(rng.integers(1, 400)), int(rng.integers(1, 400)), int(rng.integers(1, 5))
         img = rng.integers(0, 256, (h + 4, w + 4, c + 1), dtype=np.uint8)
-        views = (img[2:h + 2, 1:w + 1, :c], img[::-1, :, :c], img[:h, :w, 1:], img[:h, :w, 0])
+        views = (img[2:h + 2, 1:w + 1, :c], img[::-1, :, :c], img[:h, :w, 1:], img[:h, :w, 0],
+                 np.broadcast_to(img[:1, :w, :c], (h, w, c)), img[::2, ::3, :c])
         for v in views:
             size = int(rng.integers(1, v.shape[0] + 1)), int(rng.integers(1, v.shape[1] + 1))
             np.testing.assert_array_equal(area(v, *size), area_numpy(v, *size))
