@@ -310,8 +310,9 @@ false-positive rate it misses many modern fakes (the tables above say which). Te
 and 259 images are a small basis; the intervals above are wide, and the final-test repositories have now been looked
 at for two defaults, so they are no longer a fully fresh test. Frozen ImageNet features: more and larger crop windows
 (round 6), one joint head (round 7), a larger frozen backbone (EfficientNet-Lite2), forensic pixel features
-(Tiny-LaDeDa, NPR residuals, residual spectrum; both in training/EXPLORATION.md) and fine-tuning the backbone's last
-layers (rounds 8-9{nested_text(cv)}) did not beat it by the rules' margins; a learning curve over the number of fake
+(Tiny-LaDeDa, NPR residuals, residual spectrum; both in training/EXPLORATION.md), a whole-image view without the
+squash (an undistorted centre square: the missed fakes are not missed for their aspect ratio) and fine-tuning the
+backbone's last layers (rounds 8-9{nested_text(cv)}) did not beat it by the rules' margins; a learning curve over the number of fake
 development repositories is flat from three to five (77.3 -> 78.1 %), so more sources like these would not by
 themselves close the gap. Every `wild/` repository holds one
 class, so pooled AUC also rewards telling repositories apart. Data licences are research/non-commercial: the
