@@ -9,5 +9,5 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("aligngemini_sdk._jpeg_region", ["sdk/_native/jpeg_region.c"], libraries=["jpeg"],
                              extra_compile_args=["-O2"], optional=True),
-                   Extension("aligngemini_sdk._resize_area", ["sdk/_native/resize_area.c"],
+                   Extension("aligngemini_sdk._resize", ["sdk/_native/resize.c"],
                              extra_compile_args=["-O3"], optional=True)])

@@ -10,8 +10,8 @@ For each bundle (default: the shipped default) on 16 decoded photos of the share
 - ``together``: the semantic branch in a second thread beside the pixel branch, each session on half the cores
   (``budget.plan_concurrency``);
 - ``detect``: ``Detector.detect()`` as shipped (its plan, planner and fusion included);
-- ``detect-numpy-area``: the same with the whole-image view shrunk by ``resize.area_numpy`` instead of the C shim
-  (what an install without a C compiler runs; the same bytes), only where the shim was built.
+- ``detect-numpy-resize``: the same with the whole-image view resized on numpy's path instead of the C shim
+  (``resize.numpy_only()``: what an install without a C compiler runs; the same bytes), only where the shim was built.
 Both branches' answers are checked identical across modes. Output: ``<cpu>-<kind>.json``, ``.md``, ``.png`` (``device.report_stem()``; kind: ``device.int8_kernel_class()``).
 """
 
@@ -34,7 +34,7 @@ from aligngemini_sdk.plot import figure
 
 ROOT = Path(__file__).resolve().parents[1]
 WILD = ROOT.parent / "shared" / "data" / "wild" / "images"
-MODES = ("sequential", "together", "detect", "detect-numpy-area")
+MODES = ("sequential", "together", "detect", "detect-numpy-resize")
 
 
 @dataclass
@@ -106,20 +106,17 @@ def measure(label: str, path: str, images: list[np.ndarray], rnd: int, cores: in
         runs.append(ModeRun(label, "detect", rnd, det.concurrency.threads_per_branch or cores,
                             statistics.median(t), float(np.percentile(t, 90))))
         if resize.status().available:
-            runs.append(_detect_with_numpy_area(det, label, images, rnd, cores, answers))
+            runs.append(_detect_with_numpy_resize(det, label, images, rnd, cores, answers))
     return runs, answers
 
 
-def _detect_with_numpy_area(det: Any, label: str, images: list[np.ndarray], rnd: int, cores: int,
-                            answers: set[tuple[Any, ...]]) -> ModeRun:
-    native, resize.area = resize.area, resize.area_numpy
-    try:
+def _detect_with_numpy_resize(det: Any, label: str, images: list[np.ndarray], rnd: int, cores: int,
+                              answers: set[tuple[Any, ...]]) -> ModeRun:
+    with resize.numpy_only():
         t = time_calls(lambda im: det.detect(im, color_order="RGB"), images)
         answers.add(tuple((r.pixel.probability, r.semantic.probability)
                           for r in (det.detect(im, color_order="RGB") for im in images)))
-    finally:
-        resize.area = native
-    return ModeRun(label, "detect-numpy-area", rnd, det.concurrency.threads_per_branch or cores,
+    return ModeRun(label, "detect-numpy-resize", rnd, det.concurrency.threads_per_branch or cores,
                    statistics.median(t), float(np.percentile(t, 90)))
 
 
@@ -170,7 +167,7 @@ def markdown(report: dict, runs: list[ModeRun], bundles: dict[str, str]) -> str:
              "(decoding excluded, preprocessing included); modes alternate in one run; p50 of each round, then "
              "the median over rounds. `benchmarks/branch_concurrency.py`.", "",
              "| bundle | sequential ms (every core each) | together ms (half the cores each) | together / sequential "
-             "| detect() ms as shipped | detect() ms, area shrink in numpy | same answers in every mode |",
+             "| detect() ms as shipped | detect() ms, numpy resize | same answers in every mode |",
              "|---|---|---|---|---|---|---|"]
     for label in bundles:
         seq, tog, det, slow = (median_of(runs, label, m) for m in MODES)

@@ -82,21 +82,17 @@ class Timing:
 
     size: str
     input_mb: float
-    integer_ms: float  #: the SDK's resize as installed here (the C area shrink where it was built)
-    numpy_ms: float  #: the same resize with the area shrink in numpy (where no C compiler was available)
+    integer_ms: float  #: the SDK's resize as installed here (the C shim where it was built)
+    numpy_ms: float  #: the same resize on its numpy path (where no C compiler was available)
     opencv_ms: float
     integer_peak_mb: float  #: traced by Python: numpy's arrays, not the C shim's buffers (``native_buffers_mb``)
-    native_buffers_mb: float  #: what resize_area.c allocates: a 32-bit sum and a 32-bit row sum per row value
+    native_buffers_mb: float  #: what resize.c allocates: a 32-bit sum and a 32-bit row sum per row value
 
 
 def numpy_rule(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The SDK's resize with :func:`resize.area_numpy` in place of the C shim (the same bytes)."""
-    native = resize_module.area
-    resize_module.area = resize_module.area_numpy
-    try:
+    """The SDK's resize on its numpy path instead of the C shim (the same bytes)."""
+    with resize_module.numpy_only():
         return resize_module.resize(rgb, height, width)
-    finally:
-        resize_module.area = native
 
 
 def timings(repeats: int = TIMING_REPEATS) -> list[Timing]:
@@ -164,8 +160,8 @@ def markdown(rows: list[Change], cpu: str, wall: float, refused: int, times: lis
         f"{max(r.pixels_differ for r in rows)} of {SIDE * SIDE} | {max(r.levels_apart for r in rows)} "
         f"| {max(r.d_semantic for r in rows):.2e} | {max(r.d_score for r in rows):.2e} |", "",
         *[f"Differing: `{r.path}` (now {'fake' if r.fake_now else 'real'})" for r in flips], "",
-        f"Area shrink here: {resize_module.status().detail}. Medians of {TIMING_REPEATS} interleaved runs.", "",
-        "| input to the 224 x 224 view | input MB | integer resize, as installed (ms) | integer, numpy area (ms) | "
+        f"Resize here: {resize_module.status().detail}. Medians of {TIMING_REPEATS} interleaved runs.", "",
+        "| input to the 224 x 224 view | input MB | integer resize, as installed (ms) | integer, numpy path (ms) | "
         "OpenCV, the old rule (ms) | peak MB traced by Python | C shim buffers MB |",
         "|---|---|---|---|---|---|---|",
         *[f"| {t.size} | {t.input_mb:.3g} | {t.integer_ms:.2f} | {t.numpy_ms:.2f} | {t.opencv_ms:.2f} "

@@ -14,7 +14,7 @@ How: with an input length ``L`` and an output length ``n``, output ``j`` covers 
 ``1/n`` input pixel. With ``c = x // n`` and ``r = x % n`` at those boundaries, its area sum (scaled by ``n``) is
 ``n * sum(p[c_j:c_{j+1}]) + r_{j+1} p[c_{j+1}] - r_j p[c_j]``: whole-pixel sums plus two edge terms, rows first,
 then columns; the mean is the sum over ``H * W`` in the end. Two implementations compute these same integers: a C
-shim (``sdk/_native/resize_area.c``, built at install time, called through ctypes, which releases the GIL) and
+shim (``sdk/_native/resize.c``, built at install time, called through ctypes, which releases the GIL) and
 :func:`area_numpy` (band by band of output rows: rows by one reduction per segment, columns from a running sum per
 channel), which runs where no C compiler was available and is the reference the shim is tested against. Being
 integer arithmetic, neither depends on the compiler or the CPU.
@@ -29,9 +29,11 @@ is shrunk by :func:`area` along the side that shrinks, then grown by :func:`cubi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +64,25 @@ def cubic(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bicubic interpolation (Keys, a = -0.75; pixel centres aligned; edges replicated) of a uint8 (H, W) or
     (H, W, C) image, in integers: OpenCV's ``INTER_CUBIC`` design (float32 taps rounded to 11-bit fixed point, an
     integer horizontal pass), but the vertical pass in integers too, where OpenCV's SIMD kernels use float32 (its x86
-    and ARM builds then differ; this is within one level of x86's)."""
-    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3) or min(height, width) <= 0:
-        raise ValueError(f"cubic() takes a uint8 (H, W[, C]) image and a positive size, got {rgb.dtype} {rgb.shape}")
-    h, w = rgb.shape[:2]
-    ch = 1 if rgb.ndim == 2 else rgb.shape[2]
+    and ARM builds then differ; this is within one level of x86's). The passes run in the C shim where it was built,
+    else in :func:`cubic_numpy`; the taps are numpy's either way, so both give the same bytes."""
+    h, w, ch = _check_cubic(rgb, height, width)
+    lib = None if _numpy_only else _native()[0]
+    img = rgb.reshape(h, w, ch)
+    if lib is None or ch > 4 or max(h, w, height, width) >= MAX_NATIVE_SIDE:
+        return cubic_numpy(rgb, height, width)
+    img = _rows_in_place(img)
+    (xi, xc), (yi, yc) = _cubic_taps(w, width), _cubic_taps(h, height)  # (n, 4) int64 and int32, C-contiguous
+    out = np.empty((height, width, ch), np.uint8)
+    code = lib.agr_cubic(img.ctypes.data, h, w, ch, img.strides[0], out.ctypes.data, height, width, xi.ctypes.data,
+                         xc.ctypes.data, yi.ctypes.data, yc.ctypes.data, CUBIC_BITS)
+    _check_native(code, "cubic", img.shape, height, width)
+    return out.reshape(height, width, *rgb.shape[2:])
+
+
+def cubic_numpy(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """:func:`cubic` in numpy, the reference the C shim is held to."""
+    h, w, ch = _check_cubic(rgb, height, width)
     img = rgb.reshape(h, w * ch)  # channels interleaved along the row: every pass runs over long contiguous rows
     (xi, xc), (yi, yc) = _cubic_taps(w, width), _cubic_taps(h, height)
     cols = (xi.T[:, :, None] * ch + np.arange(ch)).reshape(4, width * ch)  # tap k's source column per output value
@@ -83,9 +99,17 @@ def cubic(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8).reshape(height, width, *rgb.shape[2:])
 
 
+def _check_cubic(rgb: np.ndarray, height: int, width: int) -> tuple[int, int, int]:
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3) or rgb.size == 0 or min(height, width) <= 0:
+        raise ValueError(f"cubic() takes a uint8 (H, W[, C]) image and a positive size, got {rgb.dtype} {rgb.shape}")
+    return rgb.shape[0], rgb.shape[1], 1 if rgb.ndim == 2 else rgb.shape[2]
+
+
+@functools.lru_cache(maxsize=64)
 def _cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """Per output position its four input indices (clamped) and integer weights (sum ~ 2^CUBIC_BITS), computed in
-    float32 one operation at a time (numpy fuses nothing), so every CPU gets the same integers."""
+    float32 one operation at a time (numpy fuses nothing), so every CPU gets the same integers. Cached per sizes
+    (the views' sizes repeat) and read-only."""
     f32 = np.float32
     pos = ((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5).astype(f32)
     start = np.floor(pos)
@@ -96,30 +120,44 @@ def _cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     c1 = ((a + f32(2)) * x - (a + f32(3))) * x * x + one
     c2 = ((a + f32(2)) * y - (a + f32(3))) * y * y + one
     weights = np.stack([c0, c1, c2, one - c0 - c1 - c2], 1)
-    idx = np.clip(start.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n_in - 1)
-    return idx, np.rint(weights * f32(1 << CUBIC_BITS)).astype(np.int32)
+    idx = np.ascontiguousarray(np.clip(start.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n_in - 1))
+    taps = np.ascontiguousarray(np.rint(weights * f32(1 << CUBIC_BITS)).astype(np.int32))
+    idx.flags.writeable = taps.flags.writeable = False
+    return idx, taps
 
 
 def area(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """Exact area average of a uint8 (H, W) or (H, W, C) image down to ``height`` x ``width`` (each at most the
-    input's), rounded half up: by the C shim where it was built (``sdk/_native/resize_area.c``), else by
+    input's), rounded half up: by the C shim where it was built (``sdk/_native/resize.c``), else by
     :func:`area_numpy`; both compute the same integers, so they give the same bytes (``tests/sdk/test_resize.py``)."""
     h, w = _check_area(rgb, height, width)
     if (height, width) == (h, w):
         return rgb.copy()
-    lib = _native()[0]
+    lib = None if _numpy_only else _native()[0]
     img = rgb.reshape(h, w, -1)
     if lib is None or max(h, w) >= MAX_NATIVE_SIDE or img.shape[2] > 4 or 255 * (h + 2 * height) > 2**32 - 1:
         return area_numpy(rgb, height, width)
-    if img.strides[1:] != (img.shape[2], 1) or img.strides[0] < w * img.shape[2]:  # flipped, broadcast, strided
-        img = np.ascontiguousarray(img)
+    img = _rows_in_place(img)
     out = np.empty((height, width, img.shape[2]), np.uint8)
     code = lib.agr_area(img.ctypes.data, h, w, img.shape[2], img.strides[0], out.ctypes.data, height, width)
-    if code == 2:
-        raise MemoryError(f"area(): no memory for the row sums of a {w}-pixel-wide image")
-    if code != 0:  # the checks above refuse what the shim refuses; reaching this is a bug, not bad input
-        raise AssertionError(f"resize_area.c refused {img.shape} -> {height}x{width} (code {code})")
+    _check_native(code, "area", img.shape, height, width)
     return out.reshape(height, width, *rgb.shape[2:])
+
+
+def _rows_in_place(img: np.ndarray) -> np.ndarray:
+    """``img`` (H, W, C) if the shim can read its rows where they are (each row's pixels contiguous, rows apart by
+    at least a row), else a contiguous copy (a flipped, broadcast or strided view)."""
+    _, w, ch = img.shape
+    if img.strides[1:] != (ch, 1) or img.strides[0] < w * ch:
+        return np.ascontiguousarray(img)
+    return img
+
+
+def _check_native(code: int, what: str, shape: tuple[int, ...], height: int, width: int) -> None:
+    if code == 2:
+        raise MemoryError(f"{what}(): no memory for the sums of a {shape} image")
+    if code != 0:  # the callers refuse what the shim refuses; reaching this is a bug, not bad input
+        raise AssertionError(f"resize.c refused {what} of {shape} -> {height}x{width} (code {code})")
 
 
 def area_numpy(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -152,7 +190,7 @@ def _check_area(rgb: np.ndarray, height: int, width: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class NativeStatus:
-    """Whether the C area resize is available here, and why not (the numpy path gives the same bytes)."""
+    """Whether the C resize (area and bicubic) is available here, and why not (numpy gives the same bytes)."""
 
     available: bool
     detail: str
@@ -160,23 +198,41 @@ class NativeStatus:
 
 @functools.lru_cache(maxsize=1)
 def _native() -> tuple[Any, NativeStatus]:
-    spec = importlib.util.find_spec("aligngemini_sdk._resize_area")
+    spec = importlib.util.find_spec("aligngemini_sdk._resize")
     if spec is None or not spec.origin:
-        return None, NativeStatus(False, "the C area resize was not built at install time (needs a C compiler); "
+        return None, NativeStatus(False, "the C resize was not built at install time (needs a C compiler); "
                                          "numpy computes the same bytes, slower")
     try:
         lib = ctypes.CDLL(spec.origin)
     except OSError as exc:
-        return None, NativeStatus(False, f"the C area resize does not load: {exc}")
-    i64 = ctypes.c_int64
-    lib.agr_area.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, ctypes.c_void_p, i64, i64]
+        return None, NativeStatus(False, f"the C resize does not load: {exc}")
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.agr_area.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, i64]
     lib.agr_area.restype = ctypes.c_int
+    lib.agr_cubic.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
+    lib.agr_cubic.restype = ctypes.c_int
     return lib, NativeStatus(True, f"C, integers ({spec.origin.rsplit('/', 1)[-1]})")
 
 
 def status() -> NativeStatus:
-    """Is the C area resize available? (For ``aligngemini sys`` and the benchmarks.)"""
+    """Is the C resize available? (For ``aligngemini sys`` and the benchmarks.)"""
     return _native()[1]
+
+
+_numpy_only = False
+
+
+@contextlib.contextmanager
+def numpy_only() -> Iterator[None]:
+    """Within it, :func:`area` and :func:`cubic` take the numpy path even where the C shim is built: what an install
+    without a C compiler runs (the same bytes). Process-wide, for measuring the two (``benchmarks/``), not for
+    serving."""
+    global _numpy_only
+    before, _numpy_only = _numpy_only, True
+    try:
+        yield
+    finally:
+        _numpy_only = before
 
 
 def _bounds(length: int, n: int) -> tuple[np.ndarray, np.ndarray]:

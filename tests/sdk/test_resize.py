@@ -14,16 +14,18 @@ import pytest
 
 from aligngemini_sdk import resize as resize_module
 from aligngemini_sdk.image import load_image
-from aligngemini_sdk.resize import area, area_numpy, cubic, resize
+from aligngemini_sdk.resize import area, area_numpy, cubic, cubic_numpy, resize
 from tests.conftest import SHARED, needs_emulated_arm64, on_emulated_arm64
 
 #: CI sets it: a machine that should have built the C shim must not pass by skipping its tests
 REQUIRED = os.environ.get("ALIGNGEMINI_REQUIRE_NATIVE_RESIZE") == "1"
-NATIVE = pytest.param(area, id="C", marks=pytest.mark.skipif(
-    not resize_module.status().available and not REQUIRED,
-    reason=f"the C area resize is not built here: {resize_module.status().detail}"))
-#: every definition test runs on both implementations of the area resize: the C shim and the numpy reference
-IMPLEMENTATIONS = pytest.mark.parametrize("shrink", [NATIVE, pytest.param(area_numpy, id="numpy")])
+NOT_BUILT = pytest.mark.skipif(not resize_module.status().available and not REQUIRED,
+                               reason=f"the C resize is not built here: {resize_module.status().detail}")
+#: every definition test runs on both implementations of each resize: the C shim and the numpy reference
+IMPLEMENTATIONS = pytest.mark.parametrize("shrink", [pytest.param(area, id="C", marks=NOT_BUILT),
+                                                     pytest.param(area_numpy, id="numpy")])
+GROWTHS = pytest.mark.parametrize("grow", [pytest.param(cubic, id="C", marks=NOT_BUILT),
+                                           pytest.param(cubic_numpy, id="numpy")])
 
 
 def _overlaps(length: int, n: int) -> np.ndarray:
@@ -62,9 +64,9 @@ def test_a_tie_rounds_up_and_an_integer_factor_is_the_block_mean(shrink):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_c_shim_and_numpy_give_the_same_bytes_on_random_shapes_and_views(seed):
-    """Random sizes, channel counts and ratios, and views numpy does not lay out contiguously (a crop, a flipped
-    image, a channel subset, one row broadcast down the image, every other row and third column): the C path reads
-    rows in place or from a copy, never different bytes."""
+    """Random sizes, channel counts and ratios (shrinking by area, growing or shrinking bicubic), and views numpy does
+    not lay out contiguously (a crop, a flipped image, a channel subset, one row broadcast down the image, every other
+    row and third column): the C path reads rows in place or from a copy, never different bytes."""
     if not resize_module.status().available:
         assert not REQUIRED, resize_module.status().detail
         pytest.skip(resize_module.status().detail)
@@ -77,6 +79,8 @@ def test_the_c_shim_and_numpy_give_the_same_bytes_on_random_shapes_and_views(see
         for v in views:
             size = int(rng.integers(1, v.shape[0] + 1)), int(rng.integers(1, v.shape[1] + 1))
             np.testing.assert_array_equal(area(v, *size), area_numpy(v, *size))
+            size = int(rng.integers(1, 3 * v.shape[0] + 2)), int(rng.integers(1, 3 * v.shape[1] + 2))
+            np.testing.assert_array_equal(cubic(v, *size), cubic_numpy(v, *size))
 
 
 @pytest.mark.parametrize("shape,out", [((97, 103, 3), (10, 11)), ((3, 5000, 3), (2, 224)), ((999, 7), (224, 7))])
@@ -116,15 +120,17 @@ def test_on_a_photo_it_agrees_with_opencvs_area_filter_to_one_level_on_almost_ev
 
 
 @IMPLEMENTATIONS
-def test_it_refuses_what_it_does_not_define(shrink):
+@GROWTHS
+def test_it_refuses_what_it_does_not_define(shrink, grow):
     img = np.zeros((10, 10, 3), np.uint8)
     for bad, size in ((img, (11, 5)), (img, (0, 5)), (img.astype(np.float32), (5, 5)), (np.zeros(10, np.uint8), (1, 1)),
                       (np.zeros((4, 4, 0), np.uint8), (2, 2))):
         with pytest.raises(ValueError):
             shrink(bad, *size)
-    for bad, size in ((img, (0, 5)), (img.astype(np.float32), (20, 20)), (np.zeros(10, np.uint8), (20, 20))):
+    for bad, size in ((img, (0, 5)), (img.astype(np.float32), (20, 20)), (np.zeros(10, np.uint8), (20, 20)),
+                      (np.zeros((4, 4, 0), np.uint8), (8, 8))):
         with pytest.raises(ValueError):
-            cubic(bad, *size)
+            grow(bad, *size)
 
 
 def test_resize_is_area_when_no_side_grows_cubic_when_the_area_does_not_shrink_else_area_then_cubic():
@@ -146,16 +152,19 @@ def test_a_strip_is_the_area_mean_across_and_bicubic_along():
     assert (resize(np.full((3, 6000), 77, np.uint8), 224, 224) == 77).all()
 
 
-def test_cubic_keeps_an_image_at_its_size_and_a_flat_one_flat():
+@GROWTHS
+def test_cubic_keeps_an_image_at_its_size_and_a_flat_one_flat(grow):
     img = np.random.default_rng(3).integers(0, 256, (40, 30, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(cubic(img, 40, 30), img)
-    assert (cubic(np.full((9, 7), 200, np.uint8), 50, 60) == 200).all()
+    np.testing.assert_array_equal(grow(img, 40, 30), img)
+    assert (grow(np.full((9, 7), 200, np.uint8), 50, 60) == 200).all()
+    assert (grow(np.full((1, 1, 4), 255, np.uint8), 224, 224) == 255).all()  # the overshoot is clipped, not wrapped
 
 
 @pytest.mark.shared_data
-def test_cubic_is_within_one_level_of_opencvs_bicubic_on_a_photo():
+@GROWTHS
+def test_cubic_is_within_one_level_of_opencvs_bicubic_on_a_photo(grow):
     rgb = load_image(SHARED / "images/real/kodak24/testsets__Kodak24__kodim01.png").rgb[:150, :180]
-    d = cubic(rgb, 224, 224).astype(int) - cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_CUBIC)
+    d = grow(rgb, 224, 224).astype(int) - cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_CUBIC)
     assert np.abs(d).max() <= 1 and (d != 0).mean() < 0.05
 
 
@@ -184,3 +193,18 @@ def test_an_emulated_arm_cpu_gets_the_same_bytes():
     paths = [str(SHARED / p) for p in ARM_SENSITIVE]
     here = [digests(load_image(p).rgb) for p in paths]
     assert json.loads(on_emulated_arm64("-c", DIGEST, *paths).stdout) == here
+
+
+def test_numpy_only_keeps_the_c_shim_out_and_gives_the_same_bytes(monkeypatch):
+    img = np.random.default_rng(7).integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    expected = resize(img, 40, 30), resize(img[:20], 60, 50)
+
+    def no_shim():
+        raise AssertionError("the C shim was asked for")
+
+    monkeypatch.setattr(resize_module, "_native", no_shim)
+    with resize_module.numpy_only():
+        got = resize(img, 40, 30), resize(img[:20], 60, 50)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    with pytest.raises(AssertionError, match="C shim"):  # and only within it
+        resize(img, 40, 30)

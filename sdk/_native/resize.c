@@ -1,4 +1,4 @@
-/* aligngemini-sdk's exact area resize in C (loaded with ctypes by aligngemini_sdk.resize).
+/* aligngemini-sdk's integer resizes in C (loaded with ctypes by aligngemini_sdk.resize).
  *
  * agr_area: the same integers as aligngemini_sdk.resize's numpy reference (`_area_numpy`), so the same bytes: with
  * an input length L and an output length n, output j covers [j L, (j + 1) L) in units of 1/n input pixel; with
@@ -12,7 +12,13 @@
  * Input: `h` rows of `w` pixels of `ch` interleaved uint8 channels, rows `stride` bytes apart (a numpy view whose
  * rows are contiguous is read in place). Output: `oh` x `ow` x `ch`, contiguous. Returns 0 on success, 1 on
  * arguments the caller should have refused (no growth, sizes out of range), 2 when memory could not be allocated.
- * Reentrant: no global state, so branches may call it from several threads at once (ctypes releases the GIL). */
+ * agr_cubic: the two integer passes of aligngemini_sdk.resize's bicubic (`_cubic_numpy`), with the taps and their
+ * 11-bit weights computed by the caller (numpy, float32, the same on every CPU): a horizontal pass into 32-bit sums
+ * (x 2^11), a vertical one into 32-bit sums (x 2^22, as numpy's: the taps' absolute weights sum to at most 1.375, so
+ * |sum| <= 255 (1.375 2^11)^2 < 2.03e9 < 2^31 for bits <= 11), rounded half up by a floor shift and clipped to
+ * 0-255. Returns 0, or 1 / 2 as agr_area.
+ *
+ * Reentrant: no global state, so branches may call them from several threads at once (ctypes releases the GIL). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h> /* only for the empty module below: importing it (pkgutil walks, pydoc) must not fail */
 #include <stdint.h>
@@ -96,8 +102,57 @@ int agr_area(const uint8_t *src, int64_t h, int64_t w, int64_t ch, int64_t strid
     return 0;
 }
 
-static struct PyModuleDef agr_module = {PyModuleDef_HEAD_INIT, "_resize_area",
-                                        "the exact integer area resize; its C function is called via ctypes "
+/* floor(v / 2^bits) for any int32 v, in unsigned arithmetic (no reliance on how a compiler shifts negative
+ * numbers; vectorises): v + 2^31 lies in [0, 2^32) */
+static inline int32_t floor_shift(int32_t v, int bits) {
+    return (int32_t)(((uint32_t)v + 0x80000000u) >> bits) - (int32_t)(0x80000000u >> bits);
+}
+
+/* rows[y][i * ch + c] = sum_k src[y][xi[4 i + k] * ch + c] * xc[4 i + k], for every input row */
+static void cubic_rows(const uint8_t *src, int64_t h, int64_t ch, int64_t stride, int64_t ow, const int64_t *xi,
+                       const int32_t *xc, int32_t *rows) {
+    for (int64_t y = 0; y < h; y++) {
+        const uint8_t *row = src + y * stride;
+        int32_t *out = rows + y * ow * ch;
+        for (int64_t i = 0; i < ow; i++)
+            for (int64_t c = 0; c < ch; c++) {
+                int32_t v = 0;
+                for (int k = 0; k < 4; k++) v += (int32_t)row[xi[4 * i + k] * ch + c] * xc[4 * i + k];
+                out[i * ch + c] = v;
+            }
+    }
+}
+
+int agr_cubic(const uint8_t *src, int64_t h, int64_t w, int64_t ch, int64_t stride, uint8_t *dst, int64_t oh,
+              int64_t ow, const int64_t *xi, const int32_t *xc, const int64_t *yi, const int32_t *yc, int bits) {
+    if (h <= 0 || w <= 0 || ch <= 0 || oh <= 0 || ow <= 0 || h >= MAX_SIDE || w >= MAX_SIDE || oh >= MAX_SIDE ||
+        ow >= MAX_SIDE || ch > 4 || stride < w * ch || bits < 1 || bits > 11)
+        return 1;
+    for (int64_t i = 0; i < 4 * ow; i++)
+        if (xi[i] < 0 || xi[i] >= w) return 1;
+    for (int64_t j = 0; j < 4 * oh; j++)
+        if (yi[j] < 0 || yi[j] >= h) return 1;
+    int64_t len = ow * ch;
+    int32_t *rows = malloc((size_t)(h * len) * sizeof(int32_t));
+    if (!rows) return 2;
+    cubic_rows(src, h, ch, stride, ow, xi, xc, rows);
+    int32_t bias = (int32_t)1 << (2 * bits - 1);
+    for (int64_t j = 0; j < oh; j++) {
+        const int32_t *r0 = rows + yi[4 * j] * len, *r1 = rows + yi[4 * j + 1] * len;
+        const int32_t *r2 = rows + yi[4 * j + 2] * len, *r3 = rows + yi[4 * j + 3] * len;
+        int32_t c0 = yc[4 * j], c1 = yc[4 * j + 1], c2 = yc[4 * j + 2], c3 = yc[4 * j + 3];
+        uint8_t *out = dst + j * len;
+        for (int64_t v = 0; v < len; v++) {
+            int32_t q = floor_shift(bias + r0[v] * c0 + r1[v] * c1 + r2[v] * c2 + r3[v] * c3, 2 * bits);
+            out[v] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+        }
+    }
+    free(rows);
+    return 0;
+}
+
+static struct PyModuleDef agr_module = {PyModuleDef_HEAD_INIT, "_resize",
+                                        "the integer area and bicubic resizes; their C functions are called via ctypes "
                                         "(aligngemini_sdk.resize).", -1, NULL, NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__resize_area(void) { return PyModule_Create(&agr_module); }
+PyMODINIT_FUNC PyInit__resize(void) { return PyModule_Create(&agr_module); }
