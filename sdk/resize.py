@@ -25,6 +25,8 @@ differed on every image tried). A strip that grows in one side while its area sh
 is shrunk by :func:`area` along the side that shrinks, then grown by :func:`cubic` along the other (OpenCV's
 ``INTER_AREA``, floating point, did it before session 19; no image of ``../shared/data`` as served has that shape,
 54 web versions the training recipe makes do). So every path is integer arithmetic: no resize depends on the CPU.
+:func:`cubic`'s passes also run in the C shim (its taps are numpy's either way), with :func:`cubic_numpy` as the
+reference; :func:`numpy_only` keeps the shim out, for measuring the two.
 """
 
 from __future__ import annotations
