@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.util
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from aligngemini_sdk.native import NativeStatus, load_shim
 
 ORIENTATIONS = range(1, 9)
 _MSG_LEN = 512
@@ -58,24 +59,12 @@ class Rect:
         return self.left + self.width
 
 
-@dataclass(frozen=True)
-class NativeStatus:
-    """Whether the JPEG fast paths are available here, and why not."""
-
-    available: bool
-    detail: str
-
-
 @functools.lru_cache(maxsize=1)
 def _native() -> tuple[Any, NativeStatus]:
-    spec = importlib.util.find_spec("aligngemini_sdk._jpeg_region")
-    if spec is None or not spec.origin:
-        return None, NativeStatus(False, "the JPEG shim was not built at install time (needs a C compiler and "
-                                         "libjpeg-turbo's headers: libjpeg62-turbo-dev or libjpeg-turbo8-dev)")
-    try:
-        lib = ctypes.CDLL(spec.origin)
-    except OSError as exc:
-        return None, NativeStatus(False, f"the JPEG shim does not load: {exc}")
+    lib, status = load_shim("aligngemini_sdk._jpeg_region", "the JPEG shim", "needs a C compiler and libjpeg-turbo's "
+                            "headers: libjpeg62-turbo-dev or libjpeg-turbo8-dev")
+    if lib is None:
+        return None, status
     u32, ulong, buf = ctypes.c_uint, ctypes.c_ulong, ctypes.c_char_p
     lib.agj_header.argtypes = [buf, ulong, *[ctypes.POINTER(u32)] * 4, ctypes.POINTER(ctypes.c_int)]
     lib.agj_header.restype = ctypes.c_int
@@ -83,7 +72,7 @@ def _native() -> tuple[Any, NativeStatus]:
     lib.agj_decode_region.restype = ctypes.c_int
     lib.agj_decode_scaled.argtypes = [buf, ulong, u32, u32, u32, ctypes.c_void_p, ulong, buf, ulong]
     lib.agj_decode_scaled.restype = ctypes.c_int
-    return lib, NativeStatus(True, f"libjpeg-turbo partial decoding ({spec.origin.rsplit('/', 1)[-1]})")
+    return lib, NativeStatus(True, f"libjpeg-turbo partial decoding ({status.detail})")
 
 
 def status() -> NativeStatus:

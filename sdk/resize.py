@@ -34,12 +34,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import importlib.util
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from aligngemini_sdk.native import NativeStatus, load_shim
 
 #: the most memory one band's running column sums (int64) may take; a band is at least one output row
 BAND_BYTES = 1 << 24
@@ -190,30 +190,18 @@ def _check_area(rgb: np.ndarray, height: int, width: int) -> tuple[int, int]:
     return h, w
 
 
-@dataclass(frozen=True)
-class NativeStatus:
-    """Whether the C resize (area and bicubic) is available here, and why not (numpy gives the same bytes)."""
-
-    available: bool
-    detail: str
-
-
 @functools.lru_cache(maxsize=1)
 def _native() -> tuple[Any, NativeStatus]:
-    spec = importlib.util.find_spec("aligngemini_sdk._resize")
-    if spec is None or not spec.origin:
-        return None, NativeStatus(False, "the C resize was not built at install time (needs a C compiler); "
-                                         "numpy computes the same bytes, slower")
-    try:
-        lib = ctypes.CDLL(spec.origin)
-    except OSError as exc:
-        return None, NativeStatus(False, f"the C resize does not load: {exc}")
+    lib, status = load_shim("aligngemini_sdk._resize", "the C resize", "needs a C compiler; numpy computes the same "
+                            "bytes, slower")
+    if lib is None:
+        return None, status
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.agr_area.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, i64]
     lib.agr_area.restype = ctypes.c_int
     lib.agr_cubic.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
     lib.agr_cubic.restype = ctypes.c_int
-    return lib, NativeStatus(True, f"C, integers ({spec.origin.rsplit('/', 1)[-1]})")
+    return lib, NativeStatus(True, f"C, integers ({status.detail})")
 
 
 def status() -> NativeStatus:
