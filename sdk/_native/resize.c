@@ -1,6 +1,6 @@
 /* aligngemini-sdk's integer resizes in C (loaded with ctypes by aligngemini_sdk.resize).
  *
- * agr_area: the same integers as aligngemini_sdk.resize's numpy reference (`_area_numpy`), so the same bytes: with
+ * agr_area: the same integers as aligngemini_sdk.resize's numpy reference (`area_numpy`), so the same bytes: with
  * an input length L and an output length n, output j covers [j L, (j + 1) L) in units of 1/n input pixel; with
  * c = x / n and r = x % n at those boundaries its area sum, scaled by n, is
  *     n * sum(p[c_j .. c_{j+1} - 1]) + r_{j+1} p[c_{j+1}] - r_j p[c_j],
@@ -12,7 +12,8 @@
  * Input: `h` rows of `w` pixels of `ch` interleaved uint8 channels, rows `stride` bytes apart (a numpy view whose
  * rows are contiguous is read in place). Output: `oh` x `ow` x `ch`, contiguous. Returns 0 on success, 1 on
  * arguments the caller should have refused (no growth, sizes out of range), 2 when memory could not be allocated.
- * agr_cubic: the two integer passes of aligngemini_sdk.resize's bicubic (`_cubic_numpy`), with the taps and their
+ *
+ * agr_cubic: the two integer passes of aligngemini_sdk.resize's bicubic (`cubic_numpy`), with the taps and their
  * 11-bit weights computed by the caller (numpy, float32, the same on every CPU): a horizontal pass into 32-bit sums
  * (x 2^11), a vertical one into 32-bit sums (x 2^22, as numpy's: the taps' absolute weights sum to at most 1.375, so
  * |sum| <= 255 (1.375 2^11)^2 < 2.03e9 < 2^31 for bits <= 11), rounded half up by a floor shift and clipped to
