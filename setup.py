@@ -1,9 +1,9 @@
 """Only what pyproject.toml cannot declare: the optional C shims of the JPEG fast path (aligngemini_sdk.jpeg) and of
-the exact area resize (aligngemini_sdk.resize).
+the integer resizes (aligngemini_sdk.resize).
 
 Shared libraries whose C functions are called through ctypes (their Python modules are empty). ``optional=True``:
 without a C compiler or libjpeg-turbo's headers the install still succeeds; JPEGs then take OpenCV's full decode and
-the area resize its numpy path, which gives the same bytes (``aligngemini sys`` says which)."""
+the resizes their numpy path, which gives the same bytes (``aligngemini sys`` says which)."""
 
 from setuptools import Extension, setup
 

@@ -177,7 +177,7 @@ def fingerprint() -> dict[str, Any]:
     from aligngemini_sdk import heic, jpeg, resize
 
     fp["jpeg_region_decode"] = jpeg.status().detail if jpeg.status().available else f"off: {jpeg.status().detail}"
-    fp["area_resize"] = resize.status().detail if resize.status().available else f"numpy: {resize.status().detail}"
+    fp["resize"] = resize.status().detail if resize.status().available else f"numpy: {resize.status().detail}"
     fp["heic"] = heic.status()
     if available("llama_cpp"):
         try:

@@ -31,7 +31,7 @@ def cmd_sys(args: argparse.Namespace) -> int:
     print(f"llama.cpp   {fp['llama_cpp'] or 'not installed (pip install aligngemini-sdk[gguf])'}")
     print(f"tensorrt    {fp['tensorrt'] or 'not installed (pip install aligngemini-sdk[tensorrt])'}")
     print(f"jpeg        {fp['jpeg_region_decode']}")
-    print(f"resize      {fp['area_resize']}")
+    print(f"resize      {fp['resize']}")
     print(f"heic        {fp['heic']}")
     print(f"device key  {fp['device_key']}")
     return EXIT_OK

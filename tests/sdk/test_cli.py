@@ -58,7 +58,7 @@ def test_sys_lists_runtimes():
     assert "CPUExecutionProvider" in out["onnxruntime_providers"] and out["device_key"]
     assert out["cpu"]["usable_cores"] >= 1
     assert out["heic"].startswith(("pillow-heif", "not installed"))  # HEIC support is stated, either way
-    assert out["area_resize"].startswith(("C, integers", "numpy: "))  # so is which area shrink runs
+    assert out["resize"].startswith(("C, integers", "numpy: "))  # so is which resize runs
 
 
 def test_human_output(ladeda_bundle):
