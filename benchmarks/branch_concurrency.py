@@ -100,24 +100,21 @@ def measure(label: str, path: str, images: list[np.ndarray], rnd: int, cores: in
         px.close()
         se.close()
     with Detector(bundle, device="cpu") as det:
-        t = time_calls(lambda im: det.detect(im, color_order="RGB"), images)
-        answers.add(tuple((r.pixel.probability, r.semantic.probability)
-                          for r in (det.detect(im, color_order="RGB") for im in images)))
-        runs.append(ModeRun(label, "detect", rnd, det.concurrency.threads_per_branch or cores,
-                            statistics.median(t), float(np.percentile(t, 90))))
+        runs.append(_detect_mode(det, "detect", label, images, rnd, cores, answers))
         if resize.status().available:
-            runs.append(_detect_with_numpy_resize(det, label, images, rnd, cores, answers))
+            with resize.numpy_only():
+                runs.append(_detect_mode(det, "detect-numpy-resize", label, images, rnd, cores, answers))
     return runs, answers
 
 
-def _detect_with_numpy_resize(det: Any, label: str, images: list[np.ndarray], rnd: int, cores: int,
-                              answers: set[tuple[Any, ...]]) -> ModeRun:
-    with resize.numpy_only():
-        t = time_calls(lambda im: det.detect(im, color_order="RGB"), images)
-        answers.add(tuple((r.pixel.probability, r.semantic.probability)
-                          for r in (det.detect(im, color_order="RGB") for im in images)))
-    return ModeRun(label, "detect-numpy-resize", rnd, det.concurrency.threads_per_branch or cores,
-                   statistics.median(t), float(np.percentile(t, 90)))
+def _detect_mode(det: Any, mode: str, label: str, images: list[np.ndarray], rnd: int, cores: int,
+                 answers: set[tuple[Any, ...]]) -> ModeRun:
+    """``detect()`` timed on the images, its branch probabilities added to ``answers``."""
+    t = time_calls(lambda im: det.detect(im, color_order="RGB"), images)
+    answers.add(tuple((r.pixel.probability, r.semantic.probability)
+                      for r in (det.detect(im, color_order="RGB") for im in images)))
+    return ModeRun(label, mode, rnd, det.concurrency.threads_per_branch or cores, statistics.median(t),
+                   float(np.percentile(t, 90)))
 
 
 def main() -> int:
