@@ -61,18 +61,12 @@ class Rect:
 
 @functools.lru_cache(maxsize=1)
 def _native() -> tuple[Any, NativeStatus]:
-    lib, status = load_shim("aligngemini_sdk._jpeg_region", "the JPEG shim", "needs a C compiler and libjpeg-turbo's "
-                            "headers: libjpeg62-turbo-dev or libjpeg-turbo8-dev")
-    if lib is None:
-        return None, status
-    u32, ulong, buf = ctypes.c_uint, ctypes.c_ulong, ctypes.c_char_p
-    lib.agj_header.argtypes = [buf, ulong, *[ctypes.POINTER(u32)] * 4, ctypes.POINTER(ctypes.c_int)]
-    lib.agj_header.restype = ctypes.c_int
-    lib.agj_decode_region.argtypes = [buf, ulong, u32, u32, u32, u32, ctypes.c_void_p, ulong, buf, ulong]
-    lib.agj_decode_region.restype = ctypes.c_int
-    lib.agj_decode_scaled.argtypes = [buf, ulong, u32, u32, u32, ctypes.c_void_p, ulong, buf, ulong]
-    lib.agj_decode_scaled.restype = ctypes.c_int
-    return lib, NativeStatus(True, f"libjpeg-turbo partial decoding ({status.detail})")
+    u32, ulong, buf, ptr = ctypes.c_uint, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_void_p
+    return load_shim("aligngemini_sdk._jpeg_region", "the JPEG shim", "needs a C compiler and libjpeg-turbo's headers: "
+                     "libjpeg62-turbo-dev or libjpeg-turbo8-dev", "libjpeg-turbo partial decoding",
+                     {"agj_header": [buf, ulong, *[ctypes.POINTER(u32)] * 4, ctypes.POINTER(ctypes.c_int)],
+                      "agj_decode_region": [buf, ulong, u32, u32, u32, u32, ptr, ulong, buf, ulong],
+                      "agj_decode_scaled": [buf, ulong, u32, u32, u32, ptr, ulong, buf, ulong]})
 
 
 def status() -> NativeStatus:

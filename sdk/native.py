@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,10 +19,11 @@ class NativeStatus:
     detail: str
 
 
-def load_shim(module: str, name: str, needs: str) -> tuple[ctypes.CDLL | None, NativeStatus]:
-    """The shared library of extension ``module`` (e.g. ``aligngemini_sdk._resize``), or None with the reason:
-    ``name`` is what the reason calls it, ``needs`` what building it takes. When loaded, the status's detail is the
-    library's file name; the caller declares the functions' argument types."""
+def load_shim(module: str, name: str, needs: str, label: str,
+              functions: Mapping[str, Sequence[Any]]) -> tuple[ctypes.CDLL | None, NativeStatus]:
+    """The shared library of extension ``module`` (e.g. ``aligngemini_sdk._resize``) with ``functions`` (name ->
+    argument types; each returns a C int) declared, or None with the reason: ``name`` is what the reason calls it,
+    ``needs`` what building it takes. When loaded, the status's detail is ``label`` and the library's file name."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.origin:
         return None, NativeStatus(False, f"{name} was not built at install time ({needs})")
@@ -28,4 +31,7 @@ def load_shim(module: str, name: str, needs: str) -> tuple[ctypes.CDLL | None, N
         lib = ctypes.CDLL(spec.origin)
     except OSError as exc:
         return None, NativeStatus(False, f"{name} does not load: {exc}")
-    return lib, NativeStatus(True, spec.origin.rsplit("/", 1)[-1])
+    for function, argtypes in functions.items():
+        getattr(lib, function).argtypes = list(argtypes)
+        getattr(lib, function).restype = ctypes.c_int
+    return lib, NativeStatus(True, f"{label} ({spec.origin.rsplit('/', 1)[-1]})")

@@ -192,16 +192,11 @@ def _check_area(rgb: np.ndarray, height: int, width: int) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=1)
 def _native() -> tuple[Any, NativeStatus]:
-    lib, status = load_shim("aligngemini_sdk._resize", "the C resize", "needs a C compiler; numpy computes the same "
-                            "bytes, slower")
-    if lib is None:
-        return None, status
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.agr_area.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, i64]
-    lib.agr_area.restype = ctypes.c_int
-    lib.agr_cubic.argtypes = [ptr, i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
-    lib.agr_cubic.restype = ctypes.c_int
-    return lib, NativeStatus(True, f"C, integers ({status.detail})")
+    return load_shim("aligngemini_sdk._resize", "the C resize", "needs a C compiler; numpy computes the same bytes, "
+                     "slower", "C, integers",
+                     {"agr_area": [ptr, i64, i64, i64, i64, ptr, i64, i64],
+                      "agr_cubic": [ptr, i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]})
 
 
 def status() -> NativeStatus:
