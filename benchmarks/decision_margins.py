@@ -31,7 +31,7 @@ from aligngemini_sdk.plot import figure
 from aligngemini_sdk.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from resize_agreement import paths  # the same image list
+from resize_agreement import DATA, paths  # the same image list
 
 ROOT = Path(__file__).resolve().parents[1]
 BANDS = (1e-6, 1e-5, 1e-4, 1e-3)
@@ -58,7 +58,7 @@ def scores(det: Detector) -> tuple[list[str], np.ndarray]:
     for p in todo:
         with contextlib.suppress(ImageError):  # an unreadable file is refused everywhere alike
             r = det.detect(p)
-            names.append(str(p.relative_to(ROOT.parent / "shared" / "data")))
+            names.append(str(p.relative_to(DATA)))
             out.append(r.detector_score if r.detector_score is not None else r.score)
         bar.update()
     bar.close()
