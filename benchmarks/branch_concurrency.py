@@ -11,7 +11,11 @@ For each bundle (default: the shipped default) on 16 decoded photos of the share
   (``budget.plan_concurrency``);
 - ``detect``: ``Detector.detect()`` as shipped (its plan, planner and fusion included);
 - ``detect-numpy-resize``: the same with the whole-image view resized on numpy's path instead of the C shim
-  (``resize.numpy_only()``: what an install without a C compiler runs; the same bytes), only where the shim was built.
+  (``resize.numpy_only()``: what an install without a C compiler runs; the same bytes), only where the shim was built;
+- ``alone``: ``detect()`` with a budget that leaves no time for the semantic branch (1 ms): the pixel branch alone, on
+  the session the detector keeps for such calls (every core);
+- ``alone-half``: the same on the session beside the semantic branch (half the cores; ``threads=cores // 2``, how
+  the detector ran such calls before it kept a session for them).
 Both branches' answers are checked identical across modes. Output: ``<cpu>-<kind>.json``, ``.md``, ``.png`` (``device.report_stem()``; kind: ``device.int8_kernel_class()``).
 """
 
@@ -34,7 +38,9 @@ from aligngemini_sdk.plot import figure
 
 ROOT = Path(__file__).resolve().parents[1]
 WILD = ROOT.parent / "shared" / "data" / "wild" / "images"
-MODES = ("sequential", "together", "detect", "detect-numpy-resize")
+MODES = ("sequential", "together", "detect", "detect-numpy-resize", "alone", "alone-half")
+#: the budget that drops the semantic branch in the ``alone`` modes (ms)
+NO_TIME_MS = 1.0
 
 
 @dataclass
@@ -79,7 +85,8 @@ def pair(px: Any, se: Any, pool: ThreadPoolExecutor | None) -> Callable[[np.ndar
     return both
 
 
-def measure(label: str, path: str, images: list[np.ndarray], rnd: int, cores: int) -> tuple[list[ModeRun], set[tuple[Any, ...]]]:
+def measure(label: str, path: str, images: list[np.ndarray], rnd: int, cores: int) -> tuple[list[ModeRun], bool]:
+    """One round of every mode on one bundle; and whether every mode gave the same answers."""
     from aligngemini_sdk import Bundle, Detector
     from aligngemini_sdk.runtimes import open_pixel, open_semantic
 
@@ -104,7 +111,23 @@ def measure(label: str, path: str, images: list[np.ndarray], rnd: int, cores: in
         if resize.status().available:
             with resize.numpy_only():
                 runs.append(_detect_mode(det, "detect-numpy-resize", label, images, rnd, cores, answers))
-    return runs, answers
+    pixel_answers = {tuple(p for p, _ in a) for a in answers}
+    for mode, user_threads in (("alone", None), ("alone-half", max(1, cores // 2))):
+        with Detector(bundle, device="cpu", threads=user_threads, budget_ms=NO_TIME_MS) as det:
+            runs.append(_alone_mode(det, mode, label, images, rnd, cores, pixel_answers))
+    return runs, len(answers) == 1 and len(pixel_answers) == 1
+
+
+def _alone_mode(det: Any, mode: str, label: str, images: list[np.ndarray], rnd: int, cores: int,
+                pixel_answers: set[tuple[Any, ...]]) -> ModeRun:
+    """``detect()`` under a budget with no time for the semantic branch; its pixel probabilities added to
+    ``pixel_answers``."""
+    t = time_calls(lambda im: det.detect(im, color_order="RGB"), images)
+    results = [det.detect(im, color_order="RGB") for im in images]
+    assert not any(r.semantic.ran for r in results), "the budget should leave no time for the semantic branch"
+    pixel_answers.add(tuple(r.pixel.probability for r in results))
+    threads = det.pixel_alone.describe()["threads"]
+    return ModeRun(label, mode, rnd, threads or cores, statistics.median(t), float(np.percentile(t, 90)))
 
 
 def _detect_mode(det: Any, mode: str, label: str, images: list[np.ndarray], rnd: int, cores: int,
@@ -134,9 +157,9 @@ def main() -> int:
     identical: dict[str, bool] = {}
     for rnd in range(args.rounds):
         for label, path in bundles.items():
-            got, answers = measure(label, path, images, rnd, cores)
+            got, same = measure(label, path, images, rnd, cores)
             runs += got
-            identical[label] = identical.get(label, True) and len(answers) == 1
+            identical[label] = identical.get(label, True) and same
             print(f"[concurrency] round {rnd + 1}/{args.rounds} {label}: "
                   + ", ".join(f"{r.mode} {r.p50_ms:.2f} ms" for r in got), flush=True)
     report = {"cpu": cpu_label(), "usable_cores": cores, "date": time.strftime("%Y-%m-%d"), "images": len(images),
@@ -164,12 +187,14 @@ def markdown(report: dict, runs: list[ModeRun], bundles: dict[str, str]) -> str:
              "(decoding excluded, preprocessing included); modes alternate in one run; p50 of each round, then "
              "the median over rounds. `benchmarks/branch_concurrency.py`.", "",
              "| bundle | sequential ms (every core each) | together ms (half the cores each) | together / sequential "
-             "| detect() ms as shipped | detect() ms, numpy resize | same answers in every mode |",
-             "|---|---|---|---|---|---|---|"]
+             "| detect() ms as shipped | detect() ms, numpy resize | pixel alone: every core ms | pixel alone: half the "
+             "cores ms | every / half | same answers in every mode |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for label in bundles:
-        seq, tog, det, slow = (median_of(runs, label, m) for m in MODES)
+        seq, tog, det, slow, alone, half = (median_of(runs, label, m) for m in MODES)
         lines.append(f"| {label} | {seq:.2f} | {tog:.2f} | {tog / seq:.2f}x | {det:.2f} | "
-                     f"{'-' if slow != slow else f'{slow:.2f}'} | {report['identical_answers'][label]} |")
+                     f"{'-' if slow != slow else f'{slow:.2f}'} | {alone:.2f} | {half:.2f} | {alone / half:.2f}x | "
+                     f"{report['identical_answers'][label]} |")
     lines += ["", "Per round:", "", "| bundle | mode | round | threads per session | p50 ms | p90 ms |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {r.bundle} | {r.mode} | {r.round + 1} | {r.threads_per_session} | {r.p50_ms:.2f} | {r.p90_ms:.2f} |"
@@ -178,13 +203,13 @@ def markdown(report: dict, runs: list[ModeRun], bundles: dict[str, str]) -> str:
 
 
 def plot(runs: list[ModeRun], bundles: dict[str, str], path: Path) -> None:
-    with figure(path, dpi=110, figsize=(1.8 + 2.4 * len(bundles), 3.4)) as ax:
+    with figure(path, dpi=110, figsize=(2.4 + 3.0 * len(bundles), 3.6)) as ax:
         for i, label in enumerate(bundles):
             for j, mode in enumerate(MODES):
                 vals = [r.p50_ms for r in runs if r.bundle == label and r.mode == mode]
-                ax.scatter([i * 5 + j] * len(vals), vals, color=f"C{j}", label=mode if i == 0 else None)
-        ax.set_xticks([i * 5 + 1.5 for i in range(len(bundles))], list(bundles))
-        ax.set_ylabel("p50 ms per image, both branches")
+                ax.scatter([i * 7 + j] * len(vals), vals, color=f"C{j}", label=mode if i == 0 else None)
+        ax.set_xticks([i * 7 + 2.5 for i in range(len(bundles))], list(bundles))
+        ax.set_ylabel("p50 ms per image (alone: pixel branch only)")
         ax.set_ylim(bottom=0)
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8)

@@ -159,7 +159,7 @@ def pipeline_sweep(bundle_dir: str, images: list[str], labels: list[int], budget
     det.warmup(runs=2)
     provenance = [read_provenance(Path(p).read_bytes()) for p in images]
     rows = [_budget_row(det, decoded, labels, provenance, budget) for budget in budgets]
-    overhead = sdk_overhead(det, decoded[0]) if isinstance(det.pixel, TensorRuntime) else None
+    overhead = sdk_overhead(det, decoded[0]) if isinstance(det.pixel_alone, TensorRuntime) else None
     det.close()
     return PipelineBench(budgets=rows, sdk_overhead=overhead,
                          provenance_ms=LatencyStats.of([pv.ms for pv in provenance]) if provenance else None,
@@ -209,9 +209,10 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], blocks: int, block: int 
 
 def sdk_overhead(det: Any, im: Any, blocks: int = 24) -> SdkOverhead:
     """detect() on a decoded image vs the raw runtime call on the artifact's ready input tensor, both in the
-    same process on the same session, timed by :func:`time_interleaved`."""
-    [(_, tensor)] = det.pixel.prepare([im.rgb])
-    ms = time_interleaved({"raw": lambda: det.pixel.run_tensor(tensor),
+    same process on the same session (the one a pixel-only call runs on), timed by :func:`time_interleaved`."""
+    session = det.pixel_alone
+    [(_, tensor)] = session.prepare([im.rgb])
+    ms = time_interleaved({"raw": lambda: session.run_tensor(tensor),
                            "detect": lambda: det.detect(im, power="low")}, blocks)
     r50, f50 = statistics.median(ms["raw"]), statistics.median(ms["detect"])
     return SdkOverhead(raw_runtime_ms_p50=r50, detect_ms_p50=f50, overhead_ms=f50 - r50,

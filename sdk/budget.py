@@ -98,12 +98,20 @@ def plan_semantic(*, available: bool, power: str, can_change: bool, budget_ms: f
 class Concurrency:
     """How the detector schedules its two branches: ``together``: the semantic branch runs beside the pixel branch
     (in ``workers`` background threads), each session on ``threads_per_branch`` of the cores; else one after the
-    other, each on every core."""
+    other, each on every core. ``alone_threads``: the pixel branch's threads in a call that runs it alone (a budget
+    or power mode the planner answers without the semantic branch) -- every core (None) unless the user set
+    ``threads``; when that differs from ``threads_per_branch`` the pixel branch has a second session for such calls."""
 
     together: bool
     threads_per_branch: int | None
     workers: int = 0
     reason: str = ""
+    alone_threads: int | None = None
+
+    @property
+    def pixel_alone_session(self) -> bool:
+        """Whether a call that runs the pixel branch alone needs a session of its own (on ``alone_threads``)."""
+        return self.together and self.alone_threads != self.threads_per_branch
 
 
 def plan_concurrency(*, semantic_is_classifier: bool, semantic_always_counts: bool, power: str, cores: int,
@@ -113,16 +121,20 @@ def plan_concurrency(*, semantic_is_classifier: bool, semantic_always_counts: bo
     (logistic or mean: nothing runs in vain), the power mode runs it, and there are cores to share. Measured on a
     2-core Xeon (benchmarks/reports/branch_concurrency/): the default's two Lite0 branches one after the other on 2
     threads each, 13.3-14.2 ms p50; side by side on 1 thread each, 8.9-9.2 ms -- small operators pay thread hand-offs that
-    one thread never does. ``threads`` (the user's) is kept per branch."""
+    one thread never does. ``threads`` (the user's) is kept per branch. The pixel branch alone is another matter: on a
+    2-core AMD EPYC Zen 3 (AVX2; benchmarks/reports/branch_concurrency/amd-epyc-avx2.md) ``detect()`` under a budget
+    that dropped the semantic branch took 12.9 ms with the pixel branch on 2 threads and 17.8 ms on 1, so such a call
+    runs it on a session of its own on every core."""
     power = PowerMode.parse(power)
     why = ("the semantic branch is a VLM or absent" if not semantic_is_classifier
            else "the fusion does not always read the semantic branch" if not semantic_always_counts
            else "power='low' never runs the semantic branch" if power == "low"
            else "one usable core" if cores < 2 and threads is None else "")
     if why:
-        return Concurrency(False, threads, 0, why)
+        return Concurrency(False, threads, 0, why, alone_threads=threads)
     per_branch = threads or max(1, cores // 2)
-    return Concurrency(True, per_branch, max(1, cores // per_branch), "two ONNX branches share the cores")
+    return Concurrency(True, per_branch, max(1, cores // per_branch), "two ONNX branches share the cores",
+                       alone_threads=threads)
 
 
 class LatencyTracker:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,6 +79,8 @@ class Detector:
         self.pixel: BranchRuntime | None = None
         self.semantic: BranchRuntime | None = None
         self.semantic_error: str | None = None
+        self._pixel_alone: BranchRuntime | None = None  # see _pixel_session
+        self._alone_lock = threading.Lock()
         self.concurrency = self._plan_concurrency()
         self._open_branches()
         self.decode_plan = self._decode_plan()
@@ -114,21 +117,17 @@ class Detector:
         ``balanced``/``low`` are for devices that pay for every busy core (benchmarks/power_modes.py on a 2-core
         Xeon, pixel-only default, one photo every 30 ms: 41-43 CPU-ms per call spinning, 14-15 without, for 4.8-5.2
         against 5.9-7.0 ms p50). A semantic branch that cannot load is reported, not fatal -- unless its files were
-        tampered with."""
+        tampered with. A call that runs the pixel branch alone gets it on every core (:meth:`_pixel_session`)."""
         from aligngemini_sdk.errors import BundleIntegrityError
-        from aligngemini_sdk.runtimes import open_pixel, open_semantic
+        from aligngemini_sdk.runtimes import open_semantic
 
         m, o = self.bundle.manifest, self.options
-        spinning = o.power is PowerMode.FULL and not self._both_onnx()
-        threads = self.concurrency.threads_per_branch
-        if m.pixel is not None:
-            self.pixel = open_pixel(self.bundle, m.pixel, device=o.device, threads=threads,
-                                    precision=o.pixel_precision, spinning=spinning)
         if m.semantic is not None and o.load_semantic:
             try:
-                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device, threads=threads,
+                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device,
+                                              threads=self.concurrency.threads_per_branch,
                                               precision=o.semantic_precision, verbose=o.verbose,
-                                              spinning=spinning)
+                                              spinning=self._spinning())
             except AlignGeminiError as exc:
                 if isinstance(exc, BundleIntegrityError):
                     raise
@@ -136,6 +135,35 @@ class Detector:
                 log.warning("semantic branch unavailable: %s", exc)
         elif m.semantic is not None:
             self.semantic_error = "not loaded (load_semantic=False)"
+        if self.semantic is None and self.concurrency.together:  # nothing to share the cores with
+            self.concurrency = Concurrency(False, o.threads, 0, "the semantic branch did not load",
+                                           alone_threads=o.threads)
+        if m.pixel is not None:
+            self.pixel = self._open_pixel(self.concurrency.threads_per_branch)
+        if self.concurrency.pixel_alone_session and o.budget_ms is not None:  # calls that drop the semantic
+            self._pixel_session(alone=True)  # branch are expected: open their session now, not in one of them
+
+    def _spinning(self) -> bool:
+        return self.options.power is PowerMode.FULL and not self._both_onnx()
+
+    def _open_pixel(self, threads: int | None) -> BranchRuntime:
+        from aligngemini_sdk.runtimes import open_pixel
+
+        m, o = self.bundle.manifest, self.options
+        assert m.pixel is not None
+        return open_pixel(self.bundle, m.pixel, device=o.device, threads=threads, precision=o.pixel_precision,
+                          spinning=self._spinning())
+
+    def _pixel_session(self, alone: bool) -> BranchRuntime | None:
+        """The pixel branch's session for a call: the one on its share of the cores, or, in a call that runs it
+        alone, one on ``alone_threads`` (every core), opened on first use (at once when the options set a budget;
+        :meth:`warmup` opens it too)."""
+        if not alone or self.pixel is None or not self.concurrency.pixel_alone_session:
+            return self.pixel
+        with self._alone_lock:
+            if self._pixel_alone is None:
+                self._pixel_alone = self._open_pixel(self.concurrency.alone_threads)
+            return self._pixel_alone
 
     def _decode_plan(self) -> DecodePlan:
         """What the loaded branches read of an image: a JPEG decodes only that when every branch reads a crop."""
@@ -146,6 +174,12 @@ class Detector:
         if self.semantic is not None and m.semantic is not None:
             specs["semantic"] = m.semantic.input  # None: a VLM reads the whole image
         return DecodePlan(specs)
+
+    @property
+    def pixel_alone(self) -> BranchRuntime | None:
+        """The pixel branch's runtime in a call that runs it alone (no semantic branch beside it): ``pixel`` itself,
+        or a session of its own on every core when the branches share the cores (opened here if not yet)."""
+        return self._pixel_session(alone=True)
 
     # -- keys for latency tracking -----------------------------------------------------------------
     @property
@@ -179,20 +213,21 @@ class Detector:
         call = self._call(budget_ms, power)
         loaded = [self._load(im, color_order) for im in images]
         beside = [self._start_semantic(d, call, (time.perf_counter() - t0) * 1e3) for d, _ in loaded]
-        pixels = self._run_pixel_batch([d for d, _ in loaded])
+        pixels = self._run_pixel_batch([d for d, _ in loaded], alone=not any(beside))
         share = (time.perf_counter() - t0) * 1e3 / len(loaded)
         return [self._finish(d, px, call, share, prov, job.result() if job else None)
                 for (d, prov), px, job in zip(loaded, pixels, beside)]
 
-    def _run_pixel_batch(self, imgs: list[BranchInputs]) -> list[BranchResult]:
-        if self.pixel is None:
+    def _run_pixel_batch(self, imgs: list[BranchInputs], alone: bool) -> list[BranchResult]:
+        session = self._pixel_session(alone)
+        if session is None:
             return [BranchResult("pixel", ran=False, skip_reason="unavailable") for _ in imgs]
         rgbs = [d.for_branch("pixel") for d in imgs]
         t = time.perf_counter()
-        probs = [float(p) for p in self.pixel.predict(rgbs)]
+        probs = [float(p) for p in session.predict(rgbs)]
         ms = (time.perf_counter() - t) * 1e3 / len(rgbs)  # each image's share of the batch
         self.latency.record(self.pixel_key, ms)
-        return [BranchResult("pixel", ran=True, probability=p, ms=ms, artifact=self.pixel.artifact) for p in probs]
+        return [BranchResult("pixel", ran=True, probability=p, ms=ms, artifact=session.artifact) for p in probs]
 
     def detect_video(self, source: str | os.PathLike[str] | Iterable[Any], *, color_order: str = "BGR",
                      budget_ms: float | None = None, power: str | None = None, stride: int = 1,
@@ -230,10 +265,11 @@ class Detector:
         """
         rng = np.random.default_rng(0)
         img = rng.integers(0, 256, size=(384, 384, 3), dtype=np.uint8)
+        sessions = {id(s): s for s in (self.pixel, self._pixel_session(alone=True)) if s is not None}
         for _ in range(runs):
-            if self.pixel is not None:
+            for session in sessions.values():
                 t = time.perf_counter()
-                self.pixel.predict([img])
+                session.predict([img])
                 self.latency.record(self.pixel_key, (time.perf_counter() - t) * 1e3)
             if self.semantic is not None:
                 t = time.perf_counter()
@@ -252,6 +288,8 @@ class Detector:
             "thresholds": {"pixel": self.fusion.t_pixel, "semantic": self.fusion.t_semantic,
                            "fusion": self.fusion.spec.threshold},
             "pixel": self.pixel.describe() if self.pixel else None,
+            "pixel_alone": self._pixel_alone.describe() if self._pixel_alone is not None else
+            "not opened yet" if self.concurrency.pixel_alone_session and self.pixel else "the pixel session",
             "semantic": self.semantic.describe() if self.semantic else {"unavailable": self.semantic_error},
         }
 
@@ -262,7 +300,7 @@ class Detector:
         self._closed = True
         if self._beside is not None:
             self._beside.shutdown(wait=True)
-        for rt in (self.pixel, self.semantic):
+        for rt in (self.pixel, self._pixel_alone, self.semantic):
             if rt is not None:
                 rt.close()
 
@@ -294,21 +332,23 @@ class Detector:
         return _Call(budget_ms=o.budget_ms if budget_ms is None else check_budget_ms(budget_ms),
                      power=o.power if power is None else PowerMode.parse(power))
 
-    def _run_pixel(self, img: BranchInputs) -> BranchResult:
-        if self.pixel is None:
+    def _run_pixel(self, img: BranchInputs, alone: bool) -> BranchResult:
+        """The pixel branch on one image; ``alone``: no semantic branch runs beside it in this call."""
+        session = self._pixel_session(alone)
+        if session is None:
             return BranchResult("pixel", ran=False, skip_reason="unavailable")
         rgb = img.for_branch("pixel")
         t = time.perf_counter()
-        p = self.pixel.predict_one(rgb)
+        p = session.predict_one(rgb)
         ms = (time.perf_counter() - t) * 1e3
         self.latency.record(self.pixel_key, ms)
-        return BranchResult("pixel", ran=True, probability=p, ms=ms, artifact=self.pixel.artifact)
+        return BranchResult("pixel", ran=True, probability=p, ms=ms, artifact=session.artifact)
 
     def _detect_decoded(self, img: BranchInputs, t0: float, budget_ms: float | None,
                         power: str | PowerMode | None, provenance: Provenance | None = None) -> DetectionResult:
         call = self._call(budget_ms, power)
         beside = self._start_semantic(img, call, (time.perf_counter() - t0) * 1e3)
-        pixel = self._run_pixel(img)
+        pixel = self._run_pixel(img, alone=beside is None)
         semantic = beside.result() if beside else None
         return self._finish(img, pixel, call, (time.perf_counter() - t0) * 1e3, provenance, semantic)
 

@@ -93,6 +93,14 @@ def test_two_onnx_branches_whose_answers_always_count_run_together_on_half_the_c
     assert together(cores=8, threads=2).threads_per_branch == 2  # the user's thread count is per branch
 
 
+def test_a_call_that_runs_the_pixel_branch_alone_gets_every_core_unless_the_user_set_threads():
+    c = together()
+    assert c.alone_threads is None and c.pixel_alone_session  # a second pixel session, on every core
+    u = together(cores=8, threads=2)
+    assert u.alone_threads == 2 and not u.pixel_alone_session  # the user's threads: the same session serves
+    assert not together(power="low").pixel_alone_session  # one after the other: already on every core
+
+
 @pytest.mark.parametrize(("kw", "why"), [
     ({"semantic_is_classifier": False}, "VLM"),  # a VLM takes every core for seconds: after the pixel branch
     ({"semantic_always_counts": False}, "does not always read"),  # OR/AND: the pixel verdict may make it moot

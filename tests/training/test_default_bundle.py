@@ -69,6 +69,56 @@ def test_default_runs_its_two_branches_together_with_the_answers_of_each_alone()
         assert det.detect(images[0], power="low").semantic.skip_reason == "power"  # the planner still decides
 
 
+@pytest.fixture
+def two_cores(monkeypatch):
+    """The detector plans its sessions for a 2-core CPU (CI's), whatever this machine has."""
+    from aligngemini_sdk import detector
+
+    real = detector.cpu_info()
+    monkeypatch.setattr(detector, "cpu_info", lambda: {**real, "usable_cores": 2})
+
+
+def test_a_call_without_the_semantic_branch_runs_the_crop_branch_on_every_core(two_cores):
+    """Beside the whole-image branch the crop branch has half the cores; a call the planner answers without it (here a
+    budget it has no estimate for) runs the crop branch on a session of its own on every core, opened with the
+    Detector when the options set a budget, and answers what the half-core session answers."""
+    from aligngemini_sdk.decode_plan import decode_for_branches
+
+    with Detector(budget_ms=1000.0) as det:
+        assert det.concurrency.together and det.pixel.describe()["threads"] == 1
+        assert det.info()["pixel_alone"]["threads"] is None  # ONNX Runtime's default: every core
+        assert det.pixel_alone is not det.pixel and det.pixel_alone.describe()["spinning"] is False
+        for path in fake_images(2) + real_images(2):
+            r = det.detect(path)
+            inputs = decode_for_branches(path.read_bytes(), det.decode_plan)
+            assert (r.semantic.ran, r.semantic.skip_reason) == (False, "budget")
+            # equal here; allowed float noise elsewhere (benchmarks/decision_margins.py: decisions sit >= 5e-5 away)
+            assert r.pixel.probability == pytest.approx(det.pixel.predict_one(inputs.for_branch("pixel")), abs=1e-6)
+        assert det.detect_batch(fake_images(2), budget_ms=1000.0)[1].semantic.skip_reason == "budget"
+
+
+def test_without_a_budget_the_every_core_session_opens_when_first_needed(two_cores):
+    """No budget in the options: nothing is opened until a call runs the crop branch alone (or warmup() runs);
+    ``info()`` says which."""
+    with Detector() as det:
+        assert det.info()["pixel_alone"] == "not opened yet"
+        assert det.detect(real_images(1)[0]).semantic.ran and det.info()["pixel_alone"] == "not opened yet"
+        assert not det.detect(real_images(1)[0], budget_ms=1000.0).semantic.ran
+        assert det.info()["pixel_alone"]["threads"] is None
+    with Detector() as det:
+        det.warmup(runs=1)
+        assert det.info()["pixel_alone"]["threads"] is None
+
+
+def test_a_semantic_branch_that_does_not_load_leaves_every_core_to_the_crop_branch(two_cores):
+    with Detector(semantic_precision="int4") as det:  # the default has no int4 artifact: reported, not fatal
+        assert det.semantic is None and "int4" in det.semantic_error
+        assert not det.concurrency.together and "did not load" in det.concurrency.reason
+        assert det.pixel.describe()["threads"] is None and det.info()["pixel_alone"] == "the pixel session"
+        assert det.pixel_alone is det.pixel
+        assert det.detect(real_images(1)[0]).semantic.skip_reason == "unavailable"
+
+
 def test_eight_callers_sharing_the_default_get_its_serial_answers():
     """Callers' threads, the semantic branch's workers and the JPEG decode workers together: same scores as one
     caller, on camera JPEGs (reduced + region decodes) and PNGs alike."""
