@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -81,11 +82,16 @@ class Detector:
         self.semantic_error: str | None = None
         self._pixel_alone: BranchRuntime | None = None  # see _pixel_session
         self._alone_lock = threading.Lock()
+        self._runtimes = ExitStack()  # closes every runtime opened, in close() -- or at once if construction fails
         self.concurrency = self._plan_concurrency()
-        self._open_branches()
-        self.decode_plan = self._decode_plan()
-        if self.pixel is None and self.semantic is None:
-            raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
+        try:
+            self._open_branches()
+            if self.pixel is None and self.semantic is None:
+                raise AlignGeminiError(f"bundle {m.bundle_id} has no runnable branch ({self.semantic_error})")
+        except BaseException:
+            self._runtimes.close()  # what opened is closed now, not whenever the garbage collector runs
+            raise
+        self.decode_plan: DecodePlan = self._decode_plan()
         self.provenance_policy: ProvenancePolicy = ProvenancePolicy.from_dict(m.fusion.provenance)
         together = self.concurrency.together and self.pixel is not None and self.semantic is not None
         self._beside: ThreadPoolExecutor | None = ThreadPoolExecutor(
@@ -118,30 +124,41 @@ class Detector:
         Xeon, pixel-only default, one photo every 30 ms: 41-43 CPU-ms per call spinning, 14-15 without, for 4.8-5.2
         against 5.9-7.0 ms p50). A semantic branch that cannot load is reported, not fatal -- unless its files were
         tampered with. A call that runs the pixel branch alone gets it on every core (:meth:`_pixel_session`)."""
+        m, o = self.bundle.manifest, self.options
+        if m.pixel is not None:  # first: a tampered pixel file fails before a VLM spends seconds loading
+            self.pixel = self._open_pixel(self.concurrency.threads_per_branch)
+        self.semantic = self._open_semantic()
+        if self.semantic is None and self.concurrency.together:  # nothing to share the cores with
+            self.concurrency = Concurrency(False, o.threads, 0, "the semantic branch did not load",
+                                           alone_threads=o.threads)
+            if self.pixel is not None:  # its half-core session is of no use now
+                self.pixel.close()
+                self.pixel = self._open_pixel(o.threads)
+        if self.concurrency.pixel_alone_session and o.budget_ms is not None:  # calls that drop the semantic
+            self._pixel_session(alone=True)  # branch are expected: open their session now, not in one of them
+
+    def _open_semantic(self) -> BranchRuntime | None:
+        """The semantic branch's runtime, or None with ``semantic_error`` set (not loaded, or it failed to)."""
         from aligngemini_sdk.errors import BundleIntegrityError
         from aligngemini_sdk.runtimes import open_semantic
 
         m, o = self.bundle.manifest, self.options
-        if m.semantic is not None and o.load_semantic:
-            try:
-                self.semantic = open_semantic(self.bundle, m.semantic, device=o.device,
-                                              threads=self.concurrency.threads_per_branch,
-                                              precision=o.semantic_precision, verbose=o.verbose,
-                                              spinning=self._spinning())
-            except AlignGeminiError as exc:
-                if isinstance(exc, BundleIntegrityError):
-                    raise
-                self.semantic_error = str(exc)
-                log.warning("semantic branch unavailable: %s", exc)
-        elif m.semantic is not None:
+        if m.semantic is None:
+            return None
+        if not o.load_semantic:
             self.semantic_error = "not loaded (load_semantic=False)"
-        if self.semantic is None and self.concurrency.together:  # nothing to share the cores with
-            self.concurrency = Concurrency(False, o.threads, 0, "the semantic branch did not load",
-                                           alone_threads=o.threads)
-        if m.pixel is not None:
-            self.pixel = self._open_pixel(self.concurrency.threads_per_branch)
-        if self.concurrency.pixel_alone_session and o.budget_ms is not None:  # calls that drop the semantic
-            self._pixel_session(alone=True)  # branch are expected: open their session now, not in one of them
+            return None
+        try:
+            return self._keep(open_semantic(self.bundle, m.semantic, device=o.device,
+                                            threads=self.concurrency.threads_per_branch,
+                                            precision=o.semantic_precision, verbose=o.verbose,
+                                            spinning=self._spinning()))
+        except AlignGeminiError as exc:
+            if isinstance(exc, BundleIntegrityError):
+                raise
+            self.semantic_error = str(exc)
+            log.warning("semantic branch unavailable: %s", exc)
+            return None
 
     def _spinning(self) -> bool:
         return self.options.power is PowerMode.FULL and not self._both_onnx()
@@ -151,8 +168,13 @@ class Detector:
 
         m, o = self.bundle.manifest, self.options
         assert m.pixel is not None
-        return open_pixel(self.bundle, m.pixel, device=o.device, threads=threads, precision=o.pixel_precision,
-                          spinning=self._spinning())
+        return self._keep(open_pixel(self.bundle, m.pixel, device=o.device, threads=threads,
+                                     precision=o.pixel_precision, spinning=self._spinning()))
+
+    def _keep(self, runtime: BranchRuntime) -> BranchRuntime:
+        """Register an opened runtime to be closed with the detector."""
+        self._runtimes.callback(runtime.close)
+        return runtime
 
     def _pixel_session(self, alone: bool) -> BranchRuntime | None:
         """The pixel branch's session for a call: the one on its share of the cores, or, in a call that runs it
@@ -300,9 +322,8 @@ class Detector:
         self._closed = True
         if self._beside is not None:
             self._beside.shutdown(wait=True)
-        for rt in (self.pixel, self._pixel_alone, self.semantic):
-            if rt is not None:
-                rt.close()
+        with self._alone_lock:
+            self._runtimes.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aligngemini_sdk import Detector, DetectorOptions
+from aligngemini_sdk import Bundle, Detector, DetectorOptions
 from aligngemini_sdk.fusion import fuse
 from tests.conftest import fake_images, real_images
 
@@ -151,3 +151,27 @@ def test_an_estimated_real_vlm_profile_drives_the_planner(two_branch_bundle, tmp
         assert r.semantic.skip_reason == "power" and "60000" in r.semantic.detail
         assert d.detect(real_images(1)[0], power="full", budget_ms=500).semantic.skip_reason == "budget"
         assert d.detect(real_images(1)[0], power="full").semantic.ran
+
+
+def test_a_detector_that_fails_to_open_closes_what_it_had_opened(two_branch_bundle, tmp_path, monkeypatch):
+    """The pixel branch opens first (a tampered pixel file fails before a VLM spends seconds loading); when the
+    VLM's file then fails its checksum, the constructor raises and closes the pixel session it had opened instead of
+    leaving it to the garbage collector."""
+    import shutil
+
+    from aligngemini_sdk import runtimes
+    from aligngemini_sdk.errors import BundleIntegrityError
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(two_branch_bundle, bundle)
+    semantic = Bundle.open(bundle).manifest.semantic
+    mmproj = bundle / semantic.artifacts[semantic.default_artifact].files["mmproj"].path
+    data = bytearray(mmproj.read_bytes())
+    data[-1] ^= 0xFF  # same size, one byte changed
+    mmproj.write_bytes(bytes(data))
+    opened = []
+    real_open = runtimes.open_pixel
+    monkeypatch.setattr(runtimes, "open_pixel", lambda *a, **kw: opened.append(real_open(*a, **kw)) or opened[-1])
+    with pytest.raises(BundleIntegrityError, match="checksum mismatch"):
+        Detector(bundle, device="cpu", threads=2)
+    assert len(opened) == 1 and opened[0].session is None  # really opened, then closed
