@@ -27,8 +27,17 @@
 
 #define MAX_SIDE (1LL << 24)
 
+/* Integer loops compiled twice where GCC can dispatch at load time (x86-64 ELF): for AVX2 (32-bit multiplies in
+ * one instruction; SSE2 has none) and for the baseline. Integer arithmetic: both give the same bytes. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
 /* sum of rows [c0, c1) of the image, per value of a row (w * ch values), into acc */
-static void add_rows(const uint8_t *src, int64_t stride, int64_t c0, int64_t c1, int64_t len, uint32_t *acc) {
+SIMD_CLONES static void add_rows(const uint8_t *src, int64_t stride, int64_t c0, int64_t c1, int64_t len,
+                                 uint32_t *acc) {
     for (int64_t k = 0; k < len; k++) acc[k] = 0;
     for (int64_t y = c0; y < c1; y++) {
         const uint8_t *row = src + y * stride;
@@ -37,8 +46,8 @@ static void add_rows(const uint8_t *src, int64_t stride, int64_t c0, int64_t c1,
 }
 
 /* one output row's row sums (scaled by oh): n * acc + r1 * p[c1] - r0 * p[c0], in 32 bits (vectorised) */
-static void row_sums(const uint8_t *src, int64_t stride, int64_t h, int64_t oh, int64_t j, int64_t len,
-                     uint32_t *acc, uint32_t *sums) {
+SIMD_CLONES static void row_sums(const uint8_t *src, int64_t stride, int64_t h, int64_t oh, int64_t j,
+                                 int64_t len, uint32_t *acc, uint32_t *sums) {
     int64_t a = j * h, b = (j + 1) * h;
     int64_t c0 = a / oh, r0 = a % oh, c1 = b / oh, r1 = b % oh;
     const uint8_t *e0 = src + c0 * stride, *e1 = src + (c1 < h ? c1 : h - 1) * stride;
@@ -58,18 +67,31 @@ static inline int64_t quotient(int64_t n, int64_t d, double inv) {
 }
 
 /* one output row from its row sums: the same rule along the columns (boundaries `col`, remainders `rem`, one per
- * output column and one more), per channel, then the rounded mean */
-static void column_means(const uint32_t *sums, int64_t w, int64_t ch, int64_t ow, const int64_t *col,
-                         const int64_t *rem, int64_t total, uint8_t *out) {
+ * output column and one more), all channels of a column summed in one sweep, then the rounded means. Inlined for
+ * each common channel count, so the compiler unrolls the channel loop. */
+static inline __attribute__((always_inline)) void column_means_of(const uint32_t *sums, int64_t w, const int64_t ch,
+                                                                    int64_t ow, const int64_t *col, const int64_t *rem,
+                                                                    int64_t total, uint8_t *out) {
     double inv = 1.0 / (double)(2 * total);
     for (int64_t i = 0; i < ow; i++) {
         int64_t c0 = col[i], c1 = col[i + 1], e1 = c1 < w ? c1 : w - 1;
+        int64_t s[4] = {0, 0, 0, 0};
+        for (int64_t x = c0; x < c1; x++)
+            for (int64_t c = 0; c < ch; c++) s[c] += sums[x * ch + c];
         for (int64_t c = 0; c < ch; c++) {
-            int64_t s = 0;
-            for (int64_t x = c0; x < c1; x++) s += sums[x * ch + c];
-            s = ow * s + rem[i + 1] * (int64_t)sums[e1 * ch + c] - rem[i] * (int64_t)sums[c0 * ch + c];
-            out[i * ch + c] = (uint8_t)quotient(2 * s + total, 2 * total, inv);
+            int64_t t = ow * s[c] + rem[i + 1] * (int64_t)sums[e1 * ch + c] - rem[i] * (int64_t)sums[c0 * ch + c];
+            out[i * ch + c] = (uint8_t)quotient(2 * t + total, 2 * total, inv);
         }
+    }
+}
+
+static void column_means(const uint32_t *sums, int64_t w, int64_t ch, int64_t ow, const int64_t *col,
+                         const int64_t *rem, int64_t total, uint8_t *out) {
+    switch (ch) {
+    case 1: column_means_of(sums, w, 1, ow, col, rem, total, out); break;
+    case 3: column_means_of(sums, w, 3, ow, col, rem, total, out); break;
+    case 4: column_means_of(sums, w, 4, ow, col, rem, total, out); break;
+    default: column_means_of(sums, w, ch, ow, col, rem, total, out);
     }
 }
 
@@ -109,19 +131,52 @@ static inline int32_t floor_shift(int32_t v, int bits) {
     return (int32_t)(((uint32_t)v + 0x80000000u) >> bits) - (int32_t)(0x80000000u >> bits);
 }
 
-/* rows[y][i * ch + c] = sum_k src[y][xi[4 i + k] * ch + c] * xc[4 i + k], for every input row */
-static void cubic_rows(const uint8_t *src, int64_t h, int64_t ch, int64_t stride, int64_t ow, const int64_t *xi,
-                       const int32_t *xc, int32_t *rows) {
-    for (int64_t y = 0; y < h; y++) {
-        const uint8_t *row = src + y * stride;
-        int32_t *out = rows + y * ow * ch;
+/* one output row of the vertical pass: taps r[0..3] weighted by yc[0..3], rounded half up, clipped to 0-255 */
+SIMD_CLONES static void cubic_column(const int32_t *const r[4], const int32_t *yc, int64_t len, int bits,
+                                     uint8_t *out) {
+    int32_t bias = (int32_t)1 << (2 * bits - 1), c0 = yc[0], c1 = yc[1], c2 = yc[2], c3 = yc[3];
+    const int32_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+    for (int64_t v = 0; v < len; v++) {
+        int32_t q = floor_shift(bias + r0[v] * c0 + r1[v] * c1 + r2[v] * c2 + r3[v] * c3, 2 * bits);
+        out[v] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+    }
+}
+
+/* one input row of the horizontal pass: widened to 32 bits first (so AVX2 can gather it), then the four taps */
+SIMD_CLONES static void cubic_row(const uint8_t *row, int64_t n, const int32_t *col, const int32_t *wt, int64_t len,
+                                  int32_t *wide, int32_t *out) {
+    for (int64_t x = 0; x < n; x++) wide[x] = row[x];
+    const int32_t *c0 = col, *c1 = col + len, *c2 = col + 2 * len, *c3 = col + 3 * len;
+    const int32_t *w0 = wt, *w1 = wt + len, *w2 = wt + 2 * len, *w3 = wt + 3 * len;
+    for (int64_t v = 0; v < len; v++)
+        out[v] = wide[c0[v]] * w0[v] + wide[c1[v]] * w1[v] + wide[c2[v]] * w2[v] + wide[c3[v]] * w3[v];
+}
+
+/* rows[y][v] = sum_k src[y][col[k][v]] * wt[k][v] for every input row, where for output value v = i * ch + c the
+ * tables hold tap k's source value xi[4 i + k] * ch + c and its weight xc[4 i + k] (built once: the loop over a row
+ * is then four loads, multiplies and adds per value, with no index arithmetic). 2 if the tables cannot be had. */
+static int cubic_rows(const uint8_t *src, int64_t h, int64_t w, int64_t ch, int64_t stride, int64_t ow,
+                      const int64_t *xi, const int32_t *xc, int32_t *rows) {
+    int64_t len = ow * ch;
+    int32_t *col = malloc((size_t)(4 * len) * sizeof(int32_t)), *wt = malloc((size_t)(4 * len) * sizeof(int32_t));
+    int32_t *wide = malloc((size_t)(w * ch) * sizeof(int32_t));
+    if (!col || !wt || !wide) {
+        free(col);
+        free(wt);
+        free(wide);
+        return 2;
+    }
+    for (int k = 0; k < 4; k++)
         for (int64_t i = 0; i < ow; i++)
             for (int64_t c = 0; c < ch; c++) {
-                int32_t v = 0;
-                for (int k = 0; k < 4; k++) v += (int32_t)row[xi[4 * i + k] * ch + c] * xc[4 * i + k];
-                out[i * ch + c] = v;
+                col[k * len + i * ch + c] = (int32_t)(xi[4 * i + k] * ch + c);
+                wt[k * len + i * ch + c] = xc[4 * i + k];
             }
-    }
+    for (int64_t y = 0; y < h; y++) cubic_row(src + y * stride, w * ch, col, wt, len, wide, rows + y * len);
+    free(col);
+    free(wt);
+    free(wide);
+    return 0;
 }
 
 int agr_cubic(const uint8_t *src, int64_t h, int64_t w, int64_t ch, int64_t stride, uint8_t *dst, int64_t oh,
@@ -136,17 +191,14 @@ int agr_cubic(const uint8_t *src, int64_t h, int64_t w, int64_t ch, int64_t stri
     int64_t len = ow * ch;
     int32_t *rows = malloc((size_t)(h * len) * sizeof(int32_t));
     if (!rows) return 2;
-    cubic_rows(src, h, ch, stride, ow, xi, xc, rows);
-    int32_t bias = (int32_t)1 << (2 * bits - 1);
+    if (cubic_rows(src, h, w, ch, stride, ow, xi, xc, rows)) {
+        free(rows);
+        return 2;
+    }
     for (int64_t j = 0; j < oh; j++) {
-        const int32_t *r0 = rows + yi[4 * j] * len, *r1 = rows + yi[4 * j + 1] * len;
-        const int32_t *r2 = rows + yi[4 * j + 2] * len, *r3 = rows + yi[4 * j + 3] * len;
-        int32_t c0 = yc[4 * j], c1 = yc[4 * j + 1], c2 = yc[4 * j + 2], c3 = yc[4 * j + 3];
-        uint8_t *out = dst + j * len;
-        for (int64_t v = 0; v < len; v++) {
-            int32_t q = floor_shift(bias + r0[v] * c0 + r1[v] * c1 + r2[v] * c2 + r3[v] * c3, 2 * bits);
-            out[v] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
-        }
+        const int32_t *r[4] = {rows + yi[4 * j] * len, rows + yi[4 * j + 1] * len, rows + yi[4 * j + 2] * len,
+                               rows + yi[4 * j + 3] * len};
+        cubic_column(r, yc + 4 * j, len, bits, dst + j * len);
     }
     free(rows);
     return 0;
