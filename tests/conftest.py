@@ -57,10 +57,19 @@ needs_emulated_avx2 = pytest.mark.skipif(
 
 def on_emulated_avx2(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run this interpreter with ``args`` on the emulated AVX2-only CPU; fails (not skips) if it exits non-zero."""
+    return on_emulated_x86(EMULATED_AVX2_CPU, *args, timeout=timeout)
+
+
+#: an x86-64 CPU without AVX (SSE4.2 and POPCNT: numpy's baseline), for code that picks its loops by CPU feature
+EMULATED_BASELINE_CPU = "Nehalem"
+
+
+def on_emulated_x86(cpu: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with ``args`` on qemu-user's model of ``cpu``; fails (not skips) if it exits non-zero."""
     assert QEMU, "qemu-x86_64 >= 7.2 is required here (ALIGNGEMINI_REQUIRE_EMULATED_CPU=1): install qemu-user"
-    r = subprocess.run([QEMU, "-cpu", EMULATED_AVX2_CPU, sys.executable, *args], capture_output=True, text=True,
+    r = subprocess.run([QEMU, "-cpu", cpu, sys.executable, *args], capture_output=True, text=True,
                        timeout=timeout, cwd=ROOT)
-    assert r.returncode == 0, f"exit {r.returncode} on the emulated {EMULATED_AVX2_CPU}:\n{r.stdout}\n{r.stderr}"
+    assert r.returncode == 0, f"exit {r.returncode} on the emulated {cpu}:\n{r.stdout}\n{r.stderr}"
     return r
 
 def _arm64_sysroot() -> Any:

@@ -15,7 +15,14 @@ import pytest
 from aligngemini_sdk import resize as resize_module
 from aligngemini_sdk.image import load_image
 from aligngemini_sdk.resize import area, area_numpy, cubic, cubic_numpy, resize
-from tests.conftest import SHARED, needs_emulated_arm64, on_emulated_arm64
+from tests.conftest import (
+    EMULATED_BASELINE_CPU,
+    SHARED,
+    needs_emulated_arm64,
+    needs_emulated_avx2,
+    on_emulated_arm64,
+    on_emulated_x86,
+)
 
 #: CI sets it: a machine that should have built the C shim must not pass by skipping its tests
 REQUIRED = os.environ.get("ALIGNGEMINI_REQUIRE_NATIVE_RESIZE") == "1"
@@ -193,6 +200,30 @@ def test_an_emulated_arm_cpu_gets_the_same_bytes():
     paths = [str(SHARED / p) for p in ARM_SENSITIVE]
     here = [digests(load_image(p).rgb) for p in paths]
     assert json.loads(on_emulated_arm64("-c", DIGEST, *paths).stdout) == here
+
+
+#: every path of resize() on random images, 1-4 channels, printed with whether the shim ran and the CPU had AVX2
+LOOPS = ("import hashlib, json\nimport numpy as np\nfrom numpy._core._multiarray_umath import __cpu_features__\n"
+         "from aligngemini_sdk import resize\nrng = np.random.default_rng(3)\n"
+         "shapes = [(375, 500, 3), (150, 180, 3), (100, 900, 3), (32, 32, 1), (61, 47, 4), (700, 90, 2)]\n"
+         "ims = [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]\n"
+         "out = [hashlib.sha256(resize.resize(im, 224, 224).tobytes()).hexdigest() for im in ims]\n"
+         "print(json.dumps([resize.status().available, __cpu_features__['AVX2'], out]))\n")
+
+
+@needs_emulated_avx2
+def test_the_shims_baseline_loops_give_the_bytes_of_its_avx2_loops():
+    """The shim's integer loops are compiled for AVX2 and for the baseline, chosen when it loads: a CPU without AVX
+    (emulated) runs the baseline ones, and they give the same bytes as this CPU's."""
+    import subprocess
+    import sys
+
+    if not resize_module.status().available:
+        pytest.skip("the C shim is not built here (no compiler): nothing to compare")
+    here = json.loads(subprocess.run([sys.executable, "-c", LOOPS], capture_output=True, text=True,
+                                     check=True).stdout)
+    there = json.loads(on_emulated_x86(EMULATED_BASELINE_CPU, "-c", LOOPS).stdout)
+    assert there[:2] == [True, False] and there[2] == here[2]
 
 
 def test_numpy_only_keeps_the_c_shim_out_and_gives_the_same_bytes(monkeypatch):
