@@ -52,6 +52,7 @@ def _bench_artifact(bundle_dir: str, branch: str, artifact: str, images: list[st
 
     out = ArtifactBench(branch=branch, artifact=artifact)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before_open = rss_now_mb()
     try:
         b = Bundle.open(bundle_dir)
         m = b.manifest
@@ -64,9 +65,13 @@ def _bench_artifact(bundle_dir: str, branch: str, artifact: str, images: list[st
         else:
             raise ValueError(f"the bundle has no {branch} branch")
         out.load_ms, out.describe = (time.perf_counter() - t) * 1e3, rt.describe()
-        decoded = [load_image(p).rgb for p in images]
-        sample = decoded[0] if decoded else np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
-        _time_calls(out, rt, decoded or [sample], warmup, runs)
+        sample = load_image(images[0]).rgb if images else \
+            np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+        _warm_up(out, rt, sample, warmup)
+        out.runtime_rss_mb = rss_now_mb()  # the runtime open and run once; the image set not decoded yet
+        out.runtime_rss_delta_mb = out.runtime_rss_mb - before_open
+        decoded = [sample] + [load_image(p).rgb for p in images[1:]] if images else []
+        _time_calls(out, rt, decoded or [sample], runs)
         fixed = b.manifest.pixel is not None and b.manifest.pixel.input.fixed_size
         out.throughput = _throughput(rt, sample, out) if isinstance(rt, TensorRuntime) and rt.dynamic_batch and fixed \
             else Throughput(best_batch=1, images_per_s=1e3 / out.latency_ms.p50 if out.latency_ms else 0.0)
@@ -84,13 +89,26 @@ def _bench_artifact(bundle_dir: str, branch: str, artifact: str, images: list[st
     return out
 
 
-def _time_calls(out: ArtifactBench, rt: BranchRuntime, images: Sequence[np.ndarray], warmup: int, runs: int) -> None:
-    """Batch-1 latency after an excluded (and reported) warm-up; for a runtime that splits its calls (the VLM),
-    the median time per stage over a few more calls."""
+def rss_now_mb() -> float:
+    """This process's resident memory now (Linux: /proc/self/statm), else its peak so far (``ru_maxrss``)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _warm_up(out: ArtifactBench, rt: BranchRuntime, image: np.ndarray, warmup: int) -> None:
+    """The first calls, timed and reported apart (kernel selection, allocations)."""
     t = time.perf_counter()
     for _ in range(warmup):
-        rt.predict([images[0]])
+        rt.predict([image])
     out.warmup = WarmUp(runs=warmup, ms=(time.perf_counter() - t) * 1e3)
+
+
+def _time_calls(out: ArtifactBench, rt: BranchRuntime, images: Sequence[np.ndarray], runs: int) -> None:
+    """Batch-1 latency (after :func:`_warm_up`); for a runtime that splits its calls (the VLM), the median time per
+    stage over a few more calls."""
     ms = []
     for i in range(runs):
         t = time.perf_counter()
