@@ -27,9 +27,10 @@
 
 #define MAX_SIDE (1LL << 24)
 
-/* Integer loops compiled twice where GCC can dispatch at load time (x86-64 ELF): for AVX2 (32-bit multiplies in
- * one instruction; SSE2 has none) and for the baseline. Integer arithmetic: both give the same bytes. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+/* Integer loops compiled twice where GCC can dispatch at load time (x86-64 ELF with glibc's ifunc; musl has none):
+ * for AVX2 (32-bit multiplies in one instruction; SSE2 has none) and for the baseline. Integer arithmetic: both
+ * give the same bytes. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__)
 #define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SIMD_CLONES
