@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import time
 import zlib
@@ -21,16 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aligngemini_sdk.bench import rss_now_mb
 from aligngemini_sdk.plot import figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "images"
 WARMUP = 500
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def hostile_inputs() -> list[bytes | str]:
@@ -104,7 +99,7 @@ def soak(det: Any, data: list[bytes], bad: list[bytes | str], calls: int) -> tup
         else:
             det.detect(data[i % len(data)])
         if i % 100 == 99:
-            samples.append((i + 1, rss_mb()))
+            samples.append((i + 1, rss_now_mb()))
             if i % 1000 == 999:
                 print(f"[soak] {i + 1}/{calls} calls, RSS {samples[-1][1]:.1f} MB", flush=True)
     return samples, n_errors
