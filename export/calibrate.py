@@ -1,7 +1,13 @@
 """Calibrate a bundle's decision on labelled data: learn a logistic fusion of its two branches, and choose
 operating points -- thresholds for target real-photo false-positive rates (``fpr1``, ``fpr5``, ``fpr10``).
 
-    aligngemini export calibrate BUNDLE --data VAL.csv --fpr 1,5,10 --default fpr5 [--fusion logistic]
+    aligngemini export calibrate BUNDLE --data VAL.csv --fpr 1,5,10 --default fpr5 [--fusion logistic] [--confidence 95]
+
+Operating points are chosen, unless told otherwise, so that the false-positive rate on further photos like the real
+ones given stays within the target **with 95 % confidence** (:mod:`aligngemini_sdk.fpr_bound`): that needs at least
+299 real images for ``fpr1``, 59 for ``fpr5`` and 29 for ``fpr10``, and fewer are refused by name before any image
+is run. ``--confidence 0`` (``confidence=None``) takes the empirical quantile instead, which calls the target share
+of *these* images fake and promises nothing beyond them. Every point records the upper bound its data supports.
 
 Both read the branches' probabilities from the bundle's own runtimes on ``--data`` (every branch run on every
 image: no budget, provenance off) and write only the manifest's ``fusion`` section, so the model files, their
@@ -23,6 +29,7 @@ import numpy as np
 from aligngemini_sdk.bundle import Bundle, read_manifest, write_manifest
 from aligngemini_sdk.dataset import load_collection
 from aligngemini_sdk.errors import ExportError
+from aligngemini_sdk.fpr_bound import BOUND_CONFIDENCE, allowed_false_positives, fpr_upper_bound, min_real_images
 from aligngemini_sdk.fusion import Fusion
 from aligngemini_sdk.manifest import Manifest, OperatingPoint
 from aligngemini_sdk.progress import track
@@ -115,71 +122,112 @@ def logits(p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def choose_points(manifest: Manifest, scores: BranchScores, fprs: Sequence[float]) -> dict[str, OperatingPoint]:
-    """One operating point per target FPR: the thresholds that call at most that share of the real images fake."""
+def choose_points(manifest: Manifest, scores: BranchScores, fprs: Sequence[float],
+                  confidence: float | None = None) -> dict[str, OperatingPoint]:
+    """One operating point per target FPR. ``confidence`` None: the thresholds that call at most that share of these
+    real images fake (the empirical quantile: on further photos its rate is above the target about half the time);
+    a level such as 0.95: the thresholds whose rate on further photos like these stays within the target with that
+    confidence (:mod:`aligngemini_sdk.fpr_bound`); ExportError when there are too few real images for that."""
     real = scores.labels == 0
-    if not real.any():
-        raise ExportError("choosing operating points needs real images")
     out = {}
-    for fpr in fprs:
-        if not 0.0 < fpr < 1.0:
-            raise ExportError(f"a target false-positive rate must be in (0, 1), got {fpr}")
-        point = _point_for(manifest, scores, real, fpr)
-        out[point_name(fpr)] = replace(point, target_fpr=fpr, measured=_measure(manifest, point, scores, fpr))
+    for fpr, allowed in allowances(int(real.sum()), fprs, confidence).items():
+        point = _point_for(manifest, scores, real, allowed)
+        out[point_name(fpr)] = replace(point, target_fpr=fpr, measured=_measure(manifest, point, scores, confidence))
     return out
 
 
-def _point_for(manifest: Manifest, scores: BranchScores, real: np.ndarray, fpr: float) -> OperatingPoint:
+def allowances(n_real: int, fprs: Sequence[float], confidence: float | None) -> dict[float, int]:
+    """Per target FPR, how many of ``n_real`` real images its operating point may call fake (the empirical quantile's
+    rank when ``confidence`` is None); ExportError for a target outside (0, 1), or naming every point that too few
+    real images cannot support at ``confidence``."""
+    if n_real <= 0:
+        raise ExportError("choosing operating points needs real images")
+    if confidence is not None and not 0.0 < confidence < 1.0:
+        raise ExportError(f"a confidence must be in (0, 1) (or None: the empirical quantile), got {confidence}")
+    for fpr in fprs:
+        if not 0.0 < fpr < 1.0:
+            raise ExportError(f"a target false-positive rate must be in (0, 1), got {fpr}")
+    if confidence is None:
+        return {fpr: _empirical_allowance(n_real, fpr) for fpr in fprs}
+    out = {fpr: allowed_false_positives(n_real, fpr, confidence) for fpr in fprs}
+    short = [f"{point_name(f)} needs {min_real_images(f, confidence)}" for f, a in out.items() if a is None]
+    if short:
+        raise ExportError(
+            f"too few real images ({n_real}) for a false-positive rate kept with {confidence:.0%} confidence: "
+            f"{', '.join(short)}. Add real photos, drop those points, or choose the empirical quantile (confidence "
+            "None, --confidence 0), which promises nothing beyond these images")
+    return {f: a for f, a in out.items() if a is not None}
+
+
+def _point_for(manifest: Manifest, scores: BranchScores, real: np.ndarray, allowed: int) -> OperatingPoint:
     rule, pix, sem = manifest.fusion.rule, scores.pixel, scores.semantic
     if pix is not None and sem is not None and rule in ("mean", "logistic"):
         fused = np.asarray([Fusion(manifest.fusion)(p, s)[1] for p, s in zip(pix, sem)])
-        return OperatingPoint(fusion=threshold_for_fpr(fused[real], fpr))
+        return OperatingPoint(fusion=threshold_allowing(fused[real], allowed))
     if pix is not None and (sem is None or rule == "pixel_only"):
-        return OperatingPoint(pixel=threshold_for_fpr(pix[real], fpr))
+        return OperatingPoint(pixel=threshold_allowing(pix[real], allowed))
     if sem is not None and pix is None:
-        return OperatingPoint(semantic=threshold_for_fpr(sem[real], fpr))
+        return OperatingPoint(semantic=threshold_allowing(sem[real], allowed))
     assert pix is not None and sem is not None
     if rule != "or":
         raise ExportError(f"operating points for the {rule!r} rule are not supported; use or, mean or logistic")
-    return _or_point(pix[real], sem[real], fpr)
+    return _or_point(pix[real], sem[real], allowed)
+
+
+def threshold_allowing(real_scores: np.ndarray, allowed: int) -> float:
+    """The smallest threshold t that calls at most ``allowed`` of these real scores fake (score > t)."""
+    s = np.sort(real_scores)
+    return float(np.clip(s[len(s) - 1 - allowed], 0.0, 1.0))
 
 
 def threshold_for_fpr(real_scores: np.ndarray, fpr: float) -> float:
     """The smallest threshold t with (share of real scores > t) <= fpr."""
-    s = np.sort(real_scores)
-    k = max(0, math.ceil((1.0 - fpr) * len(s)) - 1)
-    return float(np.clip(s[k], 0.0, 1.0))
+    return threshold_allowing(real_scores, _empirical_allowance(len(real_scores), fpr))
 
 
-def _or_point(pix: np.ndarray, sem: np.ndarray, fpr: float) -> OperatingPoint:
-    """Under OR an image is fake when either branch says so: give both branches the same individual rate q, the
-    largest q whose combined rate on the real images stays within ``fpr``."""
-    best = OperatingPoint(pixel=threshold_for_fpr(pix, 0.0), semantic=threshold_for_fpr(sem, 0.0))
-    for q in np.linspace(fpr / 2, fpr, 64):
-        tp, ts = threshold_for_fpr(pix, float(q)), threshold_for_fpr(sem, float(q))
-        if np.mean((pix > tp) | (sem > ts)) <= fpr:
+def _empirical_allowance(n: int, fpr: float) -> int:
+    """The empirical quantile's count, as the recipes have always computed it (their thresholds stay bit for bit)."""
+    return n - max(1, math.ceil((1.0 - fpr) * n))
+
+
+def _or_point(pix: np.ndarray, sem: np.ndarray, allowed: int) -> OperatingPoint:
+    """Under OR an image is fake when either branch says so: give both branches the same individual allowance, the
+    largest whose combined count of real images called fake stays within ``allowed``."""
+    best = OperatingPoint(pixel=threshold_allowing(pix, 0), semantic=threshold_allowing(sem, 0))
+    for each in range(allowed // 2, allowed + 1):
+        tp, ts = threshold_allowing(pix, each), threshold_allowing(sem, each)
+        if int(np.sum((pix > tp) | (sem > ts))) <= allowed:
             best = OperatingPoint(pixel=tp, semantic=ts)
     return best
 
 
-def _measure(manifest: Manifest, point: OperatingPoint, scores: BranchScores, fpr: float) -> dict[str, Any]:
+def _measure(manifest: Manifest, point: OperatingPoint, scores: BranchScores,
+             confidence: float | None) -> dict[str, Any]:
+    """The point's verdicts on the data it was chosen on, and the upper bound on its real-photo FPR they support (at
+    ``confidence``, or at 95 % for an empirical point)."""
     m = replace(manifest, fusion=replace(manifest.fusion, operating_points={"x": point}, default_operating_point="x"))
     fusion = Fusion.of(m)
     pix = scores.pixel if scores.pixel is not None else [None] * len(scores.labels)
     sem = scores.semantic if scores.semantic is not None else [None] * len(scores.labels)
     verdicts = np.asarray([fusion(p, s)[0] for p, s in zip(pix, sem)])
     real, fake = scores.labels == 0, scores.labels == 1
+    level = BOUND_CONFIDENCE if confidence is None else confidence
     return {"fpr": float(verdicts[real].mean()), "tpr": float(verdicts[fake].mean()) if fake.any() else None,
-            "n_real": int(real.sum()), "n_fake": int(fake.sum()), "data": scores.data, "in_sample": True}
+            "n_real": int(real.sum()), "n_fake": int(fake.sum()), "data": scores.data, "in_sample": True,
+            "confidence": confidence, "fpr_upper": fpr_upper_bound(int(verdicts[real].sum()), int(real.sum()), level),
+            "fpr_upper_confidence": level}
 
 
 def calibrate(bundle: str | os.PathLike[str], data: str, *, fprs: Sequence[float] = DEFAULT_FPRS,
-              default: str | None = "fpr5", fusion: str | None = None, threads: int | None = None) -> Manifest:
+              default: str | None = "fpr5", fusion: str | None = None, threads: int | None = None,
+              confidence: float | None = BOUND_CONFIDENCE) -> Manifest:
     """Measure the branches on ``data``, optionally fit a new fusion rule (``logistic``), choose the operating
-    points, and rewrite the bundle directory's manifest."""
+    points (``confidence``: see :func:`choose_points`; too few real images fail before any image is run), and
+    rewrite the bundle directory's manifest."""
     root = Bundle.open(bundle).root
     if Path(bundle).resolve() != root:
         raise ExportError("calibrate a bundle directory (a .tar is unpacked into the cache, not rewritten)")
+    allowances(sum(s.label == 0 for s in load_collection(data)), fprs, confidence)
     manifest = read_manifest(root)
     scores = branch_scores(root, data, threads=threads)
     spec = manifest.fusion
@@ -189,7 +237,7 @@ def calibrate(bundle: str | os.PathLike[str], data: str, *, fprs: Sequence[float
     elif fusion is not None:
         spec = replace(spec, rule=fusion)
     manifest = replace(manifest, fusion=spec)
-    points = choose_points(manifest, scores, fprs)
+    points = choose_points(manifest, scores, fprs, confidence)
     if default is not None and default not in points:
         raise ExportError(f"--default {default!r} is not one of the chosen points {sorted(points)}")
     manifest = replace(manifest, fusion=replace(spec, operating_points=points, default_operating_point=default))

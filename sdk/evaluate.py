@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from aligngemini_sdk.dataset import Sample, load_collection
+from aligngemini_sdk.fpr_bound import fpr_upper_bound
 from aligngemini_sdk.manifest import Manifest
 from aligngemini_sdk.metrics import Intervals, Metrics, binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
 from aligngemini_sdk.progress import Progress
@@ -151,6 +152,8 @@ class PointMetrics(TypedDict):
     target_fpr: float | None
     #: real images called fake (None without real images)
     fpr: float | None
+    #: the largest real-photo FPR those counts leave plausible (one-sided 95 %, Clopper-Pearson; None without reals)
+    fpr_upper_95: float | None
     #: fake images caught (None without fake images)
     tpr: float | None
     balanced_accuracy: float | None
@@ -232,8 +235,10 @@ def at_operating_points(rows: Sequence[Row], manifest: Manifest) -> dict[str, Po
         fusion = Fusion.of(manifest, name)
         verdicts = [fusion(r.pixel, r.semantic)[0] for r in ok]
         m = binary_metrics([r.label for r in ok], [float(v) for v in verdicts], predictions=verdicts)
+        called = sum(bool(v) for r, v in zip(ok, verdicts) if r.label == 0)
         out[name] = PointMetrics(
-            target_fpr=point.target_fpr, fpr=None if m["acc_real"] is None else 1.0 - m["acc_real"], tpr=m["acc_fake"],
+            target_fpr=point.target_fpr, fpr=None if m["acc_real"] is None else 1.0 - m["acc_real"],
+            fpr_upper_95=fpr_upper_bound(called, m["n_real"], 0.95) if m["n_real"] else None, tpr=m["acc_fake"],
             balanced_accuracy=m["balanced_accuracy"], n_real=m["n_real"], n_fake=m["n_fake"],
             thresholds=PointThresholds(pixel=fusion.t_pixel, semantic=fusion.t_semantic, fusion=fusion.spec.threshold))
     return out
@@ -255,9 +260,10 @@ def to_markdown(rep: EvalReport, title: str = "Evaluation") -> str:
                       f"{rep.decided_by_provenance} of {o['n']} verdicts."]
     if rep.operating_points:
         lines += ["", "At the bundle's operating points (detectors alone):", "",
-                  markdown_table(["operating point", "target FPR", "FPR (reals called fake)", "TPR (fakes caught)",
-                                  "balanced acc."],
-                                 [[n, fmt(p["target_fpr"], True), fmt(p["fpr"], True), fmt(p["tpr"], True),
+                  markdown_table(["operating point", "target FPR", "FPR (reals called fake)", "FPR, 95 % upper bound",
+                                  "TPR (fakes caught)", "balanced acc."],
+                                 [[n, fmt(p["target_fpr"], True), fmt(p["fpr"], True),
+                                   fmt(p.get("fpr_upper_95"), True), fmt(p["tpr"], True),
                                    fmt(p["balanced_accuracy"], True)] for n, p in rep.operating_points.items()])]
     ci = rep.ci
     if ci:

@@ -678,7 +678,7 @@ def _write_fusion(out: Path, scores: BranchScores, sample_weight: np.ndarray | N
     m = read_manifest(out)
     m = replace(m, name="aligngemini-default-wild", description=DESCRIPTION,
                 fusion=replace(m.fusion, rule="logistic", weights=weights, bias=bias, threshold=0.5))
-    points = choose_points(m, scores, (0.01, 0.05, 0.10))
+    points = choose_points(m, scores, (0.01, 0.05, 0.10), confidence=None)  # empirical; `info` states each bound
     write_manifest(out, replace(m, fusion=replace(m.fusion, operating_points=points, default_operating_point="fpr5")))
 
 

@@ -42,7 +42,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def bundle_summary(b: Any) -> dict[str, Any]:
-    """What ``info --json`` prints: identity, requirements, verified files, branches, fusion, operating points."""
+    """What ``info --json`` prints: identity, requirements, verified files, branches, fusion, operating points (with
+    the 95 % upper bound on the real-photo FPR that each one's recorded measurement supports)."""
+    from aligngemini_sdk.fpr_bound import measured_upper_bound
     from aligngemini_sdk.manifest import required_features
 
     m = b.manifest
@@ -53,7 +55,8 @@ def bundle_summary(b: Any) -> dict[str, Any]:
     if m.fusion.rule in ("mean", "logistic"):
         out["fusion_weights"] = {**m.fusion.weights, "bias": m.fusion.bias, "threshold": m.fusion.threshold}
     out["operating_points"] = {n: {"target_fpr": p.target_fpr, "pixel": p.pixel, "semantic": p.semantic,
-                                   "fusion": p.fusion, "measured": p.measured}
+                                   "fusion": p.fusion, "measured": p.measured,
+                                   "fpr_upper_95": measured_upper_bound(p.measured, 0.95)}
                                for n, p in m.fusion.operating_points.items()}
     out["default_operating_point"] = m.fusion.default_operating_point
     for name in ("pixel", "semantic"):
@@ -75,6 +78,25 @@ def bundle_summary(b: Any) -> dict[str, Any]:
     return out
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _measured_line(point: dict[str, Any]) -> str:
+    """An operating point's recorded measurement in words: FPR (of how many real images, its 95 % upper bound), TPR,
+    on what, and the confidence it was chosen at. The values come from a manifest: printed, never trusted."""
+    m = point["measured"]
+    fpr, tpr, n = m.get("fpr"), m.get("tpr"), m.get("n_real")
+    text = f"measured FPR {fpr:.3f}" if _number(fpr) else "measured FPR ?"
+    if point["fpr_upper_95"] is not None:
+        text += f" of {n} real (95 % upper bound {point['fpr_upper_95']:.3f})"
+    text += (f", TPR {tpr:.3f}" if _number(tpr) else "") + f" on {m.get('data', '?')}"
+    conf = m.get("confidence")
+    if _number(conf) and 0 < conf < 1 and _number(point["target_fpr"]):
+        text += f"; chosen for FPR <= {point['target_fpr']:.0%} at {conf:.0%} confidence"
+    return text
+
+
 def _print_summary(b: Any, out: dict[str, Any]) -> None:
     from aligngemini_sdk.quantized_input import QuantizedInput
 
@@ -90,8 +112,7 @@ def _print_summary(b: Any, out: dict[str, Any]) -> None:
     for n, p in out["operating_points"].items():
         mark = " (default)" if n == out["default_operating_point"] else ""
         thresholds = ", ".join(f"{k} {p[k]:.4f}" for k in ("pixel", "semantic", "fusion") if p[k] is not None)
-        print(f"point    {n}{mark}: {thresholds}; measured FPR {p['measured'].get('fpr', float('nan')):.3f}, "
-              f"TPR {p['measured'].get('tpr') or float('nan'):.3f} on {p['measured'].get('data', '?')}")
+        print(f"point    {n}{mark}: {thresholds}; {_measured_line(p)}")
     if out["requires"]:
         print(f"requires {', '.join(out['requires'])} (SDK features)")
     for name, br in out["branches"].items():

@@ -92,6 +92,10 @@ def _register_calibrate_and_harden(esub: Any) -> None:
     ec.add_argument("--data", required=True, help="labelled validation images (DIR with real/ fake/, or CSV)")
     ec.add_argument("--fpr", default="1,5,10", help="target false-positive rates in percent (default 1,5,10)")
     ec.add_argument("--default", default="fpr5", help="the operating point detect() uses by default ('' for none)")
+    ec.add_argument("--confidence", type=float, default=95.0,
+                    help="percent: each point keeps its rate on further photos like --data's real ones with this "
+                         "confidence (default 95; needs >= 299 / 59 / 29 real images for fpr1 / fpr5 / fpr10); 0: "
+                         "the empirical quantile of these images, no promise beyond them")
 
     eh = esub.add_parser("harden", help="make an existing INT8 bundle give the same answers on every CPU: int8 weights "
                                         "an AVX2 kernel could saturate re-encoded losslessly as uint8, with the "
@@ -160,7 +164,7 @@ def cmd_export_calibrate(args: argparse.Namespace) -> int:
 
     fprs = [float(x) / 100.0 for x in comma_list(args.fpr)]
     m = calibrate(args.bundle, args.data, fprs=fprs, default=args.default or None, fusion=args.fusion,
-                  threads=args.threads)
+                  threads=args.threads, confidence=args.confidence / 100.0 or None)
     print(json.dumps({"bundle": args.bundle, "bundle_id": m.bundle_id, "fusion": m.fusion.rule,
                       "weights": m.fusion.weights, "bias": m.fusion.bias,
                       "default_operating_point": m.fusion.default_operating_point,

@@ -11,12 +11,14 @@ from torch import nn
 
 from aligngemini_sdk import Bundle, Detector, DetectorOptions
 from aligngemini_sdk.conformance import verify_bundle
+from aligngemini_sdk.errors import ExportError
 from aligngemini_sdk.evaluate import evaluate
-from aligngemini_sdk.export.calibrate import calibrate
+from aligngemini_sdk.export.calibrate import calibrate, threshold_for_fpr
 from aligngemini_sdk.export.pixel import GateThresholds, PixelExportConfig, export_pixel
+from aligngemini_sdk.fpr_bound import fpr_upper_bound
 from aligngemini_sdk.fusion import Fusion
 from aligngemini_sdk.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec
-from tests.conftest import fake_images, real_images
+from tests.conftest import CNN_FAKE, CNN_REAL, fake_images, real_images
 
 pytestmark = pytest.mark.shared_data  # reads ../shared/data (skipped, with the reason, without it)
 
@@ -59,7 +61,7 @@ def test_calibration_learns_a_logistic_fusion_and_operating_points(onnx_two_bran
     b = tmp_path / "b"
     shutil.copytree(onnx_two_branch, b)
     before = Bundle.open(b).manifest
-    m = calibrate(b, str(collection), fprs=(0.01, 0.05, 0.10), default="fpr5", fusion="logistic")
+    m = calibrate(b, str(collection), fprs=(0.01, 0.05, 0.10), default="fpr5", fusion="logistic", confidence=None)
     assert m.bundle_id == before.bundle_id and m.fusion.rule == "logistic"  # the model files are untouched
     assert set(m.fusion.operating_points) == {"fpr1", "fpr5", "fpr10"} and m.fusion.default_operating_point == "fpr5"
     thresholds = [m.fusion.operating_points[n].fusion for n in ("fpr1", "fpr5", "fpr10")]
@@ -72,7 +74,7 @@ def test_calibration_learns_a_logistic_fusion_and_operating_points(onnx_two_bran
 def test_the_detector_runs_both_branches_at_an_operating_point(onnx_two_branch, collection, tmp_path):
     b = tmp_path / "b"
     shutil.copytree(onnx_two_branch, b)
-    calibrate(b, str(collection), default="fpr5", fusion="logistic")
+    calibrate(b, str(collection), default="fpr5", fusion="logistic", confidence=None)
     det = Detector(b)
     m = det.bundle.manifest
     assert det.fusion.spec.threshold == m.fusion.operating_points["fpr5"].fusion  # the bundle's default point
@@ -86,7 +88,9 @@ def test_the_detector_runs_both_branches_at_an_operating_point(onnx_two_branch, 
         Detector(b, DetectorOptions(operating_point="fpr50"))
     rep = evaluate(str(b), str(collection))
     assert rep.operating_points is not None and set(rep.operating_points) == {"fpr1", "fpr5", "fpr10"}
-    assert rep.operating_points["fpr5"]["fpr"] <= 0.05  # the data it was chosen on
+    point = rep.operating_points["fpr5"]
+    assert point["fpr"] <= 0.05  # the data it was chosen on; with its 12 real images that promises little beyond them:
+    assert point["fpr_upper_95"] == fpr_upper_bound(round(point["fpr"] * point["n_real"]), point["n_real"]) > 0.2
     probs = [det.detect(p).score for p in fake_images(2)]
     assert all(np.isfinite(probs))
 
@@ -98,7 +102,8 @@ def test_the_cli_calibrates_and_detects_at_a_named_point(onnx_two_branch, collec
     b = tmp_path / "b"
     shutil.copytree(onnx_two_branch, b)
     run = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "export", "calibrate", str(b), "--data",
-                          str(collection), "--fusion", "logistic", "--fpr", "5,10", "--default", "fpr10"],
+                          str(collection), "--fusion", "logistic", "--fpr", "5,10", "--default", "fpr10",
+                          "--confidence", "0"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
@@ -109,7 +114,47 @@ def test_the_cli_calibrates_and_detects_at_a_named_point(onnx_two_branch, collec
     assert json.loads(run.stdout)["branches"]["semantic"]["ran"]
     info = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "info", str(b), "--json"],
                           capture_output=True, text=True)
-    assert json.loads(info.stdout)["default_operating_point"] == "fpr10"
+    summary = json.loads(info.stdout)
+    assert summary["default_operating_point"] == "fpr10"
+    for point in summary["operating_points"].values():  # the bound its 12 real images support, stated
+        m = point["measured"]
+        assert m["confidence"] is None and point["fpr_upper_95"] == m["fpr_upper"] > point["target_fpr"]
+        assert point["fpr_upper_95"] == fpr_upper_bound(round(m["fpr"] * m["n_real"]), m["n_real"], 0.95)
+
+
+def test_too_few_real_images_for_a_kept_rate_are_refused_before_any_image_runs(onnx_two_branch, collection, tmp_path):
+    """By default a point must keep its rate with 95 % confidence; 12 real images support none of fpr1/5/10, and the
+    refusal names what each needs. It comes before any image is run (the unreadable fake here would fail a run)
+    and nothing is written."""
+    b, data = tmp_path / "b", tmp_path / "data"
+    shutil.copytree(onnx_two_branch, b)
+    shutil.copytree(collection, data, symlinks=True)
+    (data / "fake" / "unreadable.jpg").write_bytes(b"not an image")
+    before = (b / "manifest.json").read_bytes()
+    with pytest.raises(ExportError, match=r"too few real images \(12\).*fpr1 needs 299, fpr5 needs 59, fpr10 needs 29"):
+        calibrate(b, str(data), fusion="logistic")
+    assert (b / "manifest.json").read_bytes() == before
+
+
+def test_points_kept_with_confidence_are_stricter_and_record_their_bound(onnx_two_branch, tmp_path):
+    """200 real photos: at 95 % confidence fpr5 and fpr10 may call only as many fake as keeps the bound within the
+    target, so their thresholds sit at or above the empirical quantile's, whose own bound exceeds the target."""
+    data = tmp_path / "data"
+    for label, src, n in (("real", CNN_REAL, 200), ("fake", CNN_FAKE, 40)):
+        (data / label).mkdir(parents=True)
+        for p in sorted(src.iterdir())[:n]:
+            (data / label / p.name).symlink_to(p)
+    kept, empirical = tmp_path / "kept", tmp_path / "empirical"
+    for out in (kept, empirical):
+        shutil.copytree(onnx_two_branch, out)
+    m = calibrate(kept, str(data), fprs=(0.05, 0.10), fusion="logistic")
+    e = calibrate(empirical, str(data), fprs=(0.05, 0.10), fusion="logistic", confidence=None)
+    assert m.fusion.weights == e.fusion.weights  # the same fusion, fitted on the same scores
+    for name, target in (("fpr5", 0.05), ("fpr10", 0.10)):
+        p, q = m.fusion.operating_points[name], e.fusion.operating_points[name]
+        assert p.measured["n_real"] == 200 and p.measured["confidence"] == 0.95
+        assert p.measured["fpr_upper"] <= target < q.measured["fpr_upper"]
+        assert p.fusion >= q.fusion and p.measured["fpr"] <= q.measured["fpr"]
 
 
 def test_bench_measures_the_onnx_semantic_branch_against_its_gate(onnx_two_branch):
@@ -146,3 +191,16 @@ def test_a_resizing_branch_can_declare_the_jpeg_dct_reduction(ladeda_bundle, col
         flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[denom]
         reduced = cv2.imread(str(photo), flag)[:, :, ::-1]
         assert r.semantic.probability == det.semantic.predict_one(np.ascontiguousarray(reduced))
+
+
+def test_the_empirical_quantile_keeps_the_rank_the_recipes_have_always_used():
+    """``confidence=None`` is the rank every recipe chose its thresholds by (the shipped default's among them), so a
+    retrain gives the same thresholds."""
+    import math
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 400, 7):
+        scores = rng.random(n)
+        for fpr in (0.01, 0.05, 0.10, 0.3):
+            rank = max(0, math.ceil((1.0 - fpr) * n) - 1)
+            assert threshold_for_fpr(scores, fpr) == float(np.sort(scores)[rank])
