@@ -86,7 +86,7 @@ class Timing:
     numpy_ms: float  #: the same resize on its numpy path (where no C compiler was available)
     opencv_ms: float
     integer_peak_mb: float  #: traced by Python: numpy's arrays, not the C shim's buffers (``native_buffers_mb``)
-    native_buffers_mb: float  #: what resize.c allocates: a 32-bit sum and a 32-bit row sum per row value
+    native_buffers_mb: float  #: what resize.c allocates for it (``native_buffers_mb()``), 0 without the C shim
 
 
 def numpy_rule(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -112,10 +112,22 @@ def timings(repeats: int = TIMING_REPEATS) -> list[Timing]:
         peak = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
         med = {k: float(np.median(v)) for k, v in t.items()}
-        shrinks = (h >= SIDE and w >= SIDE) or h * w > SIDE * SIDE  # area() runs (alone, or before cubic())
-        native = 8 * w * 3 / 1e6 if shrinks and resize_module.status().available else 0.0
+        native = native_buffers_mb(h, w, 3) if resize_module.status().available else 0.0
         out.append(Timing(f"{h} x {w}", img.nbytes / 1e6, med["integer"], med["numpy"], med["cv2"], peak, native))
     return out
+
+
+def native_buffers_mb(h: int, w: int, ch: int, height: int = SIDE, width: int = SIDE) -> float:
+    """The largest set of buffers resize.c holds at once on resize()'s plan for an h x w image: the area shrink a
+    32-bit sum and a 32-bit row sum per input row value (plus its column bounds); the bicubic growth a 32-bit row of
+    horizontal sums per input row, its tap and weight tables (4 + 4 per output row value) and one input row widened
+    to 32 bits. Where one side grows and the area shrinks, the shrink runs first, and the growth on its output."""
+    area = 4 * (2 * w * ch) + 16 * (width + 1)
+    if h >= height and w >= width:
+        return area / 1e6
+    sh, sw = (h, w) if h * w <= height * width else (min(h, height), min(w, width))  # what cubic() is given
+    cubic = 4 * (sh * width * ch + 8 * width * ch + sw * ch)
+    return max(area if (sh, sw) != (h, w) else 0, cubic) / 1e6
 
 
 @contextlib.contextmanager
