@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from aligngemini_sdk.dataset import Sample, load_collection
-from aligngemini_sdk.fpr_bound import fpr_upper_bound
+from aligngemini_sdk.fpr_bound import BOUND_CONFIDENCE, fpr_upper_bound
 from aligngemini_sdk.manifest import Manifest
 from aligngemini_sdk.metrics import Intervals, Metrics, binary_metrics, bootstrap_ci, fmt, markdown_table, per_source
 from aligngemini_sdk.progress import Progress
@@ -236,9 +236,10 @@ def at_operating_points(rows: Sequence[Row], manifest: Manifest) -> dict[str, Po
         verdicts = [fusion(r.pixel, r.semantic)[0] for r in ok]
         m = binary_metrics([r.label for r in ok], [float(v) for v in verdicts], predictions=verdicts)
         called = sum(bool(v) for r, v in zip(ok, verdicts) if r.label == 0)
+        upper = fpr_upper_bound(called, m["n_real"], BOUND_CONFIDENCE) if m["n_real"] else None
         out[name] = PointMetrics(
             target_fpr=point.target_fpr, fpr=None if m["acc_real"] is None else 1.0 - m["acc_real"],
-            fpr_upper_95=fpr_upper_bound(called, m["n_real"], 0.95) if m["n_real"] else None, tpr=m["acc_fake"],
+            fpr_upper_95=upper, tpr=m["acc_fake"],
             balanced_accuracy=m["balanced_accuracy"], n_real=m["n_real"], n_fake=m["n_fake"],
             thresholds=PointThresholds(pixel=fusion.t_pixel, semantic=fusion.t_semantic, fusion=fusion.spec.threshold))
     return out

@@ -31,11 +31,19 @@ def _check(fpr: float, confidence: float) -> None:
         raise ValueError(f"a confidence must be in (0, 1), got {confidence}")
 
 
-def _log_pmf(n: int, p: float, upto: int) -> np.ndarray:
-    """log P(Binomial(n, p) = i) for i = 0..upto (the binomial coefficients as running sums of logs)."""
-    i = np.arange(upto + 1, dtype=np.float64)
-    log_choose = np.concatenate([[0.0], np.cumsum(np.log(n - i[:-1]) - np.log1p(i[:-1]))])
+def _log_pmf(n: int, p: float, first: int, last: int) -> np.ndarray:
+    """log P(Binomial(n, p) = i) for i = first..last (the binomial coefficients as running sums of logs)."""
+    i = np.arange(first, last + 1, dtype=np.float64)
+    start = math.lgamma(n + 1) - math.lgamma(first + 1) - math.lgamma(n - first + 1)
+    log_choose = start + np.concatenate([[0.0], np.cumsum(np.log(n - i[:-1]) - np.log1p(i[:-1]))])
     return log_choose + i * math.log(p) + (n - i) * math.log1p(-p)
+
+
+def _negligible_below(n: int, p: float, x: int) -> int:
+    """An index below which P(Binomial(n, p) = i) adds nothing at float precision to the mass up to ``x``: 40
+    standard deviations under the lower of ``x`` and the mean (the terms fall at least that fast below both), so
+    a CDF costs O(sqrt(n)) terms, not O(x)."""
+    return max(0, math.floor(min(x, n * p) - 40.0 * math.sqrt(n * p * (1.0 - p) + 1.0) - 10.0))
 
 
 def binomial_cdf(x: int, n: int, p: float) -> float:
@@ -46,7 +54,7 @@ def binomial_cdf(x: int, n: int, p: float) -> float:
         return 1.0
     if p >= 1.0:
         return 0.0
-    lp = _log_pmf(n, p, x)
+    lp = _log_pmf(n, p, _negligible_below(n, p, x), x)
     top = float(lp.max())
     return min(1.0, math.exp(top) * float(np.exp(lp - top).sum()))
 
@@ -74,7 +82,7 @@ def allowed_false_positives(n: int, fpr: float, confidence: float) -> int | None
     if n <= 0:
         return None
     upto = min(n, math.ceil(n * fpr + 10.0 * math.sqrt(n * fpr * (1.0 - fpr)) + 10.0))  # the CDF is ~1 by then
-    cdf = np.cumsum(np.exp(_log_pmf(n, fpr, upto)))
+    cdf = np.cumsum(np.exp(_log_pmf(n, fpr, 0, upto)))
     x = int(np.searchsorted(cdf, 1.0 - confidence, side="right")) - 1
     return None if x < 0 else x
 

@@ -318,6 +318,8 @@ def _require(cond: bool, message: str) -> None:
 
 #: Largest side a fixed-size model input may declare; above any detector's crop, far below a memory bomb.
 MAX_INPUT_SIDE = 8192
+#: Most operating points a manifest may list (a handful in practice; each is printed and bounded by ``info``)
+MAX_OPERATING_POINTS = 64
 #: Largest VLM context a manifest may ask llama.cpp to allocate (Qwen2.5-VL's own limit is 128k tokens)
 MAX_N_CTX = 1 << 18
 
@@ -448,6 +450,9 @@ def _parse_operating_point(name: str, raw: Any) -> OperatingPoint:
 
 
 def _parse_fusion(f: dict[str, Any]) -> FusionSpec:
+    raw_points = f.get("operating_points") or {}
+    _require(isinstance(raw_points, dict) and len(raw_points) <= MAX_OPERATING_POINTS,
+             f"fusion.operating_points must be an object of at most {MAX_OPERATING_POINTS} points")
     points = {str(k): _parse_operating_point(str(k), v) for k, v in (f.get("operating_points") or {}).items()}
     default = f.get("default_operating_point")
     _require(default is None or default in points,

@@ -44,7 +44,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def bundle_summary(b: Any) -> dict[str, Any]:
     """What ``info --json`` prints: identity, requirements, verified files, branches, fusion, operating points (with
     the 95 % upper bound on the real-photo FPR that each one's recorded measurement supports)."""
-    from aligngemini_sdk.fpr_bound import measured_upper_bound
+    from aligngemini_sdk.fpr_bound import BOUND_CONFIDENCE, measured_upper_bound
     from aligngemini_sdk.manifest import required_features
 
     m = b.manifest
@@ -56,7 +56,7 @@ def bundle_summary(b: Any) -> dict[str, Any]:
         out["fusion_weights"] = {**m.fusion.weights, "bias": m.fusion.bias, "threshold": m.fusion.threshold}
     out["operating_points"] = {n: {"target_fpr": p.target_fpr, "pixel": p.pixel, "semantic": p.semantic,
                                    "fusion": p.fusion, "measured": p.measured,
-                                   "fpr_upper_95": measured_upper_bound(p.measured, 0.95)}
+                                   "fpr_upper_95": measured_upper_bound(p.measured, BOUND_CONFIDENCE)}
                                for n, p in m.fusion.operating_points.items()}
     out["default_operating_point"] = m.fusion.default_operating_point
     for name in ("pixel", "semantic"):

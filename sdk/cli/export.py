@@ -80,6 +80,13 @@ def _register_pixel(esub: Any) -> None:
     ep.set_defaults(func=cmd_export_pixel)
 
 
+def _percent_below_100(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 100.0:
+        raise argparse.ArgumentTypeError(f"a percent in [0, 100) (0: the empirical quantile), got {text}")
+    return value
+
+
 def _register_calibrate_and_harden(esub: Any) -> None:
     ec = esub.add_parser("calibrate", help="learn a logistic fusion of the two branches and choose operating points "
                                            "(thresholds for target real-photo false-positive rates) on labelled "
@@ -92,7 +99,7 @@ def _register_calibrate_and_harden(esub: Any) -> None:
     ec.add_argument("--data", required=True, help="labelled validation images (DIR with real/ fake/, or CSV)")
     ec.add_argument("--fpr", default="1,5,10", help="target false-positive rates in percent (default 1,5,10)")
     ec.add_argument("--default", default="fpr5", help="the operating point detect() uses by default ('' for none)")
-    ec.add_argument("--confidence", type=float, default=95.0,
+    ec.add_argument("--confidence", type=_percent_below_100, default=95.0,
                     help="percent: each point keeps its rate on further photos like --data's real ones with this "
                          "confidence (default 95; needs >= 299 / 59 / 29 real images for fpr1 / fpr5 / fpr10); 0: "
                          "the empirical quantile of these images, no promise beyond them")

@@ -204,3 +204,34 @@ def test_the_empirical_quantile_keeps_the_rank_the_recipes_have_always_used():
         for fpr in (0.01, 0.05, 0.10, 0.3):
             rank = max(0, math.ceil((1.0 - fpr) * n) - 1)
             assert threshold_for_fpr(scores, fpr) == float(np.sort(scores)[rank])
+
+
+def test_info_prints_a_manifests_implausible_measurements_without_trusting_them(onnx_two_branch, collection, tmp_path):
+    """``measured`` is whatever the manifest says: strings, a billion images, a rate above one are printed as they
+    are or as "?", with no bound computed from them, and ``info`` still succeeds."""
+    import subprocess
+    import sys
+
+    b = tmp_path / "b"
+    shutil.copytree(onnx_two_branch, b)
+    calibrate(b, str(collection), fprs=(0.05, 0.10), fusion="logistic", confidence=None)
+    raw = json.loads((b / "manifest.json").read_text())
+    points = raw["fusion"]["operating_points"]
+    points["fpr5"]["measured"] = {"fpr": "low", "n_real": 10**9, "tpr": [1], "confidence": "sure"}
+    points["fpr10"]["measured"] = {"fpr": 1.5, "n_real": 100, "data": "x" * 50}
+    (b / "manifest.json").write_text(json.dumps(raw))
+    run = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "info", str(b)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "fpr5 (default): fusion" in run.stdout and "measured FPR ?" in run.stdout and "upper bound" not in run.stdout
+    summary = json.loads(subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "info", str(b), "--json"],
+                                        capture_output=True, text=True).stdout)
+    assert [p["fpr_upper_95"] for p in summary["operating_points"].values()] == [None, None]
+
+
+def test_the_cli_refuses_a_confidence_outside_0_to_100_percent(onnx_two_branch, collection):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "aligngemini_sdk.cli", "export", "calibrate", str(onnx_two_branch),
+                          "--data", str(collection), "--confidence", "100"], capture_output=True, text=True)
+    assert run.returncode == 2 and "a percent in [0, 100)" in run.stderr

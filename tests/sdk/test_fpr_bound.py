@@ -24,6 +24,16 @@ def test_the_binomial_cdf_is_the_exact_sum(n, p):
         assert binomial_cdf(x, n, p) == pytest.approx(exact, rel=1e-10, abs=1e-300)
 
 
+@pytest.mark.parametrize(("n", "p"), [(20_000, 0.05), (5_000, 0.5), (100_000, 0.001)])
+def test_a_large_ns_cdf_leaves_out_only_terms_too_small_to_count(n, p):
+    """Terms 40 standard deviations below the mass that matters are skipped; every term summed gives the same."""
+    mean = n * p
+    for x in (int(mean * 0.9), int(mean), int(mean * 1.1)):
+        terms = [math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+                          + (n - i) * math.log1p(-p)) for i in range(x + 1)]
+        assert binomial_cdf(x, n, p) == pytest.approx(math.fsum(terms), rel=1e-9)
+
+
 def test_the_upper_bound_is_clopper_pearsons():
     for n in (10, 153, 5000):
         assert fpr_upper_bound(0, n, 0.95) == pytest.approx(1 - 0.05 ** (1 / n), rel=1e-9)  # closed form at 0

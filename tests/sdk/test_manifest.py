@@ -49,6 +49,9 @@ def test_an_onnx_semantic_branch_and_a_logistic_fusion_with_operating_points_rou
     (lambda d: d["fusion"]["weights"].update(pixel="heavy"), "fusion.weights.pixel"),
     (lambda d: d["branches"]["semantic"].pop("input"), "needs semantic.input"),
     (lambda d: d["fusion"].update(rule="vote"), "fusion.rule"),
+    (lambda d: d["fusion"].update(operating_points={f"p{i}": {"fusion": 0.5} for i in range(65)}),
+     "at most 64 points"),
+    (lambda d: d["fusion"].update(operating_points=[0.5]), "fusion.operating_points must be an object"),
 ])
 def test_a_bad_fusion_section_or_semantic_branch_is_refused_by_name(mutate, message):
     with pytest.raises(BundleFormatError, match=message):
